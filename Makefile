@@ -1,0 +1,46 @@
+# Every target creates (or reuses) its own virtual environment in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv test test-system check lint format demo bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make test: the whole test suite (except the slow system tests)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not system"
+
+## make test-system: whole-system reliability tests (slow)
+test-system: $(STAMP)
+	$(BIN)/python -m pytest -q -m system
+
+## make check: lint and type-check
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## make demo: the whole system against the embedded reference server
+demo: $(STAMP)
+	$(BIN)/agentbus demo
+
+## make bench: every benchmark; results go to bench/RESULTS.md by hand
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,17 @@
+"""`agentbus quarantine` (not built yet)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "quarantine (not built yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    print("agentbus: 'quarantine' is not built yet", file=sys.stderr)
+    return 1

@@ -1,0 +1,390 @@
+"""Configuration: a TOML file, checked strictly, with ``AGENTBUS_<SECTION>_<KEY>`` overrides.
+
+Look-up order of the file: ``--config FILE``, then ``$AGENTBUS_CONFIG``, then the packaged
+default (``agent/default.toml``, also shipped as ``etc/agentbus.toml``). Every problem — an
+unknown key, a wrong type, a bad duration or size, an unreadable file — raises
+:class:`ConfigError` naming the key, which the CLI turns into exit code 2.
+
+Each section is a frozen dataclass; the annotation of a field says how its value is read:
+``Seconds`` takes ``"500ms"``, ``"30s"``, ``"11m"``, ``"2h"``, ``"1d"`` or a number of seconds;
+``Bytes`` takes ``"256KB"``, ``"1MB"``, ``"2GB"`` (powers of 1024) or a number of bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from bus.errors import EXIT_USAGE, AgentbusError
+
+Seconds = Annotated[float, "duration"]
+Bytes = Annotated[int, "size"]
+
+#: the packaged default configuration file
+DEFAULT_CONFIG_FILE = Path(__file__).with_name("default.toml")
+ENV_CONFIG = "AGENTBUS_CONFIG"
+ENV_PREFIX = "AGENTBUS_"
+
+
+class ConfigError(AgentbusError):
+    """The configuration file or an override is missing, unreadable or wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentSection:
+    #: comms API base URL (events, commands, files, authentication)
+    server_url: str = "https://localhost:27000"
+    #: TLS checks: full (chain + hostname), certificate (chain only), none
+    verification_mode: Literal["full", "certificate", "none"] = "full"
+    #: CA bundle for the server's certificate; empty = the system bundle
+    ca_file: str = ""
+    #: credentials, queues, state of collectors
+    data_dir: str = "/var/lib/agentbus"
+    #: bus sockets, pid file
+    run_dir: str = "/run/agentbus"
+    #: connect timeout of every HTTP call
+    connect_timeout: Seconds = 10.0
+    #: read timeout of ordinary HTTP calls (long-polls use commander.request_timeout)
+    read_timeout: Seconds = 60.0
+    #: how long a graceful stop may take before the rest is abandoned
+    stop_timeout: Seconds = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BusSection:
+    #: largest accepted bus message (also ZMQ_MAXMSGSIZE)
+    max_message_bytes: Bytes = 4 * 1024 * 1024
+    #: high-water mark of every bus socket, in messages
+    hwm: int = 1000
+    #: endpoint overrides; empty = ipc socket in run_dir
+    events_endpoint: str = ""
+    ingest_endpoint: str = ""
+    commands_endpoint: str = ""
+    results_endpoint: str = ""
+    #: z85 CURVE key pair file for tcp endpoints reachable from other hosts
+    curve_secret_key_file: str = ""
+    #: how many rejected-input log lines per minute, per socket
+    reject_log_per_minute: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForwarderSection:
+    #: a batch is sent when it reaches this many bytes ...
+    batch_max_bytes: Bytes = 1024 * 1024
+    #: ... or this many events ...
+    batch_max_events: int = 100_000
+    #: ... or when its oldest event has waited this long
+    batch_interval: Seconds = 1.0
+    #: a chunk (one queue row) closes at this size ...
+    chunk_max_bytes: Bytes = 256 * 1024
+    #: ... or this long after its first event arrived
+    chunk_max_delay: Seconds = 0.005
+    #: bound on queued bytes, per queue (stateless, stateful)
+    max_queue_bytes: Bytes = 1024 * 1024 * 1024
+    #: what to do when a queue is full: block (back-pressure) or drop_oldest (stateless only)
+    when_full: Literal["block", "drop_oldest"] = "block"
+    #: events per second accepted from collectors; 0 = no limit
+    max_eps: int = 0
+    #: stateless requests in flight at once (stateful always keeps one)
+    stateless_in_flight: int = 4
+    #: timeout of one events POST
+    request_timeout: Seconds = 30.0
+    #: first retry delay after a failure; doubles up to backoff_max (full jitter)
+    backoff_initial: Seconds = 1.0
+    backoff_max: Seconds = 60.0
+    #: how often acked rows are removed from the queue files
+    clear_acked_interval: Seconds = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommanderSection:
+    #: client timeout of the long-poll; must exceed the server's hold (20 minutes max)
+    request_timeout: Seconds = 660.0
+    #: timeout of a command that names none
+    command_timeout: Seconds = 600.0
+    #: how often a command is published again until an executor answers
+    republish_interval: Seconds = 1.0
+    #: an executor that sent no hello for this long is no longer live
+    executor_ttl: Seconds = 30.0
+    #: first back-off after a failed poll; doubles up to backoff_max (full jitter)
+    backoff_initial: Seconds = 1.0
+    backoff_max: Seconds = 60.0
+    #: run the built-in executor of the ``agent`` topic (set-group, fetch-config, restart)
+    agent_executor: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSection:
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    #: also log to this file; empty = stderr only
+    file: str = ""
+    #: write the file as JSON lines
+    json: bool = False
+    #: rotate the file at this size, keep this many days
+    rotation: Bytes = 10 * 1024 * 1024
+    retention_days: int = 7
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthSection:
+    #: serve /health and /metrics over HTTP
+    enabled: bool = False
+    #: where: loopback by default
+    listen: str = "127.0.0.1:9780"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogcollectorSection:
+    enabled: bool = True
+    #: files and globs to tail
+    paths: list[str] = field(default_factory=lambda: ["/var/log/syslog", "/var/log/auth.log"])
+    #: globs of files never to read
+    exclude: list[str] = field(default_factory=list)
+    #: where to begin in a file seen for the first time: end (only new lines) or start
+    read_from: Literal["start", "end"] = "end"
+    #: longer lines are cut here and flagged
+    max_line_bytes: Bytes = 64 * 1024
+    #: how often files and globs are checked
+    poll_interval: Seconds = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class InventorySection:
+    enabled: bool = True
+    #: time between scans
+    interval: Seconds = 3600.0
+    #: which inventories to collect
+    collectors: list[str] = field(
+        default_factory=lambda: ["system", "hardware", "packages", "processes", "networks", "ports"]
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FimSection:
+    enabled: bool = True
+    #: directories to watch
+    paths: list[str] = field(default_factory=lambda: ["/etc", "/usr/bin", "/usr/sbin"])
+    exclude: list[str] = field(default_factory=list)
+    #: time between scans
+    interval: Seconds = 43200.0
+    #: files larger than this are reported without a hash
+    max_file_bytes: Bytes = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectorsSection:
+    logcollector: LogcollectorSection = field(default_factory=LogcollectorSection)
+    inventory: InventorySection = field(default_factory=InventorySection)
+    fim: FimSection = field(default_factory=FimSection)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole configuration; ``source`` says which file it came from."""
+
+    agent: AgentSection = field(default_factory=AgentSection)
+    bus: BusSection = field(default_factory=BusSection)
+    forwarder: ForwarderSection = field(default_factory=ForwarderSection)
+    commander: CommanderSection = field(default_factory=CommanderSection)
+    log: LogSection = field(default_factory=LogSection)
+    health: HealthSection = field(default_factory=HealthSection)
+    collectors: CollectorsSection = field(default_factory=CollectorsSection)
+    source: str = "<defaults>"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.agent.data_dir)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.agent.run_dir)
+
+
+def find_config_file(explicit: str | None = None) -> Path:
+    """The file to read: ``explicit``, else ``$AGENTBUS_CONFIG``, else the packaged default."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_FILE
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read, override from the environment and check the configuration."""
+    file = find_config_file(str(path) if path else None)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {file} is not UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    apply_env_overrides(raw, os.environ if environ is None else environ)
+    config = _build(Config, raw, "")
+    return dataclasses.replace(config, source=str(file))
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """A checked Config from a TOML-shaped dict (tests and the demo build configs this way)."""
+    return _build(Config, raw, "")
+
+
+def apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
+    """Apply ``AGENTBUS_<SECTION>_<KEY>=value`` variables onto the raw TOML dict."""
+    paths = _key_paths(Config, ())
+    by_env = {ENV_PREFIX + "_".join(p).upper(): p for p in paths}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        key_path = by_env.get(name)
+        if key_path is None:
+            raise ConfigError(f"environment variable {name} names no configuration key")
+        node = raw
+        for part in key_path[:-1]:
+            sub = node.setdefault(part, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{'.'.join(key_path[:-1])} must be a table")
+            node = sub
+        node[key_path[-1]] = _env_value(value)
+
+
+def _env_value(text: str) -> Any:
+    # Lists may be given as JSON; everything else stays text and is parsed by its field type.
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            pass
+    return text
+
+
+def _key_paths(cls: type, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        if f.name == "source":
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            out.extend(_key_paths(hint, (*prefix, f.name)))  # type: ignore[arg-type]
+        else:
+            out.append((*prefix, f.name))
+    return out
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'} must be a table")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"{key}: unknown key")
+    values: dict[str, Any] = {}
+    for name in names & set(raw):
+        key = f"{where}.{name}" if where else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name], key)  # type: ignore[arg-type]
+        else:
+            values[name] = _convert(hint, raw[name], key)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, tag = typing.get_args(hint)[:2]
+        if tag == "duration":
+            return parse_duration(value, key)
+        if tag == "size":
+            return parse_size(value, key)
+        return _convert(base, value, key)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings")
+        return list(value)
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint!r}")  # pragma: no cover - schema bug
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|k|m|g)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+    "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3,
+}  # fmt: skip
+
+
+def parse_duration(value: Any, key: str = "duration") -> float:
+    """Seconds from ``"500ms"``, ``"30s"``, ``"11m"``, ``"2h"``, ``"1d"`` or a number."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration like '30s', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ConfigError(f"{key}: expected a duration like '500ms', '30s' or '11m', got {value!r}")
+    if seconds < 0:
+        raise ConfigError(f"{key}: must not be negative")
+    return seconds
+
+
+def parse_size(value: Any, key: str = "size") -> int:
+    """Bytes from ``"256KB"``, ``"1MB"``, ``"2GB"`` (powers of 1024) or a number."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a size like '1MB', got {value!r}")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    else:
+        raise ConfigError(f"{key}: expected a size like '256KB' or '1MB', got {value!r}")
+    if size < 0:
+        raise ConfigError(f"{key}: must not be negative")
+    return size

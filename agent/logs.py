@@ -1,0 +1,64 @@
+"""Logging with loguru: one stable prefix per service, optional rotated file, JSON lines.
+
+``diagnose=False`` everywhere: loguru's diagnose mode prints local variables in
+tracebacks, which would put credentials and tokens in the log.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from loguru import logger
+
+from agent.config import LogSection
+
+FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} [{extra[service]}] {message}"
+
+
+def setup_logging(section: LogSection, service: str) -> None:
+    """Route every log line to stderr (and the configured file) with ``[service]`` prefix."""
+    logger.remove()
+    logger.configure(extra={"service": service})
+    logger.add(sys.stderr, level=section.level, format=FORMAT, diagnose=False, backtrace=False)
+    if section.file:
+        logger.add(
+            section.file,
+            level=section.level,
+            format=FORMAT,
+            serialize=section.json,
+            rotation=section.rotation,
+            retention=f"{section.retention_days} days",
+            diagnose=False,
+            backtrace=False,
+            enqueue=False,
+        )
+
+
+class RateLimitedLog:
+    """Lets at most ``per_minute`` lines through per key; counts what it held back.
+
+    Used for bad input from local clients: a flood of garbage must not flood the log.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._window: dict[str, tuple[float, int, int]] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            start, shown, held = self._window.get(key, (now, 0, 0))
+            if now - start >= 60:
+                if held:
+                    logger.warning(
+                        "{} more '{}' messages were not logged in the last minute", held, key
+                    )
+                start, shown, held = now, 0, 0
+            if shown < self.per_minute:
+                self._window[key] = (start, shown + 1, held)
+                logger.warning(message, *args)
+            else:
+                self._window[key] = (start, shown, held + 1)

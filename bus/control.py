@@ -1,0 +1,113 @@
+"""Control sockets: every service answers ``{"cmd": ...}`` requests on a REP socket.
+
+``{"cmd": "status"}`` returns the service's counters as a map. Services may register more
+commands (the forwarder's quarantine commands, for instance). Unknown commands and bad
+requests get ``{"ok": false, "error": "..."}``; they never stop the service.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+
+from bus.errors import BusError, BusTimeout
+from bus.sockets import Binding, SocketOptions, bind, connect, make_socket
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: how long a control client waits for an answer (seconds)
+DEFAULT_CONTROL_TIMEOUT = 2.0
+
+
+class ControlServer:
+    """A REP socket served from its own thread; handlers run in that thread."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        handlers: dict[str, Handler],
+        *,
+        context: zmq.Context | None = None,
+        options: SocketOptions | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.handlers = dict(handlers)
+        self._ctx = context or zmq.Context.instance()
+        self._opts = options or SocketOptions()
+        self._stop = threading.Event()
+        self._binding: Binding | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind now (so an endpoint conflict raises here) and serve in a daemon thread."""
+        sock = make_socket(self._ctx, zmq.REP, self._opts)
+        self._binding = bind(sock, self.endpoint, self._opts)
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _serve(self) -> None:
+        assert self._binding is not None
+        sock = self._binding.sock
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(100, zmq.POLLIN):
+                    continue
+                try:
+                    raw = sock.recv()
+                except zmq.ZMQError:
+                    continue
+                sock.send(msgpack.packb(self._answer(raw), use_bin_type=True, default=str))
+        finally:
+            self._binding.close(linger_ms=0)
+
+    def _answer(self, raw: bytes) -> dict[str, Any]:
+        try:
+            request = msgpack.unpackb(raw, raw=False)
+        except Exception:
+            return {"ok": False, "error": "request is not msgpack"}
+        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+            return {"ok": False, "error": "request must be a map with a string 'cmd'"}
+        handler = self.handlers.get(request["cmd"])
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {request['cmd']!r}"}
+        try:
+            return handler(request)
+        except Exception as exc:  # a handler bug must not kill the control thread
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def request(
+    endpoint: str,
+    message: dict[str, Any],
+    *,
+    timeout: float = DEFAULT_CONTROL_TIMEOUT,
+    context: zmq.Context | None = None,
+) -> dict[str, Any]:
+    """Send one control request and return the answer; BusTimeout if nobody answers."""
+    ctx = context or zmq.Context.instance()
+    sock = make_socket(
+        ctx, zmq.REQ, SocketOptions(linger_ms=0, send_timeout_ms=int(timeout * 1000))
+    )
+    try:
+        connect(sock, endpoint)
+        try:
+            sock.send(msgpack.packb(message, use_bin_type=True))
+        except zmq.Again:
+            raise BusTimeout(f"nobody serves {endpoint}") from None
+        if not sock.poll(int(timeout * 1000), zmq.POLLIN):
+            raise BusTimeout(f"{endpoint} did not answer within {timeout:g}s")
+        reply = msgpack.unpackb(sock.recv(), raw=False)
+    finally:
+        sock.close(linger=0)
+    if not isinstance(reply, dict):
+        raise BusError(f"{endpoint} sent an unexpected reply")
+    return reply

@@ -1,0 +1,212 @@
+"""The event envelope: what a collector puts on the bus, validated once at the boundary.
+
+An event on the wire is a msgpack map (docs/bus-protocol.md):
+
+    module     str, required
+    collector  str, required (except for ``command`` results, whose header has none)
+    type       "stateless" (default) | "stateful"
+    data       map, required (not for a stateful ``delete``)
+    id         str, stateful only, required: the document id
+    operation  "create" | "update" | "delete", stateful only, required
+    ts         number (epoch seconds), optional: when the event happened
+
+Unknown fields are ignored. A frame holds one such map, or an array of them (a batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+
+from bus.errors import InvalidEvent
+
+EventType = Literal["stateless", "stateful"]
+Operation = Literal["create", "update", "delete"]
+
+#: modules the server accepts on the stateful endpoint (PROTOCOL.md)
+STATEFUL_MODULES = frozenset({"fim", "inventory", "sca", "vulnerability", "command"})
+#: collectors the server accepts for stateful ``inventory`` events (PROTOCOL.md)
+INVENTORY_COLLECTORS = frozenset(
+    {"hardware", "hotfixes", "packages", "networks", "system", "ports", "processes"}
+)
+OPERATIONS = ("create", "update", "delete")
+#: longest module / collector name accepted
+MAX_NAME_CHARS = 128
+#: longest document id accepted
+MAX_ID_CHARS = 512
+
+#: every reason an input can be rejected for; each is a counter key and appears in replies
+REASONS = (
+    "not_msgpack",  # the frame does not decode as msgpack
+    "too_large",  # the frame is over max_message_bytes
+    "not_map",  # an event is not a map (or the frame is neither a map nor an array)
+    "empty_batch",  # the frame is an empty array
+    "missing_field",  # a required field is absent
+    "wrong_type",  # a field has the wrong type
+    "bad_value",  # a field has a value outside what the server accepts
+    "not_json",  # data holds something JSON cannot carry (bytes, non-string keys, ...)
+    "multipart",  # a message with an unexpected number of frames
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One validated event; build it with :meth:`from_wire` or the keyword constructor."""
+
+    module: str
+    collector: str | None
+    data: dict[str, Any] | None
+    type: EventType = "stateless"
+    id: str | None = None
+    operation: Operation | None = None
+    ts: float | None = None
+
+    @property
+    def stateful(self) -> bool:
+        return self.type == "stateful"
+
+    def header(self) -> dict[str, str]:
+        """The NDJSON header line of PROTOCOL.md for this event (key order as the server's)."""
+        if self.type == "stateless":
+            return {"module": self.module, "collector": self.collector or ""}
+        head: dict[str, str] = {"id": self.id or "", "module": self.module}
+        if self.collector is not None:
+            head["collector"] = self.collector
+        head["operation"] = self.operation or ""
+        return head
+
+    def to_wire(self) -> dict[str, Any]:
+        """The msgpack-ready map for this event (omits fields that are not set)."""
+        out: dict[str, Any] = {"module": self.module, "type": self.type}
+        if self.collector is not None:
+            out["collector"] = self.collector
+        if self.data is not None:
+            out["data"] = self.data
+        if self.id is not None:
+            out["id"] = self.id
+        if self.operation is not None:
+            out["operation"] = self.operation
+        if self.ts is not None:
+            out["ts"] = self.ts
+        return out
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Event:
+        """Validate one decoded map; raises :class:`InvalidEvent` naming the field."""
+        if not isinstance(obj, dict):
+            raise InvalidEvent("not_map", f"event must be a map, got {_kind(obj)}")
+        module = _name(obj, "module")
+        etype = obj.get("type", "stateless")
+        if etype not in ("stateless", "stateful"):
+            raise _bad("type", etype, "must be 'stateless' or 'stateful'")
+        ts = obj.get("ts")
+        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+            raise InvalidEvent("wrong_type", f"ts must be a number, got {_kind(ts)}")
+        if etype == "stateless":
+            return cls(
+                module=module,
+                collector=_name(obj, "collector"),
+                data=_data(obj),
+                ts=None if ts is None else float(ts),
+            )
+        if module not in STATEFUL_MODULES:
+            raise _bad(
+                "module", module, f"stateful module must be one of {sorted(STATEFUL_MODULES)}"
+            )
+        collector = _name(obj, "collector") if module != "command" or "collector" in obj else None
+        if module == "inventory" and collector not in INVENTORY_COLLECTORS:
+            raise _bad(
+                "collector",
+                collector,
+                f"inventory collector must be one of {sorted(INVENTORY_COLLECTORS)}",
+            )
+        doc_id = _string(obj, "id", MAX_ID_CHARS)
+        operation = obj.get("operation")
+        if operation is None:
+            raise InvalidEvent("missing_field", "operation is required for a stateful event")
+        if operation not in OPERATIONS:
+            raise _bad("operation", operation, "must be create, update or delete")
+        data = None if operation == "delete" else _data(obj)
+        return cls(
+            module=module,
+            collector=collector,
+            data=data,
+            type="stateful",
+            id=doc_id,
+            operation=operation,
+            ts=None if ts is None else float(ts),
+        )
+
+
+def decode_frame(frame: bytes, max_bytes: int) -> list[Any]:
+    """Decode one bus frame into a list of raw event maps (a single map becomes a list of one).
+
+    Raises :class:`InvalidEvent` when the frame as a whole is unusable; the maps themselves
+    are validated by :meth:`Event.from_wire`.
+    """
+    if len(frame) > max_bytes:
+        raise InvalidEvent(
+            "too_large", f"frame of {len(frame)} bytes is over the limit of {max_bytes}"
+        )
+    try:
+        obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise InvalidEvent("not_msgpack", f"frame is not msgpack: {type(exc).__name__}") from None
+    if isinstance(obj, dict):
+        return [obj]
+    if isinstance(obj, list):
+        if not obj:
+            raise InvalidEvent("empty_batch", "frame is an empty array")
+        return obj
+    raise InvalidEvent("not_map", f"frame must be a map or an array of maps, got {_kind(obj)}")
+
+
+def encode_events(events: list[dict[str, Any]] | dict[str, Any]) -> bytes:
+    """Encode one event map or a list of them as a bus frame."""
+    return msgpack.packb(events, use_bin_type=True)
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "map",
+        list: "array",
+        str: "string",
+        bytes: "binary",
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        type(None): "nil",
+    }.get(type(value), type(value).__name__)
+
+
+def _bad(field: str, value: Any, why: str) -> InvalidEvent:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return InvalidEvent("bad_value", f"{field} {shown} is not accepted: {why}")
+
+
+def _string(obj: dict[str, Any], field: str, max_chars: int) -> str:
+    if field not in obj:
+        raise InvalidEvent("missing_field", f"{field} is required")
+    value = obj[field]
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"{field} must be a string, got {_kind(value)}")
+    if not value:
+        raise InvalidEvent("bad_value", f"{field} must not be empty")
+    if len(value) > max_chars:
+        raise InvalidEvent("bad_value", f"{field} is longer than {max_chars} characters")
+    return value
+
+
+def _name(obj: dict[str, Any], field: str) -> str:
+    return _string(obj, field, MAX_NAME_CHARS)
+
+
+def _data(obj: dict[str, Any]) -> dict[str, Any]:
+    if "data" not in obj:
+        raise InvalidEvent("missing_field", "data is required")
+    data = obj["data"]
+    if not isinstance(data, dict):
+        raise InvalidEvent("wrong_type", f"data must be a map, got {_kind(data)}")
+    return data

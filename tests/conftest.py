@@ -1,0 +1,5 @@
+"""Shared fixtures. Each area's fixtures live in tests/fixtures/ and are plugged in here."""
+
+pytest_plugins = [
+    "tests.fixtures.common",
+]
