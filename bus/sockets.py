@@ -3,7 +3,7 @@
 - LINGER is bounded, so closing never hangs on a dead peer;
 - send timeouts, so a full or absent peer raises instead of blocking forever;
 - IMMEDIATE on connecting sockets, so messages are not queued for peers that are not there;
-- MAXMSGSIZE on receiving sockets, so an oversized frame is dropped by libzmq itself;
+- MAXMSGSIZE (twice the message limit), so a hugely oversized frame is dropped by libzmq;
 - ipc socket files are created 0660 under a restrictive umask, and guarded by a lock file:
   a second live server is refused, a stale file left by a dead one is taken over.
 """
@@ -61,7 +61,10 @@ def make_socket(ctx: zmq.Context, kind: int, opts: SocketOptions | None = None) 
     sock.setsockopt(zmq.SNDTIMEO, opts.send_timeout_ms)
     sock.setsockopt(zmq.SNDHWM, opts.hwm)
     sock.setsockopt(zmq.RCVHWM, opts.hwm)
-    sock.setsockopt(zmq.MAXMSGSIZE, opts.max_message_bytes)
+    # libzmq drops the connection of a peer that sends more than MAXMSGSIZE, without a word.
+    # Set it at twice the limit so a frame a little too big reaches the service, which
+    # rejects it with the reason "too_large"; far bigger frames never reach memory.
+    sock.setsockopt(zmq.MAXMSGSIZE, 2 * opts.max_message_bytes)
     return sock
 
 
