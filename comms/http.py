@@ -1,0 +1,185 @@
+"""HTTP sessions to the server: keep-alive pool, our User-Agent, the chosen TLS checks.
+
+One :class:`requests.Session` per service (thread-safe enough for one request per thread
+from a shared pool). Every call must pass an explicit ``timeout``; :func:`timeouts` builds
+the (connect, read) pair from the config.
+
+TLS verification modes (``agent.verification_mode``):
+
+- ``full``: the certificate chain is checked against ``ca_file`` (or the system/certifi
+  bundle) and the hostname must match.
+- ``certificate``: the chain is checked, the hostname is not (servers reached by IP or by an
+  internal name their certificate does not carry).
+- ``none``: nothing is checked; logged as a warning when the session is made.
+"""
+
+from __future__ import annotations
+
+import platform
+import ssl
+from typing import Any
+
+import requests
+import urllib3
+from loguru import logger
+from requests.adapters import HTTPAdapter
+
+from agent.config import Config
+
+#: connections kept open per host
+DEFAULT_POOL_SIZE = 10
+VERIFICATION_MODES = ("full", "certificate", "none")
+
+
+def user_agent() -> str:
+    """``agentbus/<version> (Endpoint; <arch>; <os type>)`` as PROTOCOL.md asks."""
+    from agent import __version__
+
+    return f"agentbus/{__version__} (Endpoint; {platform.machine()}; {platform.system()})"
+
+
+def timeouts(config: Config, read: float | None = None) -> tuple[float, float]:
+    """(connect, read) timeouts for one call; ``read`` overrides the configured one."""
+    return (config.agent.connect_timeout, config.agent.read_timeout if read is None else read)
+
+
+class _ChainOnlyAdapter(HTTPAdapter):
+    """Checks the certificate chain but not the hostname (verification mode ``certificate``)."""
+
+    def __init__(self, ca_file: str, **kwargs: Any) -> None:
+        self._ca_file = ca_file
+        super().__init__(**kwargs)
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self._ca_file or None)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        # urllib3 matches the hostname itself when the context does not; assert_hostname=False
+        # turns that off too, while the chain is still verified by the context.
+        kwargs["ssl_context"] = self._context()
+        kwargs["assert_hostname"] = False
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        kwargs["ssl_context"] = self._context()
+        kwargs["assert_hostname"] = False
+        return super().proxy_manager_for(proxy, **kwargs)
+
+
+def make_session(
+    config: Config,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    *,
+    verification_mode: str | None = None,
+    ca_file: str | None = None,
+) -> requests.Session:
+    """A session with keep-alive, the agent's User-Agent and the configured TLS checks.
+
+    ``verification_mode``/``ca_file`` override the config (``agentbus register`` flags).
+    """
+    mode = verification_mode or config.agent.verification_mode
+    if mode not in VERIFICATION_MODES:
+        raise ValueError(f"verification mode must be one of {', '.join(VERIFICATION_MODES)}")
+    cafile = config.agent.ca_file if ca_file is None else ca_file
+    session = requests.Session()
+    session.headers["User-Agent"] = user_agent()
+    adapter: HTTPAdapter
+    if mode == "certificate":
+        adapter = _ChainOnlyAdapter(cafile, pool_connections=2, pool_maxsize=pool_size)
+        session.verify = cafile or True
+    else:
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
+        if mode == "none":
+            session.verify = False
+            # We say it once, loudly, here; urllib3 would repeat it on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            logger.warning(
+                "TLS verification is OFF (verification_mode = none): "
+                "the server's identity is not checked"
+            )
+        else:
+            session.verify = cafile or True
+    session.mount("https://", adapter)
+    session.mount("http://", HTTPAdapter(pool_connections=2, pool_maxsize=pool_size))
+    return session
+
+
+def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One HTTP call; network trouble becomes :class:`ServerUnreachable` (or TLSFailure).
+
+    The caller must pass ``timeout``. Messages name the URL and the cause, never a header
+    (headers carry the token).
+    """
+    from comms.errors import ServerUnreachable, TLSFailure
+
+    if "timeout" not in kwargs:
+        raise TypeError("every call to the server needs an explicit timeout")
+    try:
+        return session.request(method, url, **kwargs)
+    except requests.exceptions.SSLError as exc:
+        raise TLSFailure(f"TLS check of {_origin(url)} failed: {_cause(exc)}") from None
+    except requests.exceptions.Timeout as exc:
+        raise ServerUnreachable(f"{_origin(url)} did not answer in time: {_cause(exc)}") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise ServerUnreachable(f"cannot reach {_origin(url)}: {_cause(exc)}") from None
+    except requests.exceptions.RequestException as exc:
+        raise ServerUnreachable(f"request to {_origin(url)} failed: {_cause(exc)}") from None
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (number or HTTP date), else None."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    import time
+
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost useful reason of a requests/urllib3 exception, in a few words."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    best: str | None = None
+    while stack:
+        cur = stack.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return cur.verify_message or str(cur.reason) or "certificate verify failed"
+        if isinstance(cur, ssl.SSLError):
+            best = str(cur.reason or cur)
+        elif isinstance(cur, ConnectionRefusedError):
+            best = best or "connection refused"
+        elif isinstance(cur, TimeoutError):
+            best = best or "timed out"
+        elif isinstance(cur, OSError) and cur.strerror and best is None:
+            best = cur.strerror.lower()
+        for nxt in (getattr(cur, "reason", None), cur.__cause__, cur.__context__, *cur.args):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+    if best:
+        return best
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "..."

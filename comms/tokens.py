@@ -1,0 +1,387 @@
+"""The token manager: one valid JWT for every call, whatever the network or the clocks do.
+
+Shared by the forwarder and the commander (separate processes, several threads each):
+
+- **Lifetime from receipt.** A token's lifetime is ``exp - iat`` (900 s on a real server),
+  counted on the monotonic clock from the moment *we received it*. The server's clock and
+  ours never get compared, so a clock 2,000 s off on either side changes nothing.
+- **Early renewal.** A token is due at 80 % of its lifetime; until it actually expires,
+  callers keep getting it while one thread renews (and if the renewal fails).
+- **401/403 → renew at once** with :meth:`TokenManager.renew` ``(stale)``: a no-op when
+  somebody already replaced ``stale``, so a burst of rejected calls makes one renewal.
+- **One renewal at a time**, across threads (a lock) and processes (``fcntl.flock`` on
+  ``token.json.lock``). After taking the lock the on-disk cache is read again: when another
+  process just renewed, its token is adopted instead of authenticating a second time.
+- **Cache** ``token.json`` (0600, atomic) with the receipt time, so a restart within the
+  lifetime does not authenticate again. Receipt times are kept both on the wall clock and on
+  the system-wide monotonic clock (valid while the boot id is the same).
+- **Back-off** with full jitter while the server is unreachable or answers nonsense;
+  callers get :class:`ServerUnreachable` with ``retry_after`` instead of a blocked thread.
+- **Final refusals** (401 invalid key, 403 agent does not exist, 400) raise
+  :class:`ServerRejected` (exit 3) and stay raised: the credentials will not get better.
+
+No log line ever contains the key or a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+from loguru import logger
+
+from agent.config import Config
+from comms.credentials import Credentials, comms_url
+from comms.errors import BadResponse, ServerRejected, ServerUnreachable
+from comms.http import make_session, retry_after, send, timeouts
+from comms.private_files import ensure_private_dir, write_private
+
+#: token cache and its lock file, in the data dir
+TOKEN_FILE = "token.json"
+LOCK_FILE = "token.json.lock"
+AUTH_PATH = "/api/v1/authentication"
+#: renew when this share of the lifetime has passed
+RENEW_AT = 0.8
+#: lifetime assumed when a token carries no exp/iat (the protocol's 900 s)
+DEFAULT_LIFETIME = 900.0
+#: never plan further ahead than this, whatever the token says
+MAX_LIFETIME = 86400.0
+#: a token is treated as expired this long before its end (the call must still arrive)
+EXPIRY_MARGIN = 10.0
+#: back-off after failed authentications: full jitter in [0, min(MAX, INITIAL * 2**n)]
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 60.0
+#: a token rejected this soon after we got it counts toward a rejection streak
+FRESH_TOKEN_SECONDS = 30.0
+#: the server answers authentication within 20 s (else 408); leave it room
+AUTH_READ_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    lifetime: float
+    #: monotonic time of receipt (this process's clock, system-wide on Linux)
+    received: float
+
+    @property
+    def due_at(self) -> float:
+        return self.received + self.lifetime * RENEW_AT
+
+    @property
+    def expires_at(self) -> float:
+        return self.received + self.lifetime - min(EXPIRY_MARGIN, self.lifetime * 0.05)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+class TokenManager:
+    """Hands out a valid token for the agent in ``credentials`` and renews it when due."""
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: Credentials,
+        session: requests.Session | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+        boot_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self._session = session if session is not None else make_session(config, pool_size=2)
+        self._url = comms_url(config, credentials) + AUTH_PATH
+        self._cache_path = config.data_dir / TOKEN_FILE
+        self._lock_path = config.data_dir / LOCK_FILE
+        self._clock = clock
+        self._wall = wall
+        self._rng = rng
+        self._boot_id = _boot_id() if boot_id is None else boot_id
+        self._lock = threading.Lock()
+        self._current: _Token | None = None
+        self._failures = 0
+        self._not_before = float("-inf")
+        self._streak = 0
+        self._rejected: ServerRejected | None = None
+        #: authentications made by this process (for status)
+        self.authentications = 0
+        #: tokens taken over from the cache (restart, or another process renewed)
+        self.adopted = 0
+
+    # -- public ------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A valid token, renewed first when due. Raises ServerUnreachable/ServerRejected."""
+        cur = self._current
+        now = self._clock()
+        if cur is not None and now < cur.due_at and self._rejected is None:
+            return cur.value
+        if cur is not None and now < cur.expires_at:
+            # Due but still valid: if another thread is renewing, keep using it meanwhile.
+            if not self._lock.acquire(blocking=False):
+                return cur.value
+        else:
+            self._lock.acquire()
+        try:
+            return self._ensure(stale=None, forced=False)
+        finally:
+            self._lock.release()
+
+    def renew(self, stale_token: str) -> str:
+        """A new token after ``stale_token`` was refused (401/403).
+
+        Returns at once with the current token when it is not ``stale_token`` any more
+        (another thread or process renewed already).
+        """
+        with self._lock:
+            return self._ensure(stale=stale_token, forced=True)
+
+    def expires_in(self) -> float | None:
+        """Seconds until the current token expires, None without a token (for status)."""
+        cur = self._current
+        if cur is None:
+            return None
+        return cur.received + cur.lifetime - self._clock()
+
+    # -- renewal -----------------------------------------------------------------------
+
+    def _ensure(self, *, stale: str | None, forced: bool) -> str:
+        if self._rejected is not None:
+            raise self._rejected
+        cur = self._current
+        now = self._clock()
+        if forced:
+            if cur is not None and cur.value != stale and now < cur.expires_at:
+                return cur.value
+        elif cur is not None and now < cur.due_at:
+            return cur.value
+        else:
+            stale = cur.value if cur is not None else None
+        if forced and cur is not None and cur.value == stale:
+            # A token refused right after we got it: the server may be refusing every token.
+            # Count the streak and space out the renewals instead of looping on 403.
+            self._streak = self._streak + 1 if now - cur.received < FRESH_TOKEN_SECONDS else 0
+            if self._streak >= 2 and now >= self._not_before:
+                self._not_before = now + self._jitter(self._streak - 1)
+        if now < self._not_before:
+            wait = self._not_before - now
+            if not forced and cur is not None and now < cur.expires_at:
+                return cur.value
+            raise ServerUnreachable(
+                f"authentication with {self._origin()} postponed for {wait:.1f}s after "
+                "earlier failures",
+                retry_after=wait,
+            )
+        with self._file_lock():
+            cached = self._read_cache()
+            if cached is not None and cached.value != stale and now < cached.due_at:
+                self._current = cached
+                self.adopted += 1
+                logger.debug(
+                    "using the cached token of agent {} (expires in {:.0f}s)",
+                    self.credentials.uuid,
+                    cached.received + cached.lifetime - now,
+                )
+                return cached.value
+            try:
+                fresh = self._authenticate()
+            except ServerRejected as exc:
+                self._rejected = exc
+                logger.error("{}", exc)
+                raise
+            except (ServerUnreachable, BadResponse) as exc:
+                self._failures += 1
+                delay = self._jitter(self._failures)
+                hinted = getattr(exc, "retry_after", None)
+                if isinstance(hinted, int | float):
+                    delay = max(delay, min(float(hinted), BACKOFF_MAX))
+                self._not_before = self._clock() + delay
+                if not forced and cur is not None and self._clock() < cur.expires_at:
+                    logger.warning(
+                        "token renewal failed ({}); the current token is still valid, next "
+                        "attempt in {:.1f}s",
+                        exc,
+                        delay,
+                    )
+                    return cur.value
+                logger.warning("authentication failed ({}); next attempt in {:.1f}s", exc, delay)
+                if isinstance(exc, ServerUnreachable):
+                    exc.retry_after = delay
+                raise
+            self._failures = 0
+            if self._streak < 2:
+                self._not_before = float("-inf")
+            self._current = fresh
+            self._write_cache(fresh)
+            return fresh.value
+
+    def _authenticate(self) -> _Token:
+        body = json.dumps(
+            {"uuid": self.credentials.uuid, "key": self.credentials.key}, separators=(",", ":")
+        ).encode()
+        response = send(
+            self._session,
+            "POST",
+            self._url,
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=timeouts(self.config, read=AUTH_READ_TIMEOUT),
+        )
+        received = self._clock()
+        self.authentications += 1
+        status = response.status_code
+        if status in (400, 401, 403):
+            raise ServerRejected(
+                status,
+                _server_message(response),
+                what=f"the server refused agent {self.credentials.name} ({self.credentials.uuid})",
+                hint="enroll it again with 'agentbus register --force'",
+            )
+        if status in (408, 429) or status >= 500:
+            raise ServerUnreachable(
+                f"{self._origin()} could not authenticate now: {_server_message(response)} "
+                f"(HTTP {status})",
+                retry_after=retry_after(response.headers),
+            )
+        if status != 200:
+            raise BadResponse(
+                f"unexpected answer to authentication: HTTP {status} {_server_message(response)}",
+                status=status,
+            )
+        token = _token_field(response)
+        lifetime = _lifetime(token)
+        logger.info(
+            "authenticated agent {}; token valid for {:.0f}s, renewal after {:.0f}s",
+            self.credentials.uuid,
+            lifetime,
+            lifetime * RENEW_AT,
+        )
+        return _Token(token, lifetime, received)
+
+    def _jitter(self, attempt: int) -> float:
+        return self._rng() * min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** max(0, attempt - 1))
+
+    def _origin(self) -> str:
+        return self._url[: -len(AUTH_PATH)]
+
+    # -- cache -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        # A separate lock file: token.json itself is replaced on every write, and a lock
+        # on a replaced inode would protect nothing.
+        ensure_private_dir(self._lock_path.parent)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _read_cache(self) -> _Token | None:
+        try:
+            raw = json.loads(self._cache_path.read_bytes())
+            if raw.get("uuid") != self.credentials.uuid:
+                return None
+            value = raw["token"]
+            lifetime = float(raw["lifetime"])
+            if not isinstance(value, str) or not 0 < lifetime <= MAX_LIFETIME:
+                return None
+            now = self._clock()
+            if self._boot_id and raw.get("boot_id") == self._boot_id:
+                received = float(raw["received_monotonic"])
+            else:
+                # Another boot: only the wall clock links then and now.
+                age = self._wall() - float(raw["received_at"])
+                if not 0 <= age < lifetime:
+                    return None
+                received = now - age
+            if received > now:
+                return None
+            return _Token(value, lifetime, received)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.warning(
+                "ignoring the unreadable token cache {}: {}", self._cache_path, type(exc).__name__
+            )
+            return None
+
+    def _write_cache(self, token: _Token) -> None:
+        age = self._clock() - token.received
+        doc = {
+            "uuid": self.credentials.uuid,
+            "token": token.value,
+            "lifetime": token.lifetime,
+            "received_at": self._wall() - age,
+            "received_monotonic": token.received,
+            "boot_id": self._boot_id,
+        }
+        try:
+            write_private(self._cache_path, json.dumps(doc).encode())
+        except OSError as exc:
+            # Not fatal: the token is in memory; a restart will simply authenticate again.
+            logger.warning("cannot write the token cache {}: {}", self._cache_path, exc.strerror)
+
+
+def _server_message(response: requests.Response) -> str:
+    """The ``message`` of a server error body, or a short excerpt of whatever came back."""
+    try:
+        doc = response.json()
+        if isinstance(doc, dict) and isinstance(doc.get("message"), str):
+            return str(doc["message"])[:300]
+    except ValueError:
+        pass
+    text = response.text.strip().replace("\n", " ")
+    return text[:120] or response.reason or "no message"
+
+
+def _token_field(response: requests.Response) -> str:
+    try:
+        doc = response.json()
+    except ValueError:
+        raise BadResponse("the authentication answer is not JSON", status=200) from None
+    token = doc.get("token") if isinstance(doc, dict) else None
+    if not isinstance(token, str) or not token:
+        raise BadResponse("the authentication answer has no token", status=200)
+    return token
+
+
+def _lifetime(token: str) -> float:
+    """exp − iat of a JWT we cannot verify (no key): only these claims are read."""
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise BadResponse("the server's token is not a readable JWT", status=200) from None
+    exp, iat = claims.get("exp"), claims.get("iat")
+    numeric = (int, float)
+    if not isinstance(exp, numeric) or not isinstance(iat, numeric) or isinstance(exp, bool):
+        logger.warning(
+            "the server's token has no usable exp/iat claims; assuming a {:.0f}s lifetime",
+            DEFAULT_LIFETIME,
+        )
+        return DEFAULT_LIFETIME
+    lifetime = float(exp) - float(iat)
+    if lifetime <= 0:
+        raise BadResponse(
+            f"the server's token expires before it is issued (exp - iat = {lifetime:g})", status=200
+        )
+    return min(lifetime, MAX_LIFETIME)
