@@ -155,6 +155,8 @@ class LogcollectorSection:
     max_line_bytes: Bytes = 64 * 1024
     #: how often files and globs are checked
     poll_interval: Seconds = 0.5
+    #: a rotated file is closed once it has not grown for this long (its last line sent)
+    rotate_wait: Seconds = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +168,8 @@ class InventorySection:
     collectors: list[str] = field(
         default_factory=lambda: ["system", "hardware", "packages", "processes", "networks", "ports"]
     )
+    #: dpkg's status file (packages); when absent, rpm is asked if it is installed
+    dpkg_status: str = "/var/lib/dpkg/status"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,231 @@
+"""What every built-in collector shares: the acknowledged sender, the process shell, the CLI.
+
+A collector is an ordinary :class:`agent.service.Service` (``startup`` → ``main_loop`` →
+``shutdown``; SIGTERM sets ``stop_event``) that puts its events on the bus through the
+acknowledged path (:class:`bus.client.Ingest`). :class:`AckSender` hides the retries: it
+returns only once every event of a call is committed by the forwarder, or when the
+service is asked to stop — so a collector saves its own state (offsets, baselines) only
+for what was committed, and nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from loguru import logger
+
+from agent.config import Config
+from agent.counters import Counters
+from agent.logs import RateLimitedLog
+from agent.service import Service
+from bus.client import Ingest
+from bus.envelope import encode_events
+from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError, BusError, BusTimeout
+
+#: events per acknowledged request (bounded again by bytes below)
+DEFAULT_BATCH_EVENTS = 5000
+#: first wait after "full" or a timeout; doubles up to RETRY_MAX (with jitter)
+RETRY_INITIAL = 0.1
+RETRY_MAX = 5.0
+#: how long one acknowledged request may wait for the forwarder's answer
+INGEST_TIMEOUT = 10.0
+
+
+class AckSender:
+    """Send events through the acknowledged path until the forwarder has committed them.
+
+    ``send(events)`` splits the events into frames that fit the bus limit, and for each
+    frame retries — with a growing, jittered wait — while the forwarder answers ``full``,
+    does not answer, or is not there. It returns True once every event is committed (events
+    the forwarder *rejected* as invalid are counted, logged and not retried: sending them
+    again would not help), and False as soon as ``stop_event`` is set before that.
+
+    A timeout is the one case where a retry may repeat events: the forwarder may have
+    committed a frame whose answer never arrived. "full" and rejections never repeat.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        stop_event: threading.Event,
+        counters: Counters | None = None,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        batch_events: int = DEFAULT_BATCH_EVENTS,
+        timeout: float = INGEST_TIMEOUT,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.stop_event = stop_event
+        self.counters = counters or Counters()
+        # Keep frames well below the limit: the msgpack size of a batch is estimated.
+        self.max_frame_bytes = max(64 * 1024, max_message_bytes // 2)
+        self.batch_events = batch_events
+        self._ingest = Ingest(endpoint, timeout=timeout, max_message_bytes=max_message_bytes)
+        self._log = RateLimitedLog(6)
+        self._on_wait = on_wait
+
+    def close(self) -> None:
+        self._ingest.close()
+
+    def send(self, events: Sequence[dict[str, Any]]) -> bool:
+        """Commit ``events`` (in order); False if asked to stop before all were committed."""
+        return self.send_count(events) == len(events)
+
+    def send_count(self, events: Sequence[dict[str, Any]]) -> int:
+        """Commit ``events`` in order; returns how many, from the first, are committed.
+
+        That is ``len(events)`` unless ``stop_event`` was set first; a caller that saves
+        state per event (offsets) saves it up to that count.
+        """
+        done = 0
+        for frame_events in self._frames(events):
+            if not self._send_frame(frame_events):
+                return done
+            done += len(frame_events)
+        return done
+
+    def _frames(self, events: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        frames: list[list[dict[str, Any]]] = []
+        current: list[dict[str, Any]] = []
+        size = 0
+        for ev in events:
+            # A cheap upper bound of the encoded size, good enough to keep frames small.
+            est = _estimate(ev)
+            if current and (len(current) >= self.batch_events or size + est > self.max_frame_bytes):
+                frames.append(current)
+                current, size = [], 0
+            current.append(ev)
+            size += est
+        if current:
+            frames.append(current)
+        return frames
+
+    def _send_frame(self, events: list[dict[str, Any]]) -> bool:
+        delay = RETRY_INITIAL
+        while not self.stop_event.is_set():
+            try:
+                result = self._ingest.send(events)
+            except BusTimeout as exc:
+                self.counters.inc("send_timeouts")
+                self._log.warning("timeout", "forwarder did not commit: {}; retrying", exc)
+                reason = "timeout"
+            except BusError as exc:
+                self.counters.inc("send_errors")
+                self._log.warning("bus", "bus error: {}; retrying", exc)
+                reason = "error"
+            else:
+                if result.ok:
+                    self.counters.inc("events_sent", result.accepted)
+                    return True
+                if result.error == "full":
+                    self.counters.inc("forwarder_full")
+                    reason = "full"
+                elif result.error == "rejected":
+                    # The valid events ARE committed; the others would fail again.
+                    self.counters.inc("events_sent", result.accepted)
+                    self.counters.inc("events_rejected", len(result.rejected))
+                    for rej in result.rejected[:3]:
+                        self._log.warning(
+                            "rejected",
+                            "forwarder rejected an event: {}: {}",
+                            rej.reason,
+                            rej.message,
+                        )
+                    return True
+                elif len(events) > 1 and result.error == "too_large":
+                    # Our size estimate was wrong for this batch: halve it.
+                    half = len(events) // 2
+                    return self._send_frame(events[:half]) and self._send_frame(events[half:])
+                else:
+                    self.counters.inc("events_rejected", len(events))
+                    self._log.warning(
+                        "frame",
+                        "forwarder refused a frame of {} events: {}",
+                        len(events),
+                        result.error,
+                    )
+                    return True
+            if self._on_wait is not None:
+                self._on_wait(reason)
+            # Full jitter keeps several collectors from retrying in lock-step.
+            self.stop_event.wait(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, RETRY_MAX)
+        return False
+
+
+def _estimate(ev: dict[str, Any]) -> int:
+    return len(encode_events(ev))
+
+
+class CollectorService(Service):
+    """A built-in collector process: an :class:`AckSender` plus the service lifecycle."""
+
+    name = "collector"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.sender: AckSender | None = None
+
+    def startup(self) -> None:
+        self.sender = AckSender(
+            self.endpoints.ingest,
+            stop_event=self.stop_event,
+            counters=self.counters,
+            max_message_bytes=self.config.bus.max_message_bytes,
+        )
+
+    def shutdown(self, deadline: float) -> None:
+        if self.sender is not None:
+            self.sender.close()
+
+    def send(self, events: Sequence[dict[str, Any]]) -> bool:
+        """Commit ``events`` through the forwarder; False when stopping first."""
+        assert self.sender is not None, "startup() opens the sender"
+        return self.sender.send(events)
+
+    def state_path(self) -> Any:
+        """``data_dir/collectors/<name>.db`` (the directory is created, mode 0700)."""
+        path = self.config.data_dir / "collectors"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path / f"{self.name}.db"
+
+
+def collector_main(
+    service_cls: Callable[..., Service],
+    argv: Sequence[str] | None = None,
+    *,
+    description: str = "",
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """``python -m collectors.<name> --config F``: load the config, run until SIGTERM."""
+    from agent.config import load_config
+    from agent.logs import setup_logging
+
+    name = getattr(service_cls, "name", "collector")
+    parser = argparse.ArgumentParser(prog=f"python -m collectors.{name}", description=description)
+    parser.add_argument(
+        "--config", metavar="FILE", help="configuration file (default: $AGENTBUS_CONFIG)"
+    )
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        setup_logging(config.log, name)
+        service = service_cls(config, args)
+        return service.run()
+    except AgentbusError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # the one place an unexpected error becomes an exit code
+        logger.exception("{} failed", name)
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
