@@ -1,17 +1,265 @@
-"""`agentbus server` (not built yet)."""
+"""`agentbus server`: run the reference server, or talk to a running one's admin API.
+
+    agentbus server [--host H] [--port P] [--data-dir D] [--self-signed | --tls-cert C --tls-key K]
+                    [--user U] [--password P] [--command-hold S] [--clock-skew S]
+    agentbus server command --agent ID|--group G --name N [--args JSON] [--timeout S]
+    agentbus server events [--module M] [--agent ID] [--count]
+    agentbus server agents | commands | results | stats
+    agentbus server fault --status 503 [--count N | --seconds T] [--retry-after S] ...
+    agentbus server fault --clear | --list
+    agentbus server revoke-tokens | put-file NAME FILE | resend DOCUMENT_ID
+
+Module-level imports stay light (``agentbus --help`` must be fast); FastAPI and uvicorn are
+imported only when the server runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
-HELP = "server (not built yet)"
+HELP = "the reference server (run it, or query and drive a running one)"
+
+#: environment variable naming the server the admin actions talk to
+URL_ENV = "AGENTBUS_SERVER_URL"
+DEFAULT_DATA_DIR = "./agentbus-server"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    from refserver.options import (
+        DEFAULT_COMMAND_HOLD,
+        DEFAULT_PASSWORD,
+        DEFAULT_PORT,
+        DEFAULT_USER,
+    )
+
+    serve = parser.add_argument_group("serving (no action given)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of every API")
+    serve.add_argument(
+        "--management-port", type=int, help="also serve the management API on this port"
+    )
+    serve.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where state is kept")
+    tls = serve.add_mutually_exclusive_group()
+    tls.add_argument("--self-signed", action="store_true", help="HTTPS with a generated cert")
+    tls.add_argument("--tls-cert", help="HTTPS certificate (PEM); needs --tls-key")
+    serve.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    serve.add_argument("--user", default=DEFAULT_USER, help="management API user")
+    serve.add_argument("--password", default=DEFAULT_PASSWORD, help="management API password")
+    serve.add_argument(
+        "--command-hold",
+        type=float,
+        default=DEFAULT_COMMAND_HOLD,
+        metavar="SECONDS",
+        help="how long GET /commands waits for a command before 408 (default 20 min)",
+    )
+    serve.add_argument(
+        "--clock-skew",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="shift the server clock used for token iat/exp (negative: behind)",
+    )
+    serve.add_argument(
+        "--admin-any-host", action="store_true", help="answer the admin API from any address"
+    )
+    serve.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, f"http://127.0.0.1:{DEFAULT_PORT}"),
+        help=f"the server (default ${URL_ENV}, else http://127.0.0.1:{DEFAULT_PORT})",
+    )
+    client.add_argument("--insecure", action="store_true", help="do not verify TLS")
+    client.add_argument("--json", action="store_true", help="print JSON")
+
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    p = actions.add_parser("command", parents=[client], help="queue a command")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--agent", help="agent id")
+    target.add_argument("--group", help="every agent of this group")
+    p.add_argument("--name", required=True, help="e.g. set-group, fetch-config, restart")
+    p.add_argument("--args", help='arguments as a JSON object, e.g. \'{"groups":["web"]}\'')
+    p.add_argument("--timeout", type=int, help="seconds the agent has to run it")
+
+    p = actions.add_parser("events", parents=[client], help="list or count received events")
+    p.add_argument("--module")
+    p.add_argument("--agent")
+    p.add_argument("--type", choices=["stateless", "stateful"])
+    p.add_argument("--count", action="store_true", help="print only how many")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+
+    actions.add_parser("agents", parents=[client], help="list enrolled agents")
+    actions.add_parser("commands", parents=[client], help="list commands and their state")
+    p = actions.add_parser("results", parents=[client], help="list command results")
+    p.add_argument("--document-id")
+    actions.add_parser("stats", parents=[client], help="request counters")
+    p = actions.add_parser("resend", parents=[client], help="make a sent command pending again")
+    p.add_argument("document_id")
+    actions.add_parser("revoke-tokens", parents=[client], help="invalidate every token issued")
+    p = actions.add_parser("put-file", parents=[client], help="serve a file at /api/v1/files")
+    p.add_argument("name", help="e.g. web.yml")
+    p.add_argument("file", help="local file to upload ('-' for stdin)")
+
+    p = actions.add_parser("fault", parents=[client], help="inject faults (or --clear, --list)")
+    p.add_argument("--status", type=int, help="answer with this status (500, 503, 429, ...)")
+    p.add_argument("--count", type=int, help="for this many requests")
+    p.add_argument("--seconds", type=float, help="for this long")
+    p.add_argument("--retry-after", type=float, help="Retry-After header value (seconds)")
+    p.add_argument("--delay", type=float, help="wait this long before answering")
+    p.add_argument("--drop", action="store_true", help="close the connection, no answer")
+    p.add_argument("--max-body", type=int, help="only bodies above this many bytes (413)")
+    p.add_argument("--path", help="only paths starting with this (default: all but /admin)")
+    p.add_argument("--clear", action="store_true", help="remove every fault")
+    p.add_argument("--list", action="store_true", help="show the active faults")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("agentbus: 'server' is not built yet", file=sys.stderr)
-    return 1
+    if args.action is None:
+        return _serve(args)
+    from refserver.client import AdminClient, AdminError
+
+    client = AdminClient(args.url, verify=not args.insecure)
+    try:
+        return _act(client, args)
+    except AdminError as exc:
+        print(f"agentbus server: {exc.message} (HTTP {exc.status})", file=sys.stderr)
+        return 3
+    except OSError as exc:  # requests' ConnectionError is an OSError
+        print(f"agentbus server: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        client.close()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("agentbus server: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    try:
+        from refserver.options import ServerOptions
+        from refserver.server import serve
+    except ImportError as exc:
+        print(
+            f"agentbus server: needs {exc.name}, which is not installed"
+            " (pip install 'agentbus[server]')",
+            file=sys.stderr,
+        )
+        return 2
+    options = ServerOptions(
+        data_dir=Path(args.data_dir).resolve(),
+        host=args.host,
+        port=args.port,
+        management_port=args.management_port,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        self_signed=args.self_signed,
+        user=args.user,
+        password=args.password,
+        command_hold=args.command_hold,
+        clock_skew=args.clock_skew,
+        admin_any_host=args.admin_any_host,
+    )
+    try:
+        return serve(options, log_level=args.log_level)
+    except OSError as exc:
+        print(f"agentbus server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _act(client: Any, args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "command":
+        try:
+            cargs = json.loads(args.args) if args.args else None
+        except json.JSONDecodeError as exc:
+            print(f"agentbus server: --args is not JSON: {exc.msg}", file=sys.stderr)
+            return 2
+        ids = client.queue_command(
+            name=args.name, agent_id=args.agent, group=args.group, args=cargs, timeout=args.timeout
+        )
+        _out(args, ids, lines=ids)
+    elif action == "events":
+        if args.count:
+            n = client.count_events(module=args.module, agent=args.agent, type=args.type)
+            _out(args, {"count": n}, lines=[str(n)])
+        else:
+            rows = client.events(
+                module=args.module, agent=args.agent, type=args.type, limit=args.limit
+            )
+            for row in rows:
+                print(json.dumps(row, separators=(",", ":")))
+    elif action == "agents":
+        rows = client.agents()
+        _out(args, rows, lines=[f"{a['id']}  {a['name']}  groups={a['groups']}" for a in rows])
+    elif action == "commands":
+        rows = client.commands()
+        _out(args, rows, lines=[_command_line(c) for c in rows])
+    elif action == "results":
+        rows = client.results(args.document_id)
+        _out(
+            args,
+            rows,
+            lines=[f"{r['document_id']}  code={r['code']}  {r['message']}" for r in rows],
+        )
+    elif action == "stats":
+        print(json.dumps(client.stats(), indent=2))
+    elif action == "resend":
+        client.resend(args.document_id)
+    elif action == "revoke-tokens":
+        client.revoke_tokens()
+    elif action == "put-file":
+        content = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        client.put_file(args.name, content)
+    elif action == "fault":
+        return _fault(client, args)
+    return 0
+
+
+def _fault(client: Any, args: argparse.Namespace) -> int:
+    if args.clear:
+        client.clear_faults()
+        return 0
+    if args.list:
+        for rule in client.faults():
+            print(json.dumps(rule, separators=(",", ":")))
+        return 0
+    rule = client.set_fault(
+        status=args.status,
+        count=args.count,
+        seconds=args.seconds,
+        retry_after=args.retry_after,
+        delay=args.delay,
+        drop=args.drop,
+        max_body=args.max_body,
+        path=args.path,
+    )
+    print(json.dumps(rule, separators=(",", ":")))
+    return 0
+
+
+def _command_line(c: dict[str, Any]) -> str:
+    result = c["result"]
+    done = f"  result={result['code']} {result['message']}" if result else ""
+    return f"{c['document_id']}  {c['agent_id']}  {c['name']}  {c['status']}{done}"
+
+
+def _out(args: argparse.Namespace, payload: Any, *, lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        for line in lines:
+            print(line)
+
+
+def main() -> int:  # pragma: no cover
+    from agent.main import main as agent_main
+
+    return agent_main(["server", *sys.argv[1:]])

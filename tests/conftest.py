@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.common",
+    "tests.fixtures.refserver",
     "tests.fixtures.collectors",
 ]

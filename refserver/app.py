@@ -1,0 +1,56 @@
+"""The app factory: one ASGI app serving the management, comms and admin APIs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from refserver import admin, comms, management
+from refserver.errors import HTTPError, error_response
+from refserver.faults import FaultMiddleware, Faults
+from refserver.options import ServerOptions
+from refserver.state import ServerState
+
+
+def create_app(options: ServerOptions, state: ServerState | None = None) -> ASGIApp:
+    """The whole server as an ASGI app (fault injection outermost)."""
+    state = state or ServerState(options)
+    app = FastAPI(
+        title="agentbus reference server", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.server = state
+    faults = Faults()
+    app.state.faults = faults
+    app.include_router(management.router)
+    app.include_router(comms.router)
+    app.include_router(admin.router)
+    app.add_exception_handler(HTTPError, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _starlette_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
+    return FaultMiddleware(app, faults, state.stats)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPError)
+    return exc.response()
+
+
+async def _starlette_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    return error_response(400, f"{key} {error['msg'].lower()}")
+
+
+async def _internal_error(_request: Request, exc: Exception) -> Response:
+    return error_response(500, str(exc) or type(exc).__name__)

@@ -1,0 +1,79 @@
+"""Who is calling: Basic users and Bearer tokens of the management API, agent tokens of comms.
+
+The comms API answers every token problem with **403** (not 401), as the real server does;
+the management API answers 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from starlette.requests import Request
+
+from refserver.errors import HTTPError
+from refserver.state import ServerState
+from refserver.tokens import COMMS_AUDIENCE, MANAGEMENT_AUDIENCE
+
+
+def state_of(request: Request) -> ServerState:
+    state: ServerState = request.app.state.server
+    return state
+
+
+def _bearer(request: Request, status: int) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise HTTPError(status, "Not authenticated")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPError(status, "Invalid authentication credentials")
+    return token.strip()
+
+
+def comms_agent(request: Request) -> str:
+    """The agent uuid of a valid comms token; 403 with the real messages otherwise."""
+    token = _bearer(request, 403)
+    claims = state_of(request).tokens.decode(token, COMMS_AUDIENCE)
+    uuid = claims.get("uuid")
+    if not isinstance(uuid, str):
+        raise HTTPError(403, "Invalid authentication token", 2706)
+    return uuid
+
+
+def management_user(request: Request) -> str:
+    """The user of a valid management token; 401 otherwise."""
+    token = _bearer(request, 401)
+    try:
+        claims = state_of(request).tokens.decode(token, MANAGEMENT_AUDIENCE)
+    except HTTPError as exc:
+        raise HTTPError(401, exc.message)
+    return str(claims.get("sub", ""))
+
+
+def basic_user(request: Request) -> str:
+    """Check ``Authorization: Basic`` against the configured admin user; 401 otherwise."""
+    options = state_of(request).options
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise HTTPError(401, "Invalid credentials")
+    try:
+        user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise HTTPError(401, "Invalid credentials")
+    good_user = hmac.compare_digest(user.encode(), options.user.encode())
+    good_password = hmac.compare_digest(password.encode(), options.password.encode())
+    if not (sep and good_user and good_password):
+        raise HTTPError(401, "Invalid credentials")
+    return user
+
+
+def require_loopback(request: Request) -> None:
+    """The admin API answers loopback clients only (unless told otherwise)."""
+    if state_of(request).options.admin_any_host:
+        return
+    host = request.client.host if request.client else ""
+    if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+        raise HTTPError(403, "The admin API only answers loopback clients")

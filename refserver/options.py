@@ -1,0 +1,43 @@
+"""The reference server's settings, parsed once by the CLI and read by every part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: default port of everything (comms API, management API, admin API)
+DEFAULT_PORT = 27000
+#: default admin user of the management API (the real server's default too)
+DEFAULT_USER = "wazuh"
+DEFAULT_PASSWORD = "wazuh"
+#: how long GET /api/v1/commands holds a request with nothing to deliver (seconds)
+DEFAULT_COMMAND_HOLD = 20 * 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerOptions:
+    """Everything ``agentbus server`` can be told."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: serve the management API on this port too (besides the main port); None: main only
+    management_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    self_signed: bool = False
+    user: str = DEFAULT_USER
+    password: str = DEFAULT_PASSWORD
+    command_hold: float = DEFAULT_COMMAND_HOLD
+    #: seconds added to the host clock for JWT iat/exp (negative: behind)
+    clock_skew: float = 0.0
+    #: allow the admin API from any client (default: loopback only)
+    admin_any_host: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.self_signed or self.tls_cert is not None
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"

@@ -1,0 +1,53 @@
+"""What every route shares: options, store, token issuer, long-poll waiters, counters."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import Counter
+from dataclasses import dataclass, field
+
+from refserver.options import ServerOptions
+from refserver.store import Store
+from refserver.tokens import Clock, TokenIssuer
+from refserver.waiters import CommandWaiters
+
+
+@dataclass
+class Stats:
+    """Counters the admin API reports (in memory: they restart at zero with the server)."""
+
+    #: successful POST /api/v1/authentication
+    auth_count: int = 0
+    #: (method, path, status) → requests; status 0 means the connection was dropped
+    requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+
+class ServerState:
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+        options.files_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(options.data_dir / "server.db")
+        self.clock = Clock(options.clock_skew)
+        self.tokens = TokenIssuer(options.data_dir / "keys", self.clock)
+        self.waiters = CommandWaiters()
+        self.stats = Stats()
+        self.command_hold = options.command_hold
+        # uuid → sha256 of a key already checked against its PBKDF2 hash: PBKDF2 is slow on
+        # purpose, and agents re-authenticate every few minutes.
+        self._verified_keys: dict[str, bytes] = {}
+
+    def key_known_good(self, uuid: str, key: str) -> bool:
+        digest = self._verified_keys.get(uuid)
+        return digest is not None and hmac.compare_digest(digest, _sha256(key))
+
+    def remember_key(self, uuid: str, key: str) -> None:
+        self._verified_keys[uuid] = _sha256(key)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
