@@ -43,6 +43,22 @@ def timeouts(config: Config, read: float | None = None) -> tuple[float, float]:
     return (config.agent.connect_timeout, config.agent.read_timeout if read is None else read)
 
 
+class AgentSession(requests.Session):
+    """A Session whose own ``verify`` beats ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``.
+
+    Plain requests lets those variables override ``session.verify`` (psf/requests#3829):
+    ``ca_file`` would be ignored and mode ``none`` would still verify. Proxies from the
+    environment still apply.
+    """
+
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if verify is None and self.verify is not True:
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
 class _ChainOnlyAdapter(HTTPAdapter):
     """Checks the certificate chain but not the hostname (verification mode ``certificate``)."""
 
@@ -84,7 +100,7 @@ def make_session(
     if mode not in VERIFICATION_MODES:
         raise ValueError(f"verification mode must be one of {', '.join(VERIFICATION_MODES)}")
     cafile = config.agent.ca_file if ca_file is None else ca_file
-    session = requests.Session()
+    session = AgentSession()
     session.headers["User-Agent"] = user_agent()
     adapter: HTTPAdapter
     if mode == "certificate":

@@ -120,6 +120,7 @@ class TokenManager:
         self._failures = 0
         self._not_before = float("-inf")
         self._streak = 0
+        self._streak_gate = float("-inf")
         self._rejected: ServerRejected | None = None
         #: authentications made by this process (for status)
         self.authentications = 0
@@ -175,12 +176,23 @@ class TokenManager:
             return cur.value
         else:
             stale = cur.value if cur is not None else None
-        if forced and cur is not None and cur.value == stale:
-            # A token refused right after we got it: the server may be refusing every token.
-            # Count the streak and space out the renewals instead of looping on 403.
-            self._streak = self._streak + 1 if now - cur.received < FRESH_TOKEN_SECONDS else 0
-            if self._streak >= 2 and now >= self._not_before:
-                self._not_before = now + self._jitter(self._streak - 1)
+        young_refused = (
+            forced
+            and cur is not None
+            and cur.value == stale
+            and now - cur.received < FRESH_TOKEN_SECONDS
+        )
+        if forced and not young_refused:
+            self._streak = 0
+        if young_refused and now < self._streak_gate:
+            # Tokens refused right after we got them, again and again: the server may be
+            # refusing every token. Space the renewals out instead of looping on 403.
+            wait = self._streak_gate - now
+            raise ServerUnreachable(
+                f"the server refused {self._streak} fresh tokens in a row; next "
+                f"authentication in {wait:.1f}s",
+                retry_after=wait,
+            )
         if now < self._not_before:
             wait = self._not_before - now
             if not forced and cur is not None and now < cur.expires_at:
@@ -227,8 +239,10 @@ class TokenManager:
                     exc.retry_after = delay
                 raise
             self._failures = 0
-            if self._streak < 2:
-                self._not_before = float("-inf")
+            self._not_before = float("-inf")
+            if young_refused:
+                self._streak += 1
+                self._streak_gate = self._clock() + self._jitter(self._streak)
             self._current = fresh
             self._write_cache(fresh)
             return fresh.value

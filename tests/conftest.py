@@ -3,5 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.refserver",
+    "tests.fixtures.agent",
+    "tests.fixtures.commander",
     "tests.fixtures.collectors",
 ]

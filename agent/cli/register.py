@@ -1,17 +1,88 @@
-"""`agentbus register` (not built yet)."""
+"""`agentbus register`: enroll this agent with the server's management API.
+
+Exit codes: 0 enrolled; 2 bad arguments or already enrolled (use ``--force``); 3 the server
+could not be reached (network, TLS) or did not accept the enrollment (wrong user or
+password, agent refused). Every failure is one line on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-HELP = "register (not built yet)"
+HELP = "enroll this agent with the server (once; --force to enroll again)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "--enroll-url",
+        required=True,
+        metavar="URL",
+        help="management API base URL, e.g. https://server:55000",
+    )
+    parser.add_argument("--user", required=True, help="management API user")
+    parser.add_argument(
+        "--password",
+        help="management API password; '-' reads it from stdin (default: prompt on a "
+        "terminal, else read stdin)",
+    )
+    parser.add_argument("--name", help="agent name (default: the hostname; at most 128 chars)")
+    parser.add_argument(
+        "--key", help="agent key, 32 characters [A-Za-z0-9] (default: a random one)"
+    )
+    parser.add_argument(
+        "--connect-url",
+        metavar="URL",
+        help="comms API base URL stored for the services (default: the enroll URL's host on "
+        "port 27000, or the enroll URL itself when it names no port)",
+    )
+    parser.add_argument(
+        "--verification-mode",
+        choices=["full", "certificate", "none"],
+        help="TLS checks for enrollment (default: agent.verification_mode of the config)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="enroll again, replacing the stored credentials"
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    print("agentbus: 'register' is not built yet", file=sys.stderr)
-    return 1
+    from agent.cli.common import config_of
+    from comms.enroll import EnrollRequest, enroll
+
+    config = config_of(args)
+    credentials = enroll(
+        config,
+        EnrollRequest(
+            enroll_url=args.enroll_url,
+            user=args.user,
+            password=_password(args.password),
+            name=args.name,
+            key=args.key,
+            connect_url=args.connect_url,
+            verification_mode=args.verification_mode,
+            force=args.force,
+        ),
+    )
+    print(
+        f"enrolled {credentials.name} as {credentials.uuid}; comms URL {credentials.server_url}; "
+        f"credentials in {config.data_dir / 'credentials.json'}"
+    )
+    if args.verification_mode and args.verification_mode != config.agent.verification_mode:
+        print(
+            f"note: the services check TLS with agent.verification_mode = "
+            f"{config.agent.verification_mode!r} from {config.source}, not "
+            f"{args.verification_mode!r}; change it there if needed",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _password(value: str | None) -> str:
+    if value is not None and value != "-":
+        return value
+    if value is None and sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("management API password: ")
+    return sys.stdin.readline().rstrip("\r\n")

@@ -1,0 +1,249 @@
+"""Enrollment: register this agent with the management API and store its credentials.
+
+Steps (PROTOCOL.md section 1): authenticate with the management user (Basic auth) to get a
+token, POST the agent (UUID v7 id, a random 32-character key, name, host facts), and on 201
+write ``credentials.json`` (0600, atomic). An old ``token.json`` belongs to the previous
+identity and is removed.
+
+Which comms URL is stored (``--connect-url`` not given): when the enrollment URL names a
+port, the same scheme and host on port 27000 (the comms API's default port); when it names
+none, the enrollment URL itself — a server behind a reverse proxy serves both APIs on one
+address.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import socket
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import uuid6
+from loguru import logger
+
+from agent.config import Config
+from bus.errors import EXIT_USAGE, AgentbusError
+from comms.credentials import (
+    Credentials,
+    credentials_path,
+    load_credentials,
+    save_credentials,
+)
+from comms.errors import AlreadyEnrolled, BadResponse, NotEnrolled, ServerRejected
+from comms.hostinfo import host_facts
+from comms.http import make_session, send, timeouts
+from comms.private_files import remove_private
+from comms.tokens import LOCK_FILE, TOKEN_FILE
+
+#: default port of the comms API
+COMMS_PORT = 27000
+#: longest agent name the server accepts
+MAX_NAME = 128
+KEY_LENGTH = 32
+_KEY_ALPHABET = string.ascii_letters + string.digits
+_KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+#: error code of the management API for an id that already exists
+ERROR_DUPLICATE_ID = 1708
+
+
+class EnrollmentUsage(AgentbusError):
+    """The enrollment request is wrong before anything was sent (bad URL, name, key)."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnrollRequest:
+    """What ``agentbus register`` was asked to do."""
+
+    enroll_url: str
+    user: str
+    password: str
+    name: str | None = None
+    key: str | None = None
+    connect_url: str | None = None
+    verification_mode: str | None = None
+    force: bool = False
+
+
+def new_key() -> str:
+    """32 characters from [A-Za-z0-9], drawn with ``secrets``."""
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH))
+
+
+def new_agent_id() -> str:
+    """A UUID v7: time-ordered, made by the agent."""
+    return str(uuid6.uuid7())
+
+
+def default_connect_url(enroll_url: str) -> str:
+    """The comms URL used when ``--connect-url`` is not given (see the module docstring)."""
+    parts = urlsplit(enroll_url)
+    if parts.port is None:
+        return enroll_url.rstrip("/")
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal needs its brackets back
+        host = f"[{host}]"
+    return urlunsplit((parts.scheme, f"{host}:{COMMS_PORT}", "", "", ""))
+
+
+def check_url(url: str, flag: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EnrollmentUsage(
+            f"{flag} must be an http(s) URL like https://server:55000, got {url!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise EnrollmentUsage(f"{flag} has an invalid port: {url!r}") from None
+    return url.rstrip("/")
+
+
+def check_name(name: str) -> str:
+    if not name or not name.strip():
+        raise EnrollmentUsage("the agent name must not be empty")
+    if len(name) > MAX_NAME:
+        raise EnrollmentUsage(f"the agent name is {len(name)} characters long; at most {MAX_NAME}")
+    return name
+
+
+def check_key(key: str) -> str:
+    if not _KEY_RE.match(key):
+        raise EnrollmentUsage(
+            f"the key must be exactly {KEY_LENGTH} characters from A-Z, a-z, 0-9 "
+            f"(got {len(key)} characters)"
+        )
+    return key
+
+
+def enroll(
+    config: Config,
+    request: EnrollRequest,
+    *,
+    facts: dict[str, Any] | None = None,
+    session: requests.Session | None = None,
+) -> Credentials:
+    """Enroll the agent and store its credentials; returns them.
+
+    Raises :class:`AlreadyEnrolled` (exit 2) when credentials exist and ``force`` is off,
+    :class:`EnrollmentUsage` (exit 2) for bad input, :class:`ServerRejected` (exit 3) when
+    the server refuses, :class:`ServerUnreachable`/:class:`TLSFailure` (exit 3).
+    """
+    data_dir = config.data_dir
+    _refuse_if_enrolled(data_dir, request.force)
+    enroll_url = check_url(request.enroll_url, "--enroll-url")
+    connect_url = check_url(request.connect_url or default_connect_url(enroll_url), "--connect-url")
+    name = check_name(request.name if request.name is not None else socket.gethostname())
+    key = check_key(request.key) if request.key is not None else new_key()
+    mode = request.verification_mode or config.agent.verification_mode
+    http = session if session is not None else make_session(config, 2, verification_mode=mode)
+
+    token = _management_token(config, http, enroll_url, request.user, request.password)
+    agent_id = new_agent_id()
+    from agent import __version__
+
+    body = {
+        "id": agent_id,
+        "name": name,
+        "key": key,
+        "type": "Endpoint",
+        "version": __version__,
+        "host": facts if facts is not None else host_facts(),
+    }
+    response = send(
+        http,
+        "POST",
+        f"{enroll_url}/agents",
+        data=json.dumps(body, separators=(",", ":")).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=timeouts(config),
+    )
+    if response.status_code != 201:
+        message, code = _error_of(response)
+        if code == ERROR_DUPLICATE_ID:
+            message = f"{message} (agent id {agent_id} already exists)"
+        raise ServerRejected(response.status_code, message, what="the server refused the agent")
+
+    credentials = Credentials(
+        uuid=agent_id,
+        key=key,
+        name=name,
+        groups=(),
+        server_url=connect_url,
+        enroll_url=enroll_url,
+        verification_mode=mode,
+        enrolled_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    save_credentials(data_dir, credentials)
+    # A cached token of the previous identity would be refused; it must go.
+    remove_private(data_dir / TOKEN_FILE)
+    remove_private(data_dir / LOCK_FILE)
+    logger.info("enrolled agent {} ({}) with {}", name, agent_id, enroll_url)
+    return credentials
+
+
+def _refuse_if_enrolled(data_dir: Path, force: bool) -> None:
+    path = credentials_path(data_dir)
+    if force or not path.exists():
+        return
+    try:
+        current = load_credentials(data_dir)
+    except NotEnrolled:
+        raise AlreadyEnrolled(
+            f"{path} exists but is unreadable; use --force to enroll again"
+        ) from None
+    raise AlreadyEnrolled(
+        f"this agent is already enrolled as {current.name} ({current.uuid}) with "
+        f"{current.server_url}; use --force to enroll again"
+    )
+
+
+def _management_token(
+    config: Config, http: requests.Session, enroll_url: str, user: str, password: str
+) -> str:
+    response = send(
+        http,
+        "POST",
+        f"{enroll_url}/security/user/authenticate",
+        auth=(user, password),
+        timeout=timeouts(config),
+    )
+    if response.status_code != 200:
+        message, _ = _error_of(response)
+        if response.status_code == 401:
+            message = f"wrong user or password for {enroll_url} ({message})"
+        raise ServerRejected(response.status_code, message, what="enrollment login refused")
+    try:
+        doc = response.json()
+        token = doc["data"]["token"]
+    except (ValueError, KeyError, TypeError):
+        raise BadResponse(
+            f"the management API at {enroll_url} answered login without a token", status=200
+        ) from None
+    if not isinstance(token, str) or not token:
+        raise BadResponse(f"the management API at {enroll_url} sent an empty token", status=200)
+    return token
+
+
+def _error_of(response: requests.Response) -> tuple[str, int | None]:
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        message = doc.get("message") or doc.get("detail") or doc.get("title")
+        code = doc.get("code", doc.get("error"))
+        return (
+            str(message)[:300] if message else f"HTTP {response.status_code}",
+            code if isinstance(code, int) else None,
+        )
+    text = response.text.strip().replace("\n", " ")[:120]
+    return text or response.reason or f"HTTP {response.status_code}", None

@@ -1,0 +1,312 @@
+"""Token manager against requests-mock: rare answers, scheduling, locking, cache, back-off.
+
+The real-server behaviour (revocation, clock skew, outages) is in test_tokens_refserver.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests_mock
+
+from agent.config import Config
+from comms.credentials import Credentials
+from comms.errors import BadResponse, ServerRejected, ServerUnreachable
+from comms.tokens import DEFAULT_LIFETIME, TokenManager
+from tests.comms.helpers import FakeClock, captured_logs, make_jwt
+
+URL = "http://server.test:27000"
+AUTH = URL + "/api/v1/authentication"
+KEY = "Secretkey0123456789abcdefghijklm"
+CREDS = Credentials(uuid="0190a6d2-0000-7000-8000-0000000000aa", key=KEY, name="h", server_url=URL)
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def manager(config: Config, clock: FakeClock, **kw: Any) -> TokenManager:
+    kw.setdefault("rng", lambda: 1.0)  # the back-off's upper bound: deterministic tests
+    return TokenManager(config, CREDS, clock=clock, boot_id="boot-1", **kw)
+
+
+def test_authenticates_with_uuid_and_key_and_reuses_the_token(config, clock) -> None:
+    token = make_jwt()
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": token})
+        tm = manager(config, clock)
+        assert tm.token() == token
+        assert tm.token() == token
+        assert m.call_count == 1
+        sent = m.request_history[0]
+        assert json.loads(sent.body) == {"uuid": CREDS.uuid, "key": KEY}
+        assert "Authorization" not in sent.headers
+        assert sent.headers["Content-Type"] == "application/json"
+        assert sent.headers["User-Agent"].startswith("agentbus/")
+
+
+def test_renews_at_80_percent_of_the_lifetime_counted_from_receipt(config, clock) -> None:
+    # iat/exp far in the past by our clock: only exp - iat matters
+    first, second = make_jwt(iat=1_000, lifetime=900), make_jwt(iat=2_000, lifetime=900)
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, [{"json": {"token": first}}, {"json": {"token": second}}])
+        tm = manager(config, clock)
+        assert tm.token() == first
+        assert tm.expires_in() == pytest.approx(900)
+        clock.advance(719)
+        assert tm.token() == first
+        clock.advance(2)
+        assert tm.token() == second
+        assert m.call_count == 2
+
+
+def test_garbled_json_is_a_bad_response(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, text='{"token": "abc', status_code=200)
+        with pytest.raises(BadResponse, match="not JSON"):
+            manager(config, clock).token()
+
+
+@pytest.mark.parametrize("body", [{}, {"token": ""}, {"token": 5}, {"data": {"token": "x"}}, []])
+def test_missing_token_field_is_a_bad_response(config, clock, body: Any) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json=body)
+        with pytest.raises(BadResponse, match="no token"):
+            manager(config, clock).token()
+
+
+def test_token_that_is_not_a_jwt_is_a_bad_response(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": "not-a-jwt"})
+        with pytest.raises(BadResponse, match="not a readable JWT"):
+            manager(config, clock).token()
+
+
+def test_token_without_exp_gets_the_protocol_lifetime(config, clock) -> None:
+    token = make_jwt(lifetime=None)
+    with requests_mock.Mocker() as m, captured_logs() as logs:
+        m.post(AUTH, json={"token": token})
+        tm = manager(config, clock)
+        assert tm.token() == token
+        assert tm.expires_in() == pytest.approx(DEFAULT_LIFETIME)
+        assert any("no usable exp/iat" in line for line in logs)
+
+
+def test_token_that_expires_before_it_is_issued_is_a_bad_response(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": make_jwt(lifetime=-5)})
+        with pytest.raises(BadResponse, match="expires before"):
+            manager(config, clock).token()
+
+
+@pytest.mark.parametrize(
+    ("status", "message"), [(401, "Invalid key"), (403, "Agent does not exist")]
+)
+def test_invalid_key_or_unknown_agent_is_final(config, clock, status: int, message: str) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"message": message, "code": status}, status_code=status)
+        tm = manager(config, clock)
+        with pytest.raises(ServerRejected) as info:
+            tm.token()
+        assert info.value.status == status
+        assert info.value.exit_code == 3
+        assert message in str(info.value) and "register --force" in str(info.value)
+        assert "\n" not in str(info.value)
+        # it stays refused without asking the server again
+        clock.advance(3600)
+        with pytest.raises(ServerRejected):
+            tm.token()
+        assert m.call_count == 1
+
+
+def test_renew_of_a_replaced_token_is_a_no_op(config, clock) -> None:
+    tokens = [make_jwt(iat=1), make_jwt(iat=2)]
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, [{"json": {"token": t}} for t in tokens])
+        tm = manager(config, clock)
+        old = tm.token()
+        new = tm.renew(old)
+        assert new == tokens[1]
+        assert tm.renew(old) == new  # a second caller with the same stale token
+        assert m.call_count == 2
+
+
+def test_many_threads_refused_at_once_make_one_renewal(config, clock) -> None:
+    tokens = [make_jwt(iat=1), make_jwt(iat=2), make_jwt(iat=3)]
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, [{"json": {"token": t}} for t in tokens])
+        tm = manager(config, clock)
+        old = tm.token()
+        results: list[str] = []
+        threads = [threading.Thread(target=lambda: results.append(tm.renew(old))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert results == [tokens[1]] * 8
+        assert m.call_count == 2
+
+
+def test_unreachable_server_backs_off_with_jitter(config, clock) -> None:
+    import requests
+
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, exc=requests.exceptions.ConnectionError("refused"))
+        tm = manager(config, clock, rng=lambda: 0.5)
+        with pytest.raises(ServerUnreachable) as first:
+            tm.token()
+        assert first.value.retry_after == pytest.approx(0.5)  # 0.5 * 1 s
+        with pytest.raises(ServerUnreachable, match="postponed"):
+            tm.token()  # within the back-off: the server is not asked
+        assert m.call_count == 1
+        clock.advance(0.6)
+        with pytest.raises(ServerUnreachable) as second:
+            tm.token()
+        assert second.value.retry_after == pytest.approx(1.0)  # 0.5 * 2 s
+        assert m.call_count == 2
+        for _ in range(10):
+            clock.advance(100)
+            with pytest.raises(ServerUnreachable) as later:
+                tm.token()
+        assert later.value.retry_after == pytest.approx(30.0)  # 0.5 * the 60 s cap
+        token = make_jwt()
+        m.post(AUTH, json={"token": token})
+        clock.advance(100)
+        assert tm.token() == token
+
+
+def test_server_busy_honours_retry_after(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, status_code=503, headers={"Retry-After": "7"}, json={"message": "busy"})
+        with pytest.raises(ServerUnreachable) as info:
+            manager(config, clock, rng=lambda: 0.0).token()
+        assert info.value.retry_after == pytest.approx(7.0)
+
+
+def test_a_failed_early_renewal_keeps_the_still_valid_token(config, clock) -> None:
+    import requests
+
+    token = make_jwt()
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": token})
+        tm = manager(config, clock)
+        tm.token()
+        m.post(AUTH, exc=requests.exceptions.ConnectTimeout("slow"))
+        clock.advance(800)  # due, not expired
+        assert tm.token() == token
+        clock.advance(95)  # expired now
+        with pytest.raises(ServerUnreachable):
+            tm.token()
+
+
+def test_fresh_tokens_refused_in_a_row_space_out_renewals(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, [{"json": {"token": make_jwt(iat=i)}} for i in range(10)])
+        tm = manager(config, clock)
+        t = tm.token()
+        t = tm.renew(t)  # refused once: renewed at once
+        with pytest.raises(ServerUnreachable) as info:
+            tm.renew(t)  # the new token refused at once too: wait first
+        assert 0 < (info.value.retry_after or 0) <= 2
+        assert m.call_count == 2
+        clock.advance(2.1)
+        tm.renew(t)
+        assert m.call_count == 3
+
+
+def test_cache_survives_a_restart_and_is_private(config, clock) -> None:
+    token = make_jwt()
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": token})
+        manager(config, clock).token()
+        cache = config.data_dir / "token.json"
+        assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+        clock.advance(500)
+        again = manager(config, clock)  # a restarted service, same boot
+        assert again.token() == token
+        assert again.expires_in() == pytest.approx(400)
+        assert m.call_count == 1
+
+
+def test_cache_after_a_reboot_uses_the_wall_clock(config, clock) -> None:
+    token = make_jwt()
+    wall = FakeClock(1_700_000_000)
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": token})
+        manager(config, clock, wall=wall).token()
+        wall.advance(300)
+        rebooted = TokenManager(
+            config, CREDS, clock=FakeClock(5.0), wall=wall, boot_id="boot-2", rng=lambda: 1.0
+        )
+        assert rebooted.token() == token
+        assert rebooted.expires_in() == pytest.approx(600)
+        wall.advance(900)
+        late = TokenManager(config, CREDS, clock=FakeClock(5.0), wall=wall, boot_id="boot-3")
+        late.token()
+        assert m.call_count == 2
+
+
+def test_cache_of_another_agent_or_garbled_is_ignored(config, clock) -> None:
+    token = make_jwt()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    cache = config.data_dir / "token.json"
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": token})
+        cache.write_text(json.dumps({"uuid": "someone-else", "token": "x", "lifetime": 900}))
+        assert manager(config, clock).token() == token
+        cache.write_text("{garbage")
+        assert manager(config, clock).token() == token
+        assert m.call_count == 2
+
+
+def test_two_managers_on_one_data_dir_share_the_renewal(config, clock) -> None:
+    # Two managers stand for the forwarder and the commander: the file lock and the
+    # re-read cache make the second one adopt the token the first one fetched.
+    tokens = [make_jwt(iat=i) for i in range(1, 5)]
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, [{"json": {"token": t}} for t in tokens])
+        forwarder, commander = manager(config, clock), manager(config, clock)
+        assert forwarder.token() == commander.token() == tokens[0]
+        assert m.call_count == 1
+        fresh = forwarder.renew(tokens[0])  # the forwarder got a 403
+        assert commander.renew(tokens[0]) == fresh  # then the commander did too
+        assert m.call_count == 2
+        clock.advance(800)  # due for both: one renewal between them
+        a, b = forwarder.token(), commander.token()
+        assert a == b and m.call_count == 3
+
+
+def test_no_secret_in_any_log_line(config, clock) -> None:
+    token = make_jwt()
+    with requests_mock.Mocker() as m, captured_logs() as logs:
+        m.post(AUTH, json={"token": token})
+        tm = manager(config, clock)
+        tm.token()
+        tm.renew(token)
+        clock.advance(40)
+        m.post(AUTH, status_code=401, json={"message": "Invalid key", "code": 401})
+        with pytest.raises(ServerRejected) as info:
+            tm.renew(tm.token())
+    text = "\n".join(logs) + str(info.value)
+    assert logs
+    assert KEY not in text and token not in text and token.split(".")[1] not in text
+
+
+def test_cache_file_holds_no_key(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": make_jwt()})
+        manager(config, clock).token()
+    assert KEY not in Path(config.data_dir / "token.json").read_text()
