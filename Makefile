@@ -18,6 +18,9 @@ venv: $(STAMP)
 
 ## make test: the whole test suite (except the slow system tests)
 test: $(STAMP)
+	@# the Node.js collector example's test needs its npm packages (skipped without node)
+	if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		(cd examples/node-collector && npm install --no-audit --no-fund --silent); fi
 	$(BIN)/python -m pytest -q -m "not system"
 
 ## make test-system: whole-system reliability tests (slow)
