@@ -86,8 +86,19 @@ class Binding:
 
 
 def bind(sock: zmq.Socket, endpoint: str, opts: SocketOptions | None = None) -> Binding:
-    """Bind ``sock`` to ``endpoint`` safely; raises EndpointInUse if a live process owns it."""
-    opts = opts or SocketOptions()
+    """Bind ``sock`` to ``endpoint`` safely; raises EndpointInUse if a live process owns it.
+
+    On any failure the socket is closed (it is of no use unbound), so a caller that gives up
+    leaves nothing behind that would hang ``Context.term()``.
+    """
+    try:
+        return _bind(sock, endpoint, opts or SocketOptions())
+    except BaseException:
+        sock.close(linger=0)
+        raise
+
+
+def _bind(sock: zmq.Socket, endpoint: str, opts: SocketOptions) -> Binding:
     path = ipc_path(endpoint)
     if path is None:
         _secure_tcp_server(sock, endpoint, opts)

@@ -1,0 +1,50 @@
+"""Control sockets answer status, and survive bad requests."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+import zmq
+
+from bus.control import ControlServer, request
+from bus.errors import BusTimeout
+
+
+def test_status_unknown_commands_and_garbage(run_dir):
+    endpoint = f"ipc://{run_dir}/control-test.sock"
+    calls = []
+
+    def status(req):
+        calls.append(req)
+        return {"ok": True, "received": 42}
+
+    def broken(_req):
+        raise RuntimeError("handler bug")
+
+    server = ControlServer(endpoint, {"status": status, "broken": broken})
+    server.start()
+    try:
+        assert request(endpoint, {"cmd": "status"}) == {"ok": True, "received": 42}
+        assert request(endpoint, {"cmd": "nope"}) == {
+            "ok": False,
+            "error": "unknown command 'nope'",
+        }
+        assert request(endpoint, {"cmd": "broken"})["error"] == "RuntimeError: handler bug"
+        assert request(endpoint, {"no": "cmd"})["ok"] is False
+
+        ctx = zmq.Context.instance()
+        raw = ctx.socket(zmq.REQ)
+        raw.connect(endpoint)
+        raw.send(b"\xc1garbage")
+        assert raw.poll(5000)
+        assert msgpack.unpackb(raw.recv())["error"] == "request is not msgpack"
+        raw.close(linger=0)
+        # still serving after all of that
+        assert request(endpoint, {"cmd": "status"})["received"] == 42
+    finally:
+        server.stop()
+
+
+def test_request_to_nobody_times_out(run_dir):
+    with pytest.raises(BusTimeout):
+        request(f"ipc://{run_dir}/control-none.sock", {"cmd": "status"}, timeout=0.3)

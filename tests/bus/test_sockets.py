@@ -1,0 +1,145 @@
+"""Socket factory: ipc permissions, refusal of a live owner, take-over of a stale socket."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import zmq
+
+from bus.errors import BusError, EndpointInUse
+from bus.sockets import bind, make_socket
+
+
+@pytest.fixture
+def ctx():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def test_ipc_socket_file_is_0660(ctx, run_dir):
+    binding = bind(make_socket(ctx, zmq.PULL), f"ipc://{run_dir}/events.sock")
+    try:
+        mode = stat.S_IMODE(os.stat(run_dir / "events.sock").st_mode)
+        assert mode == 0o660
+        assert not mode & stat.S_IWOTH
+    finally:
+        binding.close()
+
+
+def test_second_binder_in_same_process_is_refused(ctx, run_dir):
+    endpoint = f"ipc://{run_dir}/events.sock"
+    first = bind(make_socket(ctx, zmq.PULL), endpoint)
+    try:
+        with pytest.raises(EndpointInUse, match="already served by a live process"):
+            bind(make_socket(ctx, zmq.PULL), endpoint)
+    finally:
+        first.close()
+    # once the owner is gone the endpoint can be bound again
+    bind(make_socket(ctx, zmq.PULL), endpoint).close()
+
+
+def test_live_owner_in_another_process_is_refused_with_its_pid(ctx, run_dir):
+    endpoint = f"ipc://{run_dir}/ingest.sock"
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, zmq
+                from bus.sockets import bind, make_socket
+                b = bind(make_socket(zmq.Context(), zmq.ROUTER), {endpoint!r})
+                print("ready", flush=True)
+                sys.stdin.read()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().strip() == "ready"
+        with pytest.raises(EndpointInUse, match=f"pid {owner.pid}"):
+            bind(make_socket(ctx, zmq.ROUTER), endpoint)
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+
+
+def test_stale_socket_of_a_killed_owner_is_taken_over(ctx, run_dir):
+    endpoint = f"ipc://{run_dir}/events.sock"
+    code = (
+        "import os, zmq\n"
+        "from bus.sockets import bind, make_socket\n"
+        f"b = bind(make_socket(zmq.Context(), zmq.PULL), {endpoint!r})\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], timeout=30)
+    assert proc.returncode == -9
+    assert (run_dir / "events.sock").exists(), "a killed owner leaves its socket file behind"
+
+    binding = bind(make_socket(ctx, zmq.PULL), endpoint)
+    try:
+        push = make_socket(ctx, zmq.PUSH)
+        push.connect(endpoint)
+        push.send(b"hello")
+        assert binding.sock.poll(5000)
+        assert binding.sock.recv() == b"hello"
+        push.close(linger=0)
+    finally:
+        binding.close()
+
+
+def test_too_long_ipc_path_is_a_clear_error(ctx, tmp_path):
+    endpoint = "ipc://" + str(tmp_path / ("x" * 120) / "events.sock")
+    with pytest.raises(BusError, match="longer than 107 characters"):
+        bind(make_socket(ctx, zmq.PULL), endpoint)
+
+
+def test_tcp_reachable_from_other_hosts_needs_curve(ctx):
+    with pytest.raises(BusError, match="curve_secret_key_file"):
+        bind(make_socket(ctx, zmq.PULL), "tcp://0.0.0.0:0")
+
+
+def test_tcp_loopback_is_allowed_and_a_busy_port_is_refused(ctx):
+    first = bind(make_socket(ctx, zmq.PULL), "tcp://127.0.0.1:0")
+    port = first.sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
+    try:
+        with pytest.raises(EndpointInUse):
+            bind(make_socket(ctx, zmq.PULL), f"tcp://127.0.0.1:{port}")
+    finally:
+        first.close()
+
+
+def test_curve_protects_a_tcp_endpoint(ctx):
+    from bus.sockets import SocketOptions, connect
+
+    public, secret = zmq.curve_keypair()
+    server_opts = SocketOptions(curve_secret_key=secret, curve_public_key=public)
+    server = bind(make_socket(ctx, zmq.PULL, server_opts), "tcp://127.0.0.1:0", server_opts)
+    endpoint = server.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+    try:
+        good = make_socket(ctx, zmq.PUSH, server_opts)
+        connect(good, endpoint, server_opts)
+        good.send(b"with keys")
+        assert server.sock.poll(5000)
+        assert server.sock.recv() == b"with keys"
+
+        plain = make_socket(ctx, zmq.PUSH)
+        plain.setsockopt(zmq.SNDTIMEO, 300)
+        connect(plain, endpoint)
+        # IMMEDIATE: no handshake completes without keys, so nothing can be queued.
+        with pytest.raises(zmq.Again):
+            plain.send(b"without keys")
+        good.close(linger=0)
+        plain.close(linger=0)
+    finally:
+        server.close()
