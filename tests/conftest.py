@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.agent",
     "tests.fixtures.commander",
     "tests.fixtures.collectors",
+    "tests.fixtures.forwarder",
 ]

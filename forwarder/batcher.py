@@ -1,0 +1,133 @@
+"""Batches: stored chunks gathered into one request body, and split again when needed.
+
+A batch closes on bytes (``batch_max_bytes``), on events (``batch_max_events``) or on
+time: it is taken as soon as enough is ready to fill it, or when the oldest ready event
+has waited ``batch_interval`` — whichever comes first; a full batch never waits for a
+timer. Its body is a concatenation of stored chunks (they are already NDJSON lines).
+
+When the server refuses a batch as a whole (413 too large, 400 bad content) the sender
+splits it: first between chunks, then, for a single chunk, between its events, down to
+one event.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from comms.ndjson import NEWLINE, event_spans
+from forwarder.store import Store, StoredChunk
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A run of rendered events from one stored chunk (the whole chunk, or part of it)."""
+
+    chunk: int
+    events: int
+    body: bytes
+
+
+@dataclass(slots=True)
+class Batch:
+    """Pieces sent in one request, and the stored chunks to ack once all are delivered."""
+
+    pieces: list[Piece]
+    chunks: list[StoredChunk] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, chunks: list[StoredChunk]) -> Batch:
+        return cls([Piece(c.id, c.events, c.body) for c in chunks], chunks)
+
+    @property
+    def events(self) -> int:
+        return sum(p.events for p in self.pieces)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p.body) + 1 for p in self.pieces)
+
+    def body(self, agent_line: bytes) -> bytes:
+        """The request body (PROTOCOL.md): agent line, then every piece's lines."""
+        return NEWLINE.join([agent_line, *(p.body for p in self.pieces)])
+
+
+def split(pieces: list[Piece], stateful: bool) -> tuple[list[Piece], list[Piece]] | None:
+    """Two halves, in order, of a list of pieces; None when it is a single event."""
+    if len(pieces) > 1:
+        total = sum(len(p.body) for p in pieces)
+        acc = 0
+        for i, p in enumerate(pieces[:-1]):
+            acc += len(p.body)
+            if acc * 2 >= total:
+                return pieces[: i + 1], pieces[i + 1 :]
+        return pieces[:-1], pieces[-1:]
+    if not pieces or pieces[0].events <= 1:
+        return None
+    only = pieces[0]
+    spans = event_spans(only.body, stateful)
+    half = len(spans) // 2
+    left = Piece(only.chunk, half, NEWLINE.join(spans[:half]))
+    right = Piece(only.chunk, len(spans) - half, NEWLINE.join(spans[half:]))
+    return [left], [right]
+
+
+def pieces_of_events(pieces: list[Piece], stateful: bool) -> list[Piece]:
+    """The same events, one piece per event (for per-item results)."""
+    out: list[Piece] = []
+    for p in pieces:
+        if p.events == 1:
+            out.append(p)
+        else:
+            out.extend(Piece(p.chunk, 1, span) for span in event_spans(p.body, stateful))
+    return out
+
+
+class Batcher:
+    """Hands out batches from one store according to the closing rules."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_bytes: int,
+        max_events: int,
+        interval: float,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.max_events = max(1, max_events)
+        self.interval = interval
+        self._wall = wall
+
+    def due_in(self) -> float | None:
+        """Seconds until a batch may be taken: 0 now, None when nothing is ready.
+
+        Call with ``store.cond`` held.
+        """
+        store = self.store
+        if store.ready_events <= 0:
+            return None
+        if store.ready_bytes >= self.max_bytes or store.ready_events >= self.max_events:
+            return 0.0
+        head = store.head_ts()
+        if head is None:
+            return None
+        return max(0.0, head + self.interval - self._wall())
+
+    def next_batch(self, stop: threading.Event, *, poll: float = 0.25) -> Batch | None:
+        """Block until a batch is due and take it; None when ``stop`` is set first."""
+        store = self.store
+        while not stop.is_set():
+            with store.cond:
+                wait = self.due_in()
+                if wait == 0.0:
+                    chunks = store.take(self.max_bytes, self.max_events)
+                    if chunks:
+                        return Batch.of(chunks)
+                    wait = None
+                store.cond.wait(poll if wait is None else min(wait, poll))
+        return None

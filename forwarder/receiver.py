@@ -1,0 +1,357 @@
+"""The forwarder's input: the events PULL socket (fast path) and the ingest ROUTER socket.
+
+One thread reads both sockets, validates and renders every event once
+(:mod:`forwarder.render`), gathers them into chunks (:mod:`forwarder.chunker`) and commits
+the chunks to the queues (:mod:`forwarder.store`).
+
+- **Fast path** (PULL): events are committed within ``chunk_max_delay``.
+- **Acknowledged path** (ROUTER, DEALER or REQ clients): the pending chunk holding the
+  request's events is committed before the reply goes out, so ``{"ok": true}`` means "on
+  disk". Replies mirror the envelope received (REQ adds an empty delimiter frame).
+- **Bad input** is rejected by reason (``bus.envelope.REASONS``), counted, logged with
+  rate limiting, and never stops the loop; the good events of the same frame go on.
+- **Full queue** (``when_full = "block"``): the chunk that did not fit is held, the PULL
+  socket is no longer read (collectors feel it through the ZeroMQ high-water marks) and
+  ingest requests are answered ``"full"`` until the senders make room. With
+  ``drop_oldest`` the store drops the oldest stateless chunks instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+from loguru import logger
+
+from agent.logs import RateLimitedLog
+from bus.envelope import decode_frame
+from bus.errors import InvalidEvent
+from bus.sockets import Binding, SocketOptions, bind, make_socket
+from forwarder.chunker import Chunk, Chunker
+from forwarder.render import Renderer
+from forwarder.store import Store
+
+#: frames read from one socket before looking at the other and at the clock
+BURST = 2000
+#: longest wait in one poll (seconds): held chunks and the stop flag are checked this often
+POLL_SECONDS = 0.05
+KINDS = ("stateless", "stateful")
+
+
+class RateLimiter:
+    """Token bucket over events per second; ``max_eps = 0`` means no limit."""
+
+    def __init__(self, max_eps: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_eps = max_eps
+        self._clock = clock
+        self._tokens = float(max_eps)
+        self._at = clock()
+
+    def wait_time(self) -> float:
+        """Seconds to wait before reading more (0 = go on)."""
+        if not self.max_eps:
+            return 0.0
+        now = self._clock()
+        self._tokens = min(float(self.max_eps), self._tokens + (now - self._at) * self.max_eps)
+        self._at = now
+        return 0.0 if self._tokens > 0 else -self._tokens / self.max_eps + 0.001
+
+    def spend(self, events: int) -> None:
+        if self.max_eps:
+            self._tokens -= events
+
+
+class Receiver:
+    """Reads, validates, chunks and commits; run :meth:`run` in one thread."""
+
+    def __init__(
+        self,
+        *,
+        events_endpoint: str,
+        ingest_endpoint: str,
+        options: SocketOptions,
+        stores: dict[str, Store],
+        chunk_max_bytes: int,
+        chunk_max_delay: float,
+        max_eps: int = 0,
+        reject_log_per_minute: int = 10,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.events_endpoint = events_endpoint
+        self.ingest_endpoint = ingest_endpoint
+        self.options = options
+        self.stores = stores
+        self.max_message_bytes = options.max_message_bytes
+        self._ctx = context or zmq.Context.instance()
+        self._renderer = Renderer()
+        self._chunkers = {k: Chunker(chunk_max_bytes, chunk_max_delay) for k in KINDS}
+        self._held: dict[str, Chunk] = {}
+        self._limiter = RateLimiter(max_eps)
+        self._log = RateLimitedLog(reject_log_per_minute)
+        self._pull: Binding | None = None
+        self._router: Binding | None = None
+        # Figures, written by the receiver thread only and read by the control thread.
+        self.frames = 0
+        self.received = 0
+        self.persisted = 0
+        self.ingest_requests = 0
+        self.ingest_full = 0
+        self.rejected: dict[str, int] = {}
+        self.blocked = False
+        self.last_error: str | None = None
+
+    # -- sockets -------------------------------------------------------------------
+    def bind(self) -> None:
+        """Bind both sockets now, so a second forwarder is refused at start."""
+        pull = make_socket(self._ctx, zmq.PULL, self.options)
+        try:
+            self._pull = bind(pull, self.events_endpoint, self.options)
+        except BaseException:
+            pull.close(linger=0)
+            raise
+        router = make_socket(self._ctx, zmq.ROUTER, self.options)
+        try:
+            self._router = bind(router, self.ingest_endpoint, self.options)
+        except BaseException:
+            router.close(linger=0)
+            self._pull.close(0)
+            raise
+
+    def close(self, linger_ms: int = 0) -> None:
+        for binding in (self._pull, self._router):
+            if binding is not None:
+                binding.close(linger_ms)
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> None:
+        """Receive until ``stop`` is set, then commit what is buffered."""
+        assert self._pull is not None and self._router is not None
+        pull, router = self._pull.sock, self._router.sock
+        both = zmq.Poller()
+        both.register(pull, zmq.POLLIN)
+        both.register(router, zmq.POLLIN)
+        ingest_only = zmq.Poller()
+        ingest_only.register(router, zmq.POLLIN)
+        try:
+            while not stop.is_set():
+                if self._held:
+                    self._retry_held()
+                wait = self._limiter.wait_time()
+                if wait > 0:
+                    stop.wait(min(wait, POLL_SECONDS))
+                    continue
+                self.blocked = bool(self._held)
+                poller = ingest_only if self._held else both
+                ready = dict(poller.poll(self._poll_ms()))
+                if router in ready:
+                    self._drain_ingest(router)
+                if pull in ready and not self._held:
+                    self._drain_pull(pull)
+                self._commit_due()
+                if tick is not None:
+                    tick()
+        finally:
+            self.flush(force=True)
+
+    def _poll_ms(self) -> int:
+        timeout = POLL_SECONDS
+        now = time.monotonic()
+        for chunker in self._chunkers.values():
+            deadline = chunker.deadline()
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - now))
+        return int(timeout * 1000)
+
+    def _drain_pull(self, pull: zmq.Socket) -> None:
+        for _ in range(BURST):
+            try:
+                frame = pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.frames += 1
+            if pull.get(zmq.RCVMORE):
+                while pull.get(zmq.RCVMORE):
+                    pull.recv()
+                self._reject("multipart", "a bus message must be one frame", -1, "events")
+                continue
+            self._take_frame(frame)
+            if self._held or self._limiter.max_eps and self._limiter.wait_time() > 0:
+                return
+
+    def _take_frame(self, frame: bytes) -> None:
+        try:
+            objs = decode_frame(frame, self.max_message_bytes)
+        except InvalidEvent as exc:
+            self._reject(exc.reason, exc.message, -1, "events")
+            return
+        render = self._renderer.render
+        stateless = self._chunkers["stateless"]
+        good = 0
+        for obj in objs:
+            try:
+                stateful, lines = render(obj)
+            except InvalidEvent as exc:
+                self._reject(exc.reason, exc.message, -1, "events")
+                continue
+            good += 1
+            if stateful:
+                chunker = self._chunkers["stateful"]
+                chunker.add(lines)
+                if chunker.full():
+                    self._commit("stateful")
+            else:
+                stateless.add(lines)
+                if stateless.full():
+                    self._commit("stateless")
+        self.received += good
+        self._limiter.spend(len(objs))
+
+    # -- acknowledged path -----------------------------------------------------------
+    def _drain_ingest(self, router: zmq.Socket) -> None:
+        for _ in range(BURST):
+            try:
+                msg = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.ingest_requests += 1
+            reply_to, answer = self._answer(msg)
+            try:
+                router.send_multipart([*reply_to, msgpack.packb(answer)], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # the client went away: nothing to tell it
+                logger.debug("ingest reply not delivered: {}", exc)
+
+    def _answer(self, msg: list[bytes]) -> tuple[list[bytes], dict[str, Any]]:
+        identity = msg[0]
+        if len(msg) == 2:
+            envelope, payload = [identity], msg[1]
+        elif len(msg) == 3 and msg[1] == b"":
+            envelope, payload = [identity, b""], msg[2]
+        else:
+            envelope = [identity, b""] if len(msg) > 1 and msg[1] == b"" else [identity]
+            text = f"a request must be one frame, got {len(msg) - len(envelope)}"
+            return envelope, self._frame_error("multipart", text)
+        try:
+            objs = decode_frame(payload, self.max_message_bytes)
+        except InvalidEvent as exc:
+            return envelope, self._frame_error(exc.reason, exc.message)
+        good: list[tuple[bool, bytes]] = []
+        rejected: list[dict[str, Any]] = []
+        for index, obj in enumerate(objs):
+            try:
+                good.append(self._renderer.render(obj))
+            except InvalidEvent as exc:
+                self._reject(exc.reason, exc.message, index, "ingest")
+                rejected.append({"index": index, "reason": exc.reason, "message": exc.message})
+        self._limiter.spend(len(objs))
+        if good and not self._accept(good):
+            self.ingest_full += 1
+            return envelope, {"ok": False, "accepted": 0, "error": "full"}
+        self.received += len(good)
+        if rejected:
+            return envelope, {
+                "ok": False,
+                "accepted": len(good),
+                "error": "rejected",
+                "rejected": rejected,
+            }
+        return envelope, {"ok": True, "accepted": len(good)}
+
+    def _accept(self, good: list[tuple[bool, bytes]]) -> bool:
+        """Commit the events now (with what is pending); False if a queue has no room."""
+        need = {"stateless": 0, "stateful": 0}
+        for stateful, lines in good:
+            need["stateful" if stateful else "stateless"] += len(lines) + 1
+        kinds = [k for k in KINDS if need[k]]
+        for kind in kinds:
+            if kind in self._held:
+                return False
+            if not self.stores[kind].has_room(need[kind] + self._chunkers[kind].nbytes):
+                return False
+        for stateful, lines in good:
+            self._chunkers["stateful" if stateful else "stateless"].add(lines)
+        committed = True
+        for kind in kinds:
+            committed = self._commit(kind) and committed
+        # Not committed (a race with another writer, or a disk error): the events stay
+        # held and will be committed later, but the client must not count on them.
+        return committed
+
+    def _frame_error(self, reason: str, message: str) -> dict[str, Any]:
+        self._reject(reason, message, -1, "ingest")
+        return {
+            "ok": False,
+            "accepted": 0,
+            "error": reason,
+            "rejected": [{"index": -1, "reason": reason, "message": message}],
+        }
+
+    def _reject(self, reason: str, message: str, index: int, where: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self._log.warning(
+            f"rejected:{where}:{reason}", "rejected input on {} ({}): {}", where, reason, message
+        )
+
+    # -- committing ------------------------------------------------------------------
+    def _commit(self, kind: str) -> bool:
+        """Store the pending chunk of ``kind``; False if it had to be held."""
+        if kind in self._held:
+            return False
+        chunk = self._chunkers[kind].take()
+        if chunk is None:
+            return True
+        return self._put(kind, chunk)
+
+    def _put(self, kind: str, chunk: Chunk, force: bool = False) -> bool:
+        try:
+            stored = self.stores[kind].put(chunk, force=force)
+        except sqlite3.Error as exc:
+            self.last_error = f"cannot write the {kind} queue: {exc}"
+            self._log.warning(f"store:{kind}", "{}", self.last_error)
+            stored = False
+        if stored:
+            self.persisted += chunk.events
+            self._held.pop(kind, None)
+        else:
+            self._held[kind] = chunk
+        return stored
+
+    def _retry_held(self) -> None:
+        for kind, chunk in list(self._held.items()):
+            if self._put(kind, chunk):
+                self._commit(kind)
+
+    def _commit_due(self) -> None:
+        now = time.monotonic()
+        for kind, chunker in self._chunkers.items():
+            if chunker.due(now):
+                self._commit(kind)
+
+    def flush(self, *, force: bool = False) -> None:
+        """Commit everything buffered; ``force`` ignores the byte limit (at shutdown a
+        little over the limit is better than losing events)."""
+        for kind in KINDS:
+            held = self._held.get(kind)
+            if held is not None and not self._put(kind, held, force=force):
+                continue
+            chunk = self._chunkers[kind].take()
+            if chunk is not None:
+                self._put(kind, chunk, force=force)
+
+    def figures(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "frames": self.frames,
+            "received": self.received,
+            "persisted": self.persisted,
+            "ingest_requests": self.ingest_requests,
+            "ingest_full": self.ingest_full,
+            "blocked": self.blocked,
+            "rejected": sum(self.rejected.values()),
+        }
+        for reason, n in list(self.rejected.items()):
+            out[f"rejected_{reason}"] = n
+        return out

@@ -1,0 +1,248 @@
+"""The forwarder service: receive → chunk → persist → batch → send, durable and fast.
+
+``Forwarder(config).run()`` follows the common service lifecycle:
+
+- ``startup``: open the queues (``queue/stateless.db``, ``queue/stateful.db``) and the
+  quarantine (``queue/quarantine.db``) in the data dir — chunks left unacked by a previous
+  run are sent again —, bind the events and ingest sockets, start the senders;
+- ``main_loop``: the receiver loop, in the main thread;
+- ``shutdown``: the receiver has stopped reading and committed what it buffered; senders
+  finish the request in flight (or abandon it at the deadline: its chunks are still in
+  the queue and go again after a restart).
+
+The control socket answers ``status`` and the quarantine commands (``quarantine_list``,
+``quarantine_retry``, ``quarantine_drop``) used by ``agentbus quarantine``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from loguru import logger
+
+from agent.config import Config
+from agent.service import Service
+from forwarder.backoff import Backoff
+from forwarder.batcher import Batcher
+from forwarder.chunker import Chunk
+from forwarder.link import ServerLink
+from forwarder.quarantine import Quarantine
+from forwarder.receiver import KINDS, Receiver
+from forwarder.sender import Sender
+from forwarder.store import Store
+
+#: quarantine entries listed per request at most
+MAX_LIST = 1000
+#: quarantine entries moved per chunk when retried
+RETRY_CHUNK = 500
+
+
+class Forwarder(Service):
+    name = "forwarder"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.stores: dict[str, Store] = {}
+        self.senders: dict[str, Sender] = {}
+        self.quarantine: Quarantine | None = None
+        self.receiver: Receiver | None = None
+        self.link: ServerLink | None = None
+        self._next_upkeep = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def startup(self) -> None:
+        fw = self.config.forwarder
+        queue_dir = self.config.data_dir / "queue"
+        self.stores = {
+            "stateless": Store(
+                queue_dir,
+                "stateless",
+                max_bytes=fw.max_queue_bytes,
+                drop_oldest=fw.when_full == "drop_oldest",
+            ),
+            # Stateful events are never dropped: the documents would silently diverge.
+            "stateful": Store(queue_dir, "stateful", max_bytes=fw.max_queue_bytes),
+        }
+        self.quarantine = Quarantine(queue_dir / "quarantine.db")
+        for kind, store in self.stores.items():
+            if store.events:
+                logger.info(
+                    "resuming {} {} event(s) ({} bytes) left in the queue",
+                    store.events,
+                    kind,
+                    store.bytes,
+                )
+        self.receiver = Receiver(
+            events_endpoint=self.endpoints.events,
+            ingest_endpoint=self.endpoints.ingest,
+            options=self.socket_options,
+            stores=self.stores,
+            chunk_max_bytes=fw.chunk_max_bytes,
+            chunk_max_delay=fw.chunk_max_delay,
+            max_eps=fw.max_eps,
+            reject_log_per_minute=self.config.bus.reject_log_per_minute,
+        )
+        self.receiver.bind()
+        self.link = ServerLink(self.config, pool_size=fw.stateless_in_flight + 2)
+        for kind, store in self.stores.items():
+            self.senders[kind] = Sender(
+                kind,
+                store=store,
+                batcher=Batcher(
+                    store,
+                    max_bytes=fw.batch_max_bytes,
+                    max_events=fw.batch_max_events,
+                    interval=fw.batch_interval,
+                ),
+                backoff=Backoff(fw.backoff_initial, fw.backoff_max),
+                quarantine=self.quarantine,
+                client=self.link.client,
+                agent_line=self.link.agent_line,
+                workers=fw.stateless_in_flight,
+            )
+        for sender in self.senders.values():
+            sender.start()
+        self._next_upkeep = time.monotonic() + fw.clear_acked_interval
+
+    def main_loop(self) -> None:
+        assert self.receiver is not None
+        self.receiver.run(self.stop_event, tick=self._upkeep)
+
+    def shutdown(self, deadline: float) -> None:
+        # The receiver committed its buffered events when its loop ended.
+        if self.receiver is not None:
+            self.receiver.close(linger_ms=0)
+        for sender in self.senders.values():
+            sender.request_stop()
+        finished = all([sender.join(deadline) for sender in self.senders.values()])
+        if not finished:
+            logger.warning(
+                "a request was still in flight at the stop deadline; its events stay "
+                "queued and are sent again at the next start"
+            )
+            return  # the sender threads may still touch the queues: leave them open
+        for store in self.stores.values():
+            store.close()
+        if self.quarantine is not None:
+            self.quarantine.close()
+
+    def _upkeep(self) -> None:
+        now = time.monotonic()
+        if now < self._next_upkeep:
+            return
+        self._next_upkeep = now + self.config.forwarder.clear_acked_interval
+        for store in self.stores.values():
+            try:
+                store.clear_acked()
+            except Exception as exc:  # upkeep must never stop the receiver
+                logger.warning("clearing acked rows of {} failed: {}", store.kind, exc)
+
+    # -- status ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        out = self.counters.snapshot()
+        if self.receiver is not None:
+            out.update(self.receiver.figures())
+        totals = {"sent": 0, "acked": 0, "retried": 0, "quarantined": 0, "dropped": 0}
+        requests: dict[str, int] = {}
+        queues: dict[str, Any] = {}
+        errors: list[tuple[float, str]] = []
+        oldest: float | None = None
+        backoff = 0.0
+        for kind in KINDS:
+            store, sender = self.stores.get(kind), self.senders.get(kind)
+            if store is None or sender is None:
+                continue
+            q = {**store.figures(), **sender.figures()}
+            queues[kind] = q
+            for key in ("sent", "acked", "retried", "quarantined", "dropped"):
+                totals[key] += q[key]
+            for status, n in q["requests"].items():
+                requests[status] = requests.get(status, 0) + n
+            out[f"queue_{kind}_events"] = q["events"]
+            out[f"queue_{kind}_bytes"] = q["bytes"]
+            if q["oldest_age"] is not None:
+                oldest = max(oldest or 0.0, q["oldest_age"])
+            backoff = max(backoff, q["backoff"])
+            if q["last_error"]:
+                errors.append((q["last_error_at"] or 0.0, q["last_error"]))
+        out.update(totals)
+        for status, n in requests.items():
+            out[f"requests_{status}"] = n
+        out["queues"] = queues
+        out["queue_events"] = sum(q["events"] for q in queues.values())
+        out["queue_bytes"] = sum(q["bytes"] for q in queues.values())
+        out["oldest_event_age"] = oldest
+        out["backoff"] = backoff
+        if self.quarantine is not None:
+            out["quarantine_events"] = self.quarantine.count()
+        if self.receiver is not None and self.receiver.last_error:
+            errors.append((0.0, self.receiver.last_error))
+        if errors and "last_error" not in out:
+            out["last_error"] = max(errors)[1]
+        if self.link is not None:
+            out["token_expires_in"] = self.link.token_expires_in()
+        return out
+
+    # -- control commands --------------------------------------------------------------
+    def control_handlers(self) -> dict[str, Any]:
+        handlers = super().control_handlers()
+        handlers.update(
+            {
+                "quarantine_list": self._q_list,
+                "quarantine_retry": self._q_retry,
+                "quarantine_drop": self._q_drop,
+            }
+        )
+        return handlers
+
+    def _q_list(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.quarantine is not None
+        limit = min(int(req.get("limit", 100)), MAX_LIST)
+        entries = self.quarantine.entries(limit=limit, after=int(req.get("after", 0)))
+        return {"ok": True, "total": self.quarantine.count(), "entries": entries}
+
+    def _selection(self, req: dict[str, Any]) -> list[int] | None:
+        if req.get("all"):
+            return None
+        ids = req.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+            raise ValueError("give 'ids' (a list of entry ids) or 'all': true")
+        return list(ids)
+
+    def _q_retry(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Move entries back to their queue (at its end); the server gets them again."""
+        assert self.quarantine is not None
+        try:
+            ids = self._selection(req)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        entries = self.quarantine.get(ids)
+        moved = 0
+        for start in range(0, len(entries), RETRY_CHUNK):
+            part = entries[start : start + RETRY_CHUNK]
+            for kind in KINDS:
+                bodies = [body for _id, k, body in part if k == kind]
+                if not bodies:
+                    continue
+                chunk = Chunk(body=b"\n".join(bodies), events=len(bodies), ts=time.time())
+                self.stores[kind].put(chunk, force=True)
+            # Only after the events are in their queue: a crash in between duplicates.
+            self.quarantine.remove([i for i, _k, _b in part])
+            moved += len(part)
+        logger.info("{} quarantined event(s) moved back to the queue", moved)
+        return {"ok": True, "retried": moved, "missing": (len(ids) - moved) if ids else 0}
+
+    def _q_drop(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.quarantine is not None
+        try:
+            ids = self._selection(req)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        if ids is None:
+            ids = [i for i, _k, _b in self.quarantine.get(None)]
+        dropped = 0
+        for start in range(0, len(ids), RETRY_CHUNK):
+            dropped += self.quarantine.remove(ids[start : start + RETRY_CHUNK])
+        logger.info("{} quarantined event(s) dropped by the operator", dropped)
+        return {"ok": True, "dropped": dropped, "missing": len(ids) - dropped}
