@@ -167,6 +167,8 @@ class CollectorService(Service):
     """A built-in collector process: an :class:`AckSender` plus the service lifecycle."""
 
     name = "collector"
+    #: seconds to wait for the forwarder's answer before sending again
+    ingest_timeout = INGEST_TIMEOUT
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -178,6 +180,7 @@ class CollectorService(Service):
             stop_event=self.stop_event,
             counters=self.counters,
             max_message_bytes=self.config.bus.max_message_bytes,
+            timeout=self.ingest_timeout,
         )
 
     def shutdown(self, deadline: float) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from collectors.fim import FimService
 from tests.fixtures.collectors import write_credentials
+from tests.fixtures.common import wait_for
 
 ONCE = argparse.Namespace(once=True)
 
@@ -17,7 +18,11 @@ ONCE = argparse.Namespace(once=True)
 def _scan(run_service: Any, config: Any, sink: Any) -> dict[str, dict[str, Any]]:
     """One scan; its events by file path (deletes by document id)."""
     before = len(sink.snapshot())
-    assert run_service(FimService(config, ONCE)).join(60) == 0
+    svc = run_service(FimService(config, ONCE))
+    assert svc.join(60) == 0
+    # Committed by the forwarder once the scan returns; at the server a moment later.
+    sent = svc.service.counters.get("events_sent")
+    wait_for(lambda: len(sink.snapshot()) >= before + sent)
     out: dict[str, dict[str, Any]] = {}
     for ev in sink.snapshot()[before:]:
         assert (ev["module"], ev["collector"], ev["type"]) == ("fim", "file", "stateful")

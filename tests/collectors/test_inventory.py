@@ -12,6 +12,7 @@ from typing import Any
 from collectors.inventory import InventoryService
 from collectors.inventory.scanners import parse_dpkg_status
 from tests.fixtures.collectors import write_credentials
+from tests.fixtures.common import wait_for
 
 ONCE = argparse.Namespace(once=True)
 
@@ -34,6 +35,9 @@ def _scan(run_service: Any, config: Any, sink: Any) -> list[dict[str, Any]]:
     before = len(sink.snapshot())
     svc = run_service(InventoryService(config, ONCE))
     assert svc.join(60) == 0
+    # Committed by the forwarder once the scan returns; at the server a moment later.
+    sent = svc.service.counters.get("events_sent")
+    wait_for(lambda: len(sink.snapshot()) >= before + sent)
     return sink.snapshot()[before:]
 
 

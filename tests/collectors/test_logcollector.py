@@ -230,7 +230,7 @@ def test_burst_of_100000_lines_none_lost_or_repeated(make_config, sink, run_serv
     with log.open("w", encoding="utf-8") as fh:
         for i in range(100_000):
             fh.write(f"burst {i:06d} {'p' * 60}\n")
-    wait_for(lambda: len(sink.data()) >= 100_000, timeout=150, interval=0.2)
+    wait_for(lambda: sink.count() >= 100_000, timeout=150, interval=0.2)
     seen = Counter(int(o.split()[1]) for o in _originals(sink))
     assert len(seen) == 100_000 and set(seen.values()) == {1}
 
@@ -256,7 +256,9 @@ def test_offsets_saved_only_after_the_forwarder_commits(
     _append(log, range(20))
     config = _config(make_config, [str(log)])
     stub_ingest.full_answers = 3  # "full" three times: retried, nothing lost or repeated
-    svc = run_service(LogcollectorService(config))
+    service = LogcollectorService(config)
+    service.ingest_timeout = 1.0
+    svc = run_service(service)
     wait_for(lambda: len(stub_ingest.data()) == 20)
     assert svc.service.counters.get("forwarder_full") == 3
 
