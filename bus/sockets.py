@@ -77,10 +77,17 @@ class Binding:
         self._lock_fd = lock_fd
 
     def close(self, linger_ms: int | None = None) -> None:
-        """Close the socket (libzmq removes the ipc file) and release the lock."""
+        """Close the socket, remove its ipc file and release the lock.
+
+        The lock file stays: removing it could let two processes lock two different files.
+        """
         if not self.sock.closed:
             self.sock.close(linger=linger_ms)
         if self._lock_fd is not None:
+            path = ipc_path(self.endpoint)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # ours: we still hold the lock
             os.close(self._lock_fd)
             self._lock_fd = None
 

@@ -30,6 +30,7 @@ def test_ipc_socket_file_is_0660(ctx, run_dir):
         assert not mode & stat.S_IWOTH
     finally:
         binding.close()
+    assert not (run_dir / "events.sock").exists(), "a clean close leaves no socket file"
 
 
 def test_second_binder_in_same_process_is_refused(ctx, run_dir):
