@@ -1,0 +1,184 @@
+"""`agentbus register` end to end against the reference server over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import uuid6
+
+from agent.main import main
+from comms.credentials import load_credentials
+from tests.fixtures.refserver import REPO, RefServer
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, run_dir: Path) -> Path:
+    path = tmp_path / "agentbus.toml"
+    path.write_text(
+        f'[agent]\ndata_dir = "{tmp_path / "data"}"\nrun_dir = "{run_dir}"\n'
+        f'connect_timeout = "3s"\n'
+    )
+    return path
+
+
+@pytest.fixture
+def register(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """Run ``agentbus register`` in-process: (exit code, stdout, stderr)."""
+
+    def run(server: RefServer | None, *extra: str, url: str | None = None) -> tuple[int, str, str]:
+        argv = ["register", "--config", str(config_file)]
+        if server is not None:
+            argv += ["--enroll-url", url or server.url, "--user", server.user,
+                     "--password", server.password, "--connect-url", server.url]  # fmt: skip
+        code = main([*argv, *extra])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def data_dir(config_file: Path) -> Path:
+    return config_file.parent / "data"
+
+
+def test_happy_path(refserver: RefServer, register, config_file: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = register(refserver, "--name", "web-01")
+    assert (code, err) == (0, "")
+    creds = load_credentials(data_dir(config_file))
+    assert out.startswith(f"enrolled web-01 as {creds.uuid}; comms URL {refserver.url}")
+    assert uuid6.UUID(creds.uuid).version == 7
+    assert len(creds.key) == 32 and creds.key.isalnum()
+    assert creds.server_url == refserver.url and creds.groups == ()
+    [agent] = refserver.agents()
+    assert (agent["id"], agent["name"]) == (creds.uuid, "web-01")
+    # the key the server stored works: the comms API authenticates it
+    from agent.config import load_config
+    from comms.tokens import TokenManager
+
+    TokenManager(load_config(config_file), creds).token()
+    assert refserver.auth_count() == 1
+
+
+def test_file_modes(refserver: RefServer, register, config_file: Path) -> None:  # type: ignore[no-untyped-def]
+    old = os.umask(0o022)
+    try:
+        assert register(refserver)[0] == 0
+    finally:
+        os.umask(old)
+    d = data_dir(config_file)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert stat.S_IMODE((d / "credentials.json").stat().st_mode) == 0o600
+    assert sorted(p.name for p in d.iterdir()) == ["credentials.json"]
+
+
+def test_default_name_is_the_hostname(refserver: RefServer, register, config_file: Path) -> None:  # type: ignore[no-untyped-def]
+    assert register(refserver)[0] == 0
+    assert load_credentials(data_dir(config_file)).name == socket.gethostname()
+
+
+def test_wrong_password_is_exit_3_with_one_line(
+    refserver: RefServer, register, config_file: Path
+) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = register(refserver, "--password", "not-the-password")
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("agentbus: enrollment login refused: wrong user or password")
+    assert "not-the-password" not in err
+    assert not (data_dir(config_file) / "credentials.json").exists()
+    assert refserver.agents() == []
+
+
+def test_duplicate_registration_is_refused(
+    refserver: RefServer, register, config_file: Path
+) -> None:  # type: ignore[no-untyped-def]
+    assert register(refserver, "--name", "first")[0] == 0
+    before = (data_dir(config_file) / "credentials.json").read_bytes()
+    code, out, err = register(refserver, "--name", "second")
+    assert code == 2
+    assert err.startswith("agentbus: this agent is already enrolled as first (")
+    assert err.rstrip().endswith("use --force to enroll again") and err.count("\n") == 1
+    assert (data_dir(config_file) / "credentials.json").read_bytes() == before
+    assert [a["name"] for a in refserver.agents()] == ["first"]
+
+
+def test_force_enrolls_again_and_drops_the_old_token(
+    refserver: RefServer, register, config_file: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from agent.config import load_config
+    from comms.tokens import TokenManager
+
+    assert register(refserver, "--name", "first")[0] == 0
+    first = load_credentials(data_dir(config_file))
+    TokenManager(load_config(config_file), first).token()
+    assert (data_dir(config_file) / "token.json").exists()
+    code, out, err = register(refserver, "--name", "second", "--force")
+    assert code == 0, err
+    second = load_credentials(data_dir(config_file))
+    assert second.uuid != first.uuid and second.key != first.key and second.name == "second"
+    assert not (data_dir(config_file) / "token.json").exists()
+    assert sorted(a["name"] for a in refserver.agents()) == ["first", "second"]
+    TokenManager(load_config(config_file), second).token()
+    assert refserver.auth_count() == 2
+
+
+def test_given_key_is_used(refserver: RefServer, register, config_file: Path) -> None:  # type: ignore[no-untyped-def]
+    key = "Abcdefghij0123456789KLMNOPQRSTuv"
+    assert register(refserver, "--key", key)[0] == 0
+    assert load_credentials(data_dir(config_file)).key == key
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--name", "n" * 129], "agentbus: the agent name is 129 characters long; at most 128"),
+        (["--key", "tooshort"], "agentbus: the key must be exactly 32 characters"),
+    ],
+)
+def test_bad_name_or_key_is_exit_2(
+    refserver: RefServer, register, extra: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = register(refserver, *extra)
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1
+    assert refserver.agents() == []
+
+
+def test_server_unreachable_is_exit_3(refserver: RefServer, register) -> None:  # type: ignore[no-untyped-def]
+    refserver.stop()
+    code, _, err = register(refserver)
+    assert code == 3
+    assert err == f"agentbus: cannot reach {refserver.url}: connection refused\n"
+
+
+def test_tls_failure_is_exit_3(https_server, register) -> None:  # type: ignore[no-untyped-def]
+    # a private CA the system does not trust, and a certificate for another name
+    url, _ = https_server
+    code, _, err = register(None, "--enroll-url", url, "--user", "u", "--password", "p")
+    assert code == 3 and err.count("\n") == 1
+    assert err.startswith(f"agentbus: TLS check of {url} failed: ")
+    assert "unable to get local issuer certificate" in err
+
+
+def test_password_from_stdin_and_real_exit_codes(refserver: RefServer, config_file: Path) -> None:
+    """The installed command line, as an operator runs it (a real process)."""
+    cmd = [sys.executable, "-m", "agent.main", "register", "--config", str(config_file),
+           "--enroll-url", refserver.url, "--user", refserver.user, "--password", "-",
+           "--connect-url", refserver.url]  # fmt: skip
+    done = subprocess.run(cmd, input=refserver.password + "\n", capture_output=True, text=True,
+                          cwd=REPO, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run(cmd, input=refserver.password + "\n", capture_output=True, text=True,
+                           cwd=REPO, timeout=60)  # fmt: skip
+    assert again.returncode == 2
+    assert again.stderr.count("\n") == 1 and "already enrolled" in again.stderr
+    doc = json.loads((data_dir(config_file) / "credentials.json").read_text())
+    assert set(doc) >= {"uuid", "key", "name", "groups", "server_url"}
