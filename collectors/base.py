@@ -14,18 +14,22 @@ import argparse
 import random
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgpack
+import zmq
 from loguru import logger
 
 from agent.config import Config
 from agent.counters import Counters
 from agent.logs import RateLimitedLog
 from agent.service import Service
-from bus.client import Ingest
+from bus.client import IngestResult, Rejection
 from bus.envelope import encode_events
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError, BusError, BusTimeout
+from bus.sockets import SocketOptions, connect, make_socket
 
 #: events per acknowledged request (bounded again by bytes below)
 DEFAULT_BATCH_EVENTS = 5000
@@ -34,6 +38,8 @@ RETRY_INITIAL = 0.1
 RETRY_MAX = 5.0
 #: how long one acknowledged request may wait for the forwarder's answer
 INGEST_TIMEOUT = 10.0
+#: how often a wait on the forwarder looks at the stop flag (milliseconds)
+STOP_CHECK_MS = 100
 
 
 class AckSender:
@@ -66,12 +72,56 @@ class AckSender:
         # Keep frames well below the limit: the msgpack size of a batch is estimated.
         self.max_frame_bytes = max(64 * 1024, max_message_bytes // 2)
         self.batch_events = batch_events
-        self._ingest = Ingest(endpoint, timeout=timeout, max_message_bytes=max_message_bytes)
+        self.timeout = timeout
+        self._ctx: zmq.Context = zmq.Context.instance()
+        self._opts = SocketOptions(max_message_bytes=max_message_bytes, send_timeout_ms=0)
+        self._sock = self._open()
         self._log = RateLimitedLog(6)
         self._on_wait = on_wait
 
+    def _open(self) -> zmq.Socket:
+        sock = make_socket(self._ctx, zmq.DEALER, self._opts)
+        connect(sock, self.endpoint, self._opts)
+        return sock
+
+    def _reset(self) -> None:
+        # A late answer would pair with the next request: start over on a fresh socket.
+        self._sock.close(linger=0)
+        self._sock = self._open()
+
     def close(self) -> None:
-        self._ingest.close()
+        if not self._sock.closed:
+            self._sock.close()
+
+    def _request(self, frame: bytes) -> IngestResult | None:
+        """One acknowledged request; None when asked to stop while waiting.
+
+        Like :class:`bus.client.Ingest`, but every wait is cut in short slices that look
+        at ``stop_event``: SIGTERM must not wait for an absent or hung forwarder.
+        """
+        deadline = time.monotonic() + self.timeout
+        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLOUT):
+            if self.stop_event.is_set():
+                return None
+            if time.monotonic() > deadline:
+                raise BusTimeout(f"forwarder at {self.endpoint} is not reachable")
+        try:
+            self._sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            raise BusTimeout(f"forwarder at {self.endpoint} did not take the request") from None
+        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLIN):
+            if self.stop_event.is_set() or time.monotonic() > deadline:
+                self._reset()
+                if self.stop_event.is_set():
+                    return None
+                raise BusTimeout(
+                    f"forwarder at {self.endpoint} did not answer within {self.timeout:g}s"
+                )
+        try:
+            reply = msgpack.unpackb(self._sock.recv(), raw=False)
+        except Exception:
+            raise BusError("forwarder sent a reply that is not msgpack") from None
+        return parse_reply(reply)
 
     def send(self, events: Sequence[dict[str, Any]]) -> bool:
         """Commit ``events`` (in order); False if asked to stop before all were committed."""
@@ -110,7 +160,9 @@ class AckSender:
         delay = RETRY_INITIAL
         while not self.stop_event.is_set():
             try:
-                result = self._ingest.send(events)
+                result = self._request(encode_events(events))
+                if result is None:
+                    return False
             except BusTimeout as exc:
                 self.counters.inc("send_timeouts")
                 self._log.warning("timeout", "forwarder did not commit: {}; retrying", exc)
@@ -157,6 +209,23 @@ class AckSender:
             self.stop_event.wait(random.uniform(delay / 2, delay))
             delay = min(delay * 2, RETRY_MAX)
         return False
+
+
+def parse_reply(reply: Any) -> IngestResult:
+    """The forwarder's answer map as an :class:`IngestResult` (contract in bus-protocol.md)."""
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise BusError(f"forwarder sent an unexpected reply: {reply!r:.100}")
+    rejected = [
+        Rejection(int(r.get("index", -1)), str(r.get("reason", "")), str(r.get("message", "")))
+        for r in reply.get("rejected") or []
+        if isinstance(r, dict)
+    ]
+    return IngestResult(
+        ok=bool(reply["ok"]),
+        accepted=int(reply.get("accepted", 0)),
+        error=reply.get("error"),
+        rejected=rejected,
+    )
 
 
 def _estimate(ev: dict[str, Any]) -> int:
