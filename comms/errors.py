@@ -44,6 +44,12 @@ class ServerRejected(ServerError):
         self.status = status
         self.message = message
 
+    def copy(self) -> ServerRejected:
+        """The same refusal as a new exception (no traceback attached)."""
+        fresh = ServerRejected(self.status, self.message)
+        fresh.args = self.args
+        return fresh
+
 
 class BadResponse(ServerError):
     """The server's answer was unusable: garbled body, missing field, unexpected status."""

@@ -164,9 +164,20 @@ class TokenManager:
 
     # -- renewal -----------------------------------------------------------------------
 
+    def status(self) -> dict[str, float | int | None]:
+        """Counters for ``agentbus status``: expiry, authentications, adopted tokens."""
+        return {
+            "token_expires_in": self.expires_in(),
+            "token_authentications": self.authentications,
+            "token_adopted": self.adopted,
+            "token_failures": self._failures,
+        }
+
     def _ensure(self, *, stale: str | None, forced: bool) -> str:
         if self._rejected is not None:
-            raise self._rejected
+            # A fresh exception each time: re-raising one instance would grow its traceback
+            # on every call of a service that keeps asking.
+            raise self._rejected.copy()
         cur = self._current
         now = self._clock()
         if forced:
@@ -197,6 +208,11 @@ class TokenManager:
             wait = self._not_before - now
             if not forced and cur is not None and now < cur.expires_at:
                 return cur.value
+            # Backing off, but another process may have got through meanwhile (the cache is
+            # replaced atomically, so reading it without the lock is safe).
+            cached = self._read_cache()
+            if cached is not None and cached.value != stale and now < cached.due_at:
+                return self._adopt(cached, now)
             raise ServerUnreachable(
                 f"authentication with {self._origin()} postponed for {wait:.1f}s after "
                 "earlier failures",
@@ -205,14 +221,7 @@ class TokenManager:
         with self._file_lock():
             cached = self._read_cache()
             if cached is not None and cached.value != stale and now < cached.due_at:
-                self._current = cached
-                self.adopted += 1
-                logger.debug(
-                    "using the cached token of agent {} (expires in {:.0f}s)",
-                    self.credentials.uuid,
-                    cached.received + cached.lifetime - now,
-                )
-                return cached.value
+                return self._adopt(cached, now)
             try:
                 fresh = self._authenticate()
             except ServerRejected as exc:
@@ -246,6 +255,18 @@ class TokenManager:
             self._current = fresh
             self._write_cache(fresh)
             return fresh.value
+
+    def _adopt(self, cached: _Token, now: float) -> str:
+        self._current = cached
+        self.adopted += 1
+        self._failures = 0
+        self._not_before = float("-inf")
+        logger.debug(
+            "using the cached token of agent {} (expires in {:.0f}s)",
+            self.credentials.uuid,
+            cached.received + cached.lifetime - now,
+        )
+        return cached.value
 
     def _authenticate(self) -> _Token:
         body = json.dumps(

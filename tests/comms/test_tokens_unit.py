@@ -310,3 +310,44 @@ def test_cache_file_holds_no_key(config, clock) -> None:
         m.post(AUTH, json={"token": make_jwt()})
         manager(config, clock).token()
     assert KEY not in Path(config.data_dir / "token.json").read_text()
+
+
+def test_while_backing_off_a_token_renewed_by_another_process_is_adopted(config, clock) -> None:
+    import requests
+
+    token = make_jwt()
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, exc=requests.exceptions.ConnectionError("refused"))
+        commander = manager(config, clock)
+        with pytest.raises(ServerUnreachable):
+            commander.token()  # backing off now
+        m.post(AUTH, json={"token": token})
+        manager(config, clock).token()  # the forwarder gets through
+        assert commander.token() == token  # within the back-off, from the cache
+        assert m.call_count == 2
+        assert commander.status()["token_adopted"] == 1
+
+
+def test_a_final_refusal_is_raised_afresh_each_time(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, status_code=401, json={"message": "Invalid key", "code": 401})
+        tm = manager(config, clock)
+        raised = []
+        for _ in range(3):
+            with pytest.raises(ServerRejected) as info:
+                tm.token()
+            raised.append(info.value)
+    assert len({id(e) for e in raised}) == 3
+    assert {str(e) for e in raised} == {str(raised[0])} and raised[2].status == 401
+
+
+def test_status_counters(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": make_jwt()})
+        tm = manager(config, clock)
+        assert tm.status()["token_expires_in"] is None
+        tm.token()
+        clock.advance(100)
+        status = tm.status()
+    assert status["token_expires_in"] == pytest.approx(800)
+    assert (status["token_authentications"], status["token_failures"]) == (1, 0)

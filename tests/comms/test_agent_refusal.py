@@ -1,0 +1,50 @@
+"""An invalid key stops the agent's services with exit 3 and one clear line (issue 4).
+
+The token manager raises ServerRejected (final, latched); the services must turn it into
+exit 3 (comms/errors.py). Marked xfail(strict) while the commander still treats it as a
+transient error and keeps polling: the day it stops, this test XPASSes and fails, so the
+mark gets removed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from comms.credentials import Credentials, save_credentials
+from tests.fixtures.agent import EnrolledAgent
+from tests.fixtures.refserver import REPO
+
+
+@pytest.mark.xfail(
+    strict=True, reason="commander/poller.py retries ServerRejected instead of exiting 3"
+)
+@pytest.mark.timeout(60)
+def test_commander_with_an_invalid_key_exits_3(
+    enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path
+) -> None:
+    config, creds, server = enrolled_agent
+    wrong = Credentials(uuid=creds.uuid, key="W" * 32, name=creds.name, server_url=server.url)
+    save_credentials(config.data_dir, wrong)
+    cfg = tmp_path / "agentbus.toml"
+    agent = {"data_dir": str(config.data_dir), "run_dir": str(run_dir), "server_url": server.url}
+    cfg.write_text(tomli_w.dumps({"agent": agent}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "commander", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        _, err = proc.communicate()
+    assert proc.returncode == 3
+    assert "Invalid key (HTTP 401)" in err.splitlines()[-1]
+    assert server.request_count(path="/api/v1/authentication", status=401) == 1
