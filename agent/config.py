@@ -115,6 +115,8 @@ class CommanderSection:
     republish_interval: Seconds = 1.0
     #: an executor that sent no hello for this long is no longer live
     executor_ttl: Seconds = 30.0
+    #: after start-up, wait this long for executors' hellos before answering "no executor"
+    hello_grace: Seconds = 6.0
     #: first back-off after a failed poll; doubles up to backoff_max (full jitter)
     backoff_initial: Seconds = 1.0
     backoff_max: Seconds = 60.0

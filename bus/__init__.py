@@ -6,6 +6,7 @@ Collector and executor scripts need only this package, ``pyzmq`` and ``msgpack``
 from bus.client import Ingest, IngestResult, Publisher, Rejection, make_event
 from bus.envelope import Event
 from bus.errors import AgentbusError, BusError, BusTimeout, EndpointInUse, InvalidEvent
+from bus.executor import Executor
 
 __all__ = [
     "AgentbusError",
@@ -13,6 +14,7 @@ __all__ = [
     "BusTimeout",
     "EndpointInUse",
     "Event",
+    "Executor",
     "Ingest",
     "IngestResult",
     "InvalidEvent",

@@ -1,0 +1,189 @@
+"""The built-in executor of the ``agent`` topic: set-group, fetch-config, restart.
+
+Run it as ``python -m commander.agent_executor --config F`` (``agentbus run`` starts it when
+``commander.agent_executor`` is true). It is an ordinary :class:`bus.Executor`:
+
+- ``set-group`` — ``args.groups``: a list of group names (required). Every group's file
+  ``<group>.yml`` is fetched from the server (``GET /api/v1/files``) first; only when all of
+  them arrived are they written to ``<data_dir>/groups/`` (files of groups the agent left
+  are removed) and the groups stored in the credentials, which changes the agent metadata
+  line of every later events body (the forwarder re-reads the credentials file when it
+  changes). A missing file or an unreachable server → result 1 with the reason, and
+  nothing changes.
+- ``fetch-config`` — fetch the files of the current groups again.
+- ``restart`` — answers 2 "in progress"; the commander restarts the agent once that report
+  is with the forwarder, and reports 0 when it is back (PROTOCOL.md).
+- anything else, or bad arguments → 1 "Command is not valid".
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from loguru import logger
+
+from agent.config import Config
+from bus.executor import FAILURE, IN_PROGRESS, NOT_VALID, SUCCESS, Command, Executor
+from commander.routing import AGENT_TOPIC
+
+#: group names the server accepts (letters, digits, ``_ - .``; not ``.`` or ``..``)
+GROUP_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+#: most groups one agent may belong to
+MAX_GROUPS = 128
+#: where group files go, under the data dir
+GROUPS_DIR = "groups"
+
+
+class FileSource(Protocol):
+    """What the executor needs from the comms client (``comms.api.ServerClient``)."""
+
+    def get_file(self, name: str) -> bytes | None: ...
+
+
+class AgentActions:
+    """The three actions, on the data dir of ``config``; ``client`` is made on first use."""
+
+    def __init__(self, config: Config, client: FileSource | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(config.agent.data_dir)
+        self._client = client
+        self._lock = threading.Lock()  # one action at a time: they share the files
+
+    @property
+    def client(self) -> FileSource:
+        if self._client is None:
+            from comms.api import ServerClient
+            from comms.credentials import load_credentials
+            from comms.tokens import TokenManager
+
+            creds = load_credentials(self.data_dir)
+            self._client = ServerClient(self.config, TokenManager(self.config, creds))
+        return self._client
+
+    def handlers(self) -> dict[str, Any]:
+        return {
+            "set-group": self.set_group,
+            "fetch-config": self.fetch_config,
+            "restart": self.restart,
+        }
+
+    # -- actions -----------------------------------------------------------------------
+    def set_group(self, command: Command) -> tuple[int, str]:
+        groups = _groups_arg(command.args)
+        if groups is None:
+            logger.warning("agent-executor: set-group {} has bad args", command.id)
+            return FAILURE, NOT_VALID
+        from comms.credentials import update_groups
+
+        with self._lock:
+            files, error = self._fetch(groups)
+            if error:
+                return FAILURE, error
+            self._store(files, prune=True)
+            update_groups(self.data_dir, groups)
+        shown = ", ".join(groups) if groups else "(none)"
+        logger.info("agent-executor: groups set to {}", shown)
+        return SUCCESS, f"Groups set to {shown}; {len(files)} group file(s) fetched"
+
+    def fetch_config(self, command: Command) -> tuple[int, str]:
+        from comms.credentials import load_credentials
+
+        with self._lock:
+            groups = list(load_credentials(self.data_dir).groups)
+            files, error = self._fetch(groups)
+            if error:
+                return FAILURE, error
+            self._store(files, prune=True)
+        return SUCCESS, f"{len(files)} group file(s) fetched"
+
+    def restart(self, command: Command) -> tuple[int, str]:
+        # The commander does the restart, after this report reached the forwarder.
+        return IN_PROGRESS, "Restarting the agent"
+
+    # -- files -------------------------------------------------------------------------
+    def _fetch(self, groups: list[str]) -> tuple[dict[str, bytes], str]:
+        """Every group's file, or an error message (then nothing is written)."""
+        from comms.errors import ServerError
+
+        files: dict[str, bytes] = {}
+        for group in groups:
+            name = f"{group}.yml"
+            try:
+                body = self.client.get_file(name)
+            except ServerError as exc:
+                return {}, f"Cannot fetch {name}: {exc}"
+            if body is None:
+                return {}, f"Cannot fetch {name}: the server has no such file"
+            files[name] = body
+        return files, ""
+
+    def _store(self, files: dict[str, bytes], *, prune: bool) -> None:
+        from comms.private_files import remove_private, write_private
+
+        folder = self.data_dir / GROUPS_DIR
+        for name, body in files.items():
+            write_private(folder / name, body)
+        if prune and folder.is_dir():
+            for old in folder.glob("*.yml"):
+                if old.name not in files:
+                    remove_private(old)
+
+
+def _groups_arg(args: dict[str, Any]) -> list[str] | None:
+    groups = args.get("groups")
+    if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
+        return None
+    out: list[str] = []
+    for g in groups:
+        if not isinstance(g, str) or not GROUP_NAME.match(g) or g in (".", ".."):
+            return None
+        if g not in out:
+            out.append(g)
+    return out
+
+
+def make_executor(config: Config, client: FileSource | None = None) -> Executor:
+    """The agent executor for ``config``, connected to its commander's endpoints."""
+    from agent.service import endpoints_from_config
+
+    eps = endpoints_from_config(config)
+    return Executor(
+        [AGENT_TOPIC],
+        name="agent",
+        handlers=AgentActions(config, client).handlers(),
+        commands_endpoint=eps.commands,
+        results_endpoint=eps.results,
+        workers=1,
+        max_message_bytes=config.bus.max_message_bytes,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agent.cli.common import service_setup
+    from bus.errors import AgentbusError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m commander.agent_executor",
+        description="The built-in executor of the agent topic (set-group, fetch-config, restart).",
+    )
+    parser.add_argument("--config", metavar="FILE", help="configuration file")
+    args = parser.parse_args(argv)
+    try:
+        config = service_setup(args, "agent-executor")
+        executor = make_executor(config)
+        logger.info("agent-executor: serving topic {}", AGENT_TOPIC)
+        executor.run()
+        logger.info("agent-executor: stopped")
+    except AgentbusError as exc:
+        print(f"agentbus agent-executor: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Fan-out: publish commands to executors by topic until one acknowledges, watch deadlines.
+
+The PUB socket is an XPUB (the same wire for subscribers): it tells the commander when a
+subscriber subscribes to a topic, and every command of that topic still waiting for an ack
+is published again at once. That beats the PUB/SUB slow-joiner (a message published
+before the subscription reached the publisher is silently lost) without a fixed sleep;
+the periodic republish (``republish_interval``) covers everything else.
+
+Which topics are *live* comes from the executors' ``hello`` messages
+(:class:`ExecutorTable`): a command for a topic without a live executor is answered with
+result 1 — after a short start-up grace, because right after the commander (re)starts the
+executors have not said hello yet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgpack
+import zmq
+
+from commander.command import Command
+from commander.results import Hello
+
+#: result codes (PROTOCOL.md)
+FAILURE, TIMEOUT = 1, 3
+
+
+class ExecutorTable:
+    """Executors seen recently, by name and topic (monotonic times; thread-safe)."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], float] = {}
+
+    def hello(self, hello: Hello) -> list[str]:
+        """Record a hello; returns the topics that were not live before it."""
+        new = [t for t in hello.topics if not self.is_live(t)]
+        now = self._clock()
+        with self._lock:
+            for topic in hello.topics:
+                self._seen[(hello.executor, topic)] = now
+        return new
+
+    def is_live(self, topic: str) -> bool:
+        limit = self._clock() - self.ttl
+        with self._lock:
+            return any(t == topic and seen >= limit for (_, t), seen in self._seen.items())
+
+    def live(self) -> dict[str, list[str]]:
+        """Live executors: name → topics (forgets the expired ones)."""
+        limit = self._clock() - self.ttl
+        with self._lock:
+            self._seen = {k: v for k, v in self._seen.items() if v >= limit}
+            keys = sorted(self._seen)
+        out: dict[str, list[str]] = {}
+        for name, topic in keys:
+            out.setdefault(name, []).append(topic)
+        return out
+
+
+@dataclass(slots=True)
+class Flight:
+    """A command between receipt and its final result, as the fan-out sees it."""
+
+    command: Command
+    acked: bool = False
+    published: int = 0
+    #: monotonic time of the next publication (0 = as soon as possible)
+    next_publish: float = 0.0
+    #: an executor reported "in progress" (2); keep waiting for the final result
+    progress: bool = False
+    executors: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A final result the commander decides itself (no executor, timeout)."""
+
+    document_id: str
+    code: int
+    message: str
+    reason: str  # counter key: no_executor | timeout_unacked | timeout_no_result
+
+
+class Fanout:
+    """Owns the XPUB socket and every command in flight (used from one thread only)."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket,
+        executors: ExecutorTable,
+        *,
+        republish_interval: float,
+        hello_grace: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.sock = sock
+        self.executors = executors
+        self.republish_interval = republish_interval
+        self._clock = clock
+        self._wall = wall
+        self._grace_until = clock() + hello_grace
+        self.flights: dict[str, Flight] = {}
+        #: how many publications (first ones and repeats) were made
+        self.publications = 0
+
+    def add(self, command: Command, *, acked: bool = False) -> Flight:
+        flight = Flight(command, acked=acked)
+        self.flights[command.document_id] = flight
+        return flight
+
+    def remove(self, document_id: str) -> Flight | None:
+        return self.flights.pop(document_id, None)
+
+    def ack(self, document_id: str) -> Flight | None:
+        flight = self.flights.get(document_id)
+        if flight is not None:
+            flight.acked = True
+        return flight
+
+    def on_subscription(self, frame: bytes) -> None:
+        """An XPUB subscription message: republish that topic's unacknowledged commands."""
+        if not frame or frame[0] != 1:
+            return  # an unsubscription
+        topic = frame[1:].decode(errors="replace")
+        for flight in self.flights.values():
+            if not flight.acked and flight.published and flight.command.topic == topic:
+                flight.next_publish = 0.0
+
+    def on_live(self, topics: list[str]) -> None:
+        """Topics that just became live: their waiting commands may go now."""
+        for flight in self.flights.values():
+            if not flight.acked and flight.command.topic in topics:
+                flight.next_publish = 0.0
+
+    def tick(self) -> tuple[list[Flight], list[Verdict]]:
+        """Publish what is due; returns (first publications, verdicts to report)."""
+        now, wall = self._clock(), self._wall()
+        first: list[Flight] = []
+        verdicts: list[Verdict] = []
+        for doc, flight in list(self.flights.items()):
+            cmd = flight.command
+            if wall >= cmd.deadline:
+                verdicts.append(self._timeout(flight))
+                del self.flights[doc]
+                continue
+            if flight.acked or now < flight.next_publish:
+                continue
+            if not self.executors.is_live(cmd.topic):
+                if flight.published or now < self._grace_until:
+                    # Once published, keep trying until the deadline (the executor may be
+                    # restarting); before the first hello, wait for the start-up grace.
+                    flight.next_publish = now + self.republish_interval
+                    if not flight.published:
+                        flight.next_publish = min(flight.next_publish, self._grace_until)
+                    continue
+                verdicts.append(
+                    Verdict(doc, FAILURE, f"no executor for module {cmd.topic}", "no_executor")
+                )
+                del self.flights[doc]
+                continue
+            self._publish(flight, wall)
+            if flight.published == 1:
+                first.append(flight)
+            flight.next_publish = now + self.republish_interval
+        return first, verdicts
+
+    def next_wakeup(self) -> float:
+        """Seconds until :meth:`tick` has something to do (publication or deadline)."""
+        now, wall = self._clock(), self._wall()
+        soonest = 3600.0
+        for flight in self.flights.values():
+            soonest = min(soonest, flight.command.deadline - wall)
+            if not flight.acked:
+                soonest = min(soonest, flight.next_publish - now)
+        return max(0.0, soonest)
+
+    def _publish(self, flight: Flight, wall: float) -> None:
+        cmd = flight.command
+        body = msgpack.packb(cmd.bus_message(wall), use_bin_type=True)
+        try:
+            self.sock.send_multipart([cmd.topic.encode(), body], zmq.NOBLOCK)
+        except zmq.Again:
+            return  # cannot happen on (X)PUB, which drops at the high-water mark instead
+        flight.published += 1
+        self.publications += 1
+
+    def _timeout(self, flight: Flight) -> Verdict:
+        cmd = flight.command
+        if flight.acked:
+            return Verdict(
+                cmd.document_id,
+                TIMEOUT,
+                f"no result from the executor of module {cmd.topic} within {cmd.timeout:g}s",
+                "timeout_no_result",
+            )
+        return Verdict(
+            cmd.document_id,
+            TIMEOUT,
+            f"no executor of module {cmd.topic} took the command within {cmd.timeout:g}s",
+            "timeout_unacked",
+        )

@@ -1,0 +1,141 @@
+"""The long-poll loop: GET /api/v1/commands, persist what comes, hand it to the fan-out.
+
+One request is always outstanding while the commander runs. The client timeout
+(``commander.request_timeout``, default 11 minutes) is above the server's hold, so a quiet
+server ends the wait with 408 and the loop polls again at once. Errors (server unreachable,
+unexpected status, bad body) back off with jitter, doubling from ``backoff_initial`` to
+``backoff_max``; the token manager inside the client renews the token on 401/403.
+
+Each command is written to commands.db *before* the fan-out hears of it: once the server
+has handed it over, a crash must not lose it. A document id seen before is skipped.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from loguru import logger
+
+from agent.counters import Counters
+from agent.logs import RateLimitedLog
+from commander.command import NOT_VALID, BadCommand, Command
+from commander.store import CommandStore
+
+
+class CommandSource(Protocol):
+    """What the poller needs from the comms client (``comms.api.ServerClient``)."""
+
+    def get_commands(self, timeout: float) -> list[dict[str, Any]]: ...
+
+
+class Poller:
+    """Runs the long-poll in its own thread; ``deliver`` receives newly stored commands."""
+
+    def __init__(
+        self,
+        client: CommandSource,
+        store: CommandStore,
+        counters: Counters,
+        stop_event: threading.Event,
+        deliver: Callable[[list[Command]], None],
+        *,
+        request_timeout: float,
+        command_timeout: float,
+        backoff_initial: float,
+        backoff_max: float,
+        on_answered: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.counters = counters
+        self.stop_event = stop_event
+        self.deliver = deliver
+        self.request_timeout = request_timeout
+        self.command_timeout = command_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.on_answered = on_answered
+        self._failures = 0
+        self._bad = RateLimitedLog(10)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="poller", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        # The thread may be inside a long-poll; it is a daemon and dies with the process.
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            delay = self.poll_once()
+            if delay:
+                self.stop_event.wait(delay)
+
+    def poll_once(self) -> float:
+        """One request; returns how long to wait before the next (0 = at once)."""
+        from comms.errors import ServerError
+
+        self.counters.inc("polls")
+        try:
+            raw = self.client.get_commands(self.request_timeout)
+        except ServerError as exc:
+            return self._failed(str(exc))
+        except Exception as exc:  # a bug or an unexpected library error: keep polling
+            logger.exception("commander: long-poll failed unexpectedly")
+            return self._failed(f"{type(exc).__name__}: {exc}")
+        self._failures = 0
+        if not raw:
+            self.counters.inc("polls_408")
+            return 0.0
+        if self.stop_event.is_set():
+            logger.warning("commander: {} command(s) arrived while stopping", len(raw))
+        self.accept(raw)
+        return 0.0
+
+    def accept(self, raw: list[dict[str, Any]]) -> list[Command]:
+        """Validate, persist and deliver one batch of server commands."""
+        new: list[Command] = []
+        answered = False
+        for item in raw:
+            self.counters.inc("commands_received")
+            try:
+                command = Command.from_server(item, default_timeout=self.command_timeout)
+            except BadCommand as exc:
+                self.counters.inc(f"bad_commands_{exc.reason}")
+                self._bad.warning(exc.reason, "commander: rejected a command: {}", exc)
+                if exc.document_id is not None:
+                    if self.store.add_answered(exc.document_id, 1, NOT_VALID):
+                        self.counters.inc("executed_code_1")
+                        answered = True
+                    else:
+                        self.counters.inc("duplicates_skipped")
+                continue
+            if not self.store.add(command):
+                self.counters.inc("duplicates_skipped")
+                logger.info(
+                    "commander: command {} was delivered again; it runs once",
+                    command.document_id,
+                )
+                continue
+            logger.info("commander: received {} ({})", command.name, command.document_id)
+            new.append(command)
+        if new:
+            self.deliver(new)
+        if answered:
+            self.on_answered()
+        return new
+
+    def _failed(self, message: str) -> float:
+        self._failures += 1
+        self.counters.inc("poll_errors")
+        self.counters.error(message)
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(self._failures - 1, 30))
+        delay = random.uniform(ceiling / 2, ceiling)  # jitter: pollers of many agents spread out
+        logger.warning("commander: long-poll failed ({}); next try in {:.1f}s", message, delay)
+        return delay

@@ -1,0 +1,123 @@
+"""Hand results to the forwarder as stateful ``command`` events, in order, until accepted.
+
+A result leaves commands.db only after the forwarder's acknowledged ingest answered that
+it is on disk; from there the forwarder delivers it to the server (at least once). While
+the forwarder is down or full, results wait in the outbox and the reporter backs off.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+from agent.counters import Counters
+from bus.client import Ingest
+from bus.errors import BusError
+from commander.store import CommandStore, OutboxItem
+
+#: results sent to the forwarder in one ingest request
+BATCH = 100
+#: how long one ingest request may wait for the forwarder (seconds)
+INGEST_TIMEOUT = 5.0
+#: retry delays while the forwarder is down or full (seconds)
+RETRY_INITIAL, RETRY_MAX = 0.2, 5.0
+
+
+def result_event(item: OutboxItem) -> dict[str, Any]:
+    """The stateful event of PROTOCOL.md that carries one command result."""
+    return {
+        "module": "command",
+        "type": "stateful",
+        "id": item.document_id,
+        "operation": "update",
+        "data": {"command": {"result": {"code": item.code, "message": item.message}}},
+    }
+
+
+class Reporter:
+    """Drains the outbox from its own thread (an absent forwarder never blocks the fan-out)."""
+
+    def __init__(
+        self,
+        store: CommandStore,
+        ingest_endpoint: str,
+        counters: Counters,
+        stop_event: threading.Event,
+        *,
+        max_message_bytes: int,
+        on_delivered: Callable[[list[OutboxItem]], None] = lambda items: None,
+    ) -> None:
+        self.store = store
+        self.endpoint = ingest_endpoint
+        self.counters = counters
+        self.stop_event = stop_event
+        self.max_message_bytes = max_message_bytes
+        self.on_delivered = on_delivered
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reporter", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New results are in the outbox."""
+        self._wake.set()
+
+    def join(self, timeout: float) -> None:
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        delay = RETRY_INITIAL
+        ingest = Ingest(
+            self.endpoint, timeout=INGEST_TIMEOUT, max_message_bytes=self.max_message_bytes
+        )
+        try:
+            while not self.stop_event.is_set():
+                self._wake.clear()
+                try:
+                    sent = self.send_once(ingest)
+                except Exception as exc:  # forwarder down, full, or a bug: keep the results
+                    self.counters.inc("report_errors")
+                    self.counters.error(f"cannot hand results to the forwarder: {exc}")
+                    if not isinstance(exc, BusError):
+                        logger.exception("commander: reporting results failed")
+                    self.stop_event.wait(delay)
+                    delay = min(RETRY_MAX, delay * 2)
+                    continue
+                delay = RETRY_INITIAL
+                if not sent:
+                    self._wake.wait(1.0)
+        finally:
+            ingest.close()
+
+    def send_once(self, ingest: Ingest) -> int:
+        """Send the oldest waiting results; returns how many were accepted (0 = none waiting)."""
+        items = self.store.outbox(BATCH)
+        if not items:
+            return 0
+        reply = ingest.send([result_event(i) for i in items])
+        if reply.error == "full" or (not reply.ok and not reply.rejected):
+            raise BusError(f"the forwarder did not take the results ({reply.error})")
+        rejected = {r.index for r in reply.rejected}
+        for r in reply.rejected:
+            # The forwarder committed the others; a result it refuses can never be sent.
+            self.counters.inc("results_rejected")
+            logger.error(
+                "commander: the forwarder refused the result of {}: {} ({})",
+                items[r.index].document_id if 0 <= r.index < len(items) else "?",
+                r.message,
+                r.reason,
+            )
+        if -1 in rejected:
+            raise BusError("the forwarder refused the whole batch of results")
+        self.store.delivered(items)
+        self.counters.inc("results_reported", len(items) - len(rejected))
+        logger.debug("commander: {} result(s) handed to the forwarder", len(items))
+        self.on_delivered(items)
+        return len(items)

@@ -1,0 +1,105 @@
+"""Messages on the results PULL socket, validated like any bus input.
+
+Executors push three kinds of maps (DESIGN.md, bus):
+
+- ``{"ack": "<id>"}`` — the command arrived; stop publishing it;
+- ``{"id": "<id>", "code": 0..4, "message": "<text>"}`` — the command's result;
+- ``{"hello": ["<topic>", ...], "executor": "<name>"}`` — this executor serves these topics.
+
+Anything else is rejected with a reason key (counted as ``bad_input_<reason>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from bus.errors import InvalidEvent
+
+#: result codes of PROTOCOL.md
+CODES = {0: "success", 1: "failure", 2: "in progress", 3: "timeout", 4: "unknown"}
+#: longest result message forwarded to the server (longer ones are cut)
+MAX_MESSAGE_CHARS = 4096
+#: most topics one hello may name
+MAX_TOPICS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    id: str
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    topics: tuple[str, ...]
+    executor: str
+
+
+Message = Ack | Result | Hello
+
+
+def parse(frames: list[bytes], max_bytes: int) -> Message:
+    """Decode and validate one message; raises :class:`InvalidEvent` with a reason key."""
+    if len(frames) != 1:
+        raise InvalidEvent("multipart", f"expected one frame, got {len(frames)}")
+    frame = frames[0]
+    if len(frame) > max_bytes:
+        raise InvalidEvent("too_large", f"message of {len(frame)} bytes is over {max_bytes}")
+    try:
+        obj = msgpack.unpackb(frame, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise InvalidEvent("not_msgpack", f"message is not msgpack: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not_map", "message must be a map")
+    if "ack" in obj:
+        return Ack(_id(obj, "ack"))
+    if "hello" in obj:
+        return _hello(obj)
+    if "id" in obj or "code" in obj:
+        return _result(obj)
+    raise InvalidEvent("missing_field", "message has none of ack, hello or id")
+
+
+def _id(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"{key} must be a string")
+    if not value:
+        raise InvalidEvent("bad_value", f"{key} must not be empty")
+    return value
+
+
+def _result(obj: dict[str, Any]) -> Result:
+    cid = _id(obj, "id")
+    if "code" not in obj:
+        raise InvalidEvent("missing_field", "code is required")
+    code = obj["code"]
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise InvalidEvent("wrong_type", "code must be an integer")
+    if code not in CODES:
+        raise InvalidEvent("bad_value", f"code {code} is not one of 0-4")
+    message = obj.get("message", "")
+    if not isinstance(message, str):
+        raise InvalidEvent("wrong_type", "message must be a string")
+    return Result(cid, code, message[:MAX_MESSAGE_CHARS])
+
+
+def _hello(obj: dict[str, Any]) -> Hello:
+    topics = obj["hello"]
+    if not isinstance(topics, list) or not all(isinstance(t, str) and t for t in topics):
+        raise InvalidEvent("wrong_type", "hello must be a list of non-empty strings")
+    if len(topics) > MAX_TOPICS:
+        raise InvalidEvent("bad_value", f"hello names more than {MAX_TOPICS} topics")
+    name = obj.get("executor", "")
+    if not isinstance(name, str):
+        raise InvalidEvent("wrong_type", "executor must be a string")
+    return Hello(tuple(topics), name or "unnamed")

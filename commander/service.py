@@ -1,0 +1,345 @@
+"""The commander service: long-poll → persist → fan out → collect results → report.
+
+Threads: the *poller* holds the long-poll and stores what arrives; the *reporter* hands
+results to the forwarder; the main loop owns every ZeroMQ socket (XPUB commands, PULL
+results, an inproc mailbox from the poller) and every command in flight.
+
+Start-up recovery (PROTOCOL.md): a command stored but never published is published now; a
+command that was published or running when the commander stopped gets result 1 "Agent
+stopped during execution" — except ``restart``, which gets 0 "Agent restarted", since
+being back is what it asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+import zmq
+from loguru import logger
+
+from agent.config import Config
+from agent.logs import RateLimitedLog
+from agent.service import Service
+from bus.control import request as control_request
+from bus.errors import BusError, InvalidEvent
+from bus.sockets import Binding, bind, make_socket
+from commander import results
+from commander.command import Command
+from commander.fanout import ExecutorTable, Fanout
+from commander.poller import CommandSource, Poller
+from commander.reporter import Reporter
+from commander.store import CommandStore, OutboxItem
+
+#: messages read from the results socket per loop turn (keeps deadlines checked under a flood)
+RESULTS_PER_TURN = 1000
+#: longest sleep of the main loop (how soon a stop request is seen)
+LOOP_MAX_WAIT = 0.2
+#: how long the supervisor gets to answer a restart request (seconds)
+SUPERVISOR_TIMEOUT = 2.0
+
+STOPPED = "Agent stopped during execution"
+RESTARTED = "Agent restarted"
+
+
+class Commander(Service):
+    """Runs the command path of the agent; ``client`` replaces the comms client in tests."""
+
+    name = "commander"
+
+    def __init__(self, config: Config, *, client: CommandSource | None = None) -> None:
+        super().__init__(config)
+        self.client = client
+        #: set when a restart found no supervisor: the caller re-executes the process
+        self.reexec_requested = False
+        self.store: CommandStore | None = None
+        self.fanout: Fanout | None = None
+        self.executors = ExecutorTable(config.commander.executor_ttl)
+        self._restart_due = threading.Event()
+        self._inbox: queue.Queue[Command] = queue.Queue()
+        self._bindings: list[Binding] = []
+        self._mailbox_lock = threading.Lock()
+        self._mailbox_push: zmq.Socket | None = None
+        self._mailbox_pull: zmq.Socket | None = None
+        self._rejects = RateLimitedLog(config.bus.reject_log_per_minute)
+        self._poller: Poller | None = None
+        self._reporter: Reporter | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def startup(self) -> None:
+        cfg = self.config.commander
+        if self.client is None:
+            self.client = _server_client(self.config)
+        self.store = CommandStore(self.config.data_dir / "commands.db")
+        self.store.prune_executed()
+        ctx: zmq.Context = zmq.Context.instance()
+        opts = self.socket_options
+        pub = make_socket(ctx, zmq.XPUB, opts)
+        pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not only the first
+        pull = make_socket(ctx, zmq.PULL, opts)
+        try:
+            self._bindings.append(bind(pub, self.endpoints.commands, opts))
+        except BaseException:
+            pub.close(linger=0)
+            pull.close(linger=0)
+            raise
+        try:
+            self._bindings.append(bind(pull, self.endpoints.results, opts))
+        except BaseException:
+            pull.close(linger=0)
+            self._close_sockets()
+            raise
+        address = f"inproc://commander-mailbox-{id(self)}"
+        self._mailbox_pull = ctx.socket(zmq.PULL)
+        self._mailbox_pull.bind(address)
+        self._mailbox_push = ctx.socket(zmq.PUSH)
+        self._mailbox_push.connect(address)
+        self.fanout = Fanout(
+            pub,
+            self.executors,
+            republish_interval=cfg.republish_interval,
+            hello_grace=cfg.hello_grace,
+        )
+        self._recover()
+        self._reporter = Reporter(
+            self.store,
+            self.endpoints.ingest,
+            self.counters,
+            self.stop_event,
+            max_message_bytes=self.config.bus.max_message_bytes,
+            on_delivered=self._delivered,
+        )
+        self._reporter.start()
+        self._poller = Poller(
+            self.client,
+            self.store,
+            self.counters,
+            self.stop_event,
+            self._deliver,
+            request_timeout=cfg.request_timeout,
+            command_timeout=cfg.command_timeout,
+            backoff_initial=cfg.backoff_initial,
+            backoff_max=cfg.backoff_max,
+            on_answered=self._wake_reporter,
+        )
+        self._poller.start()
+
+    def main_loop(self) -> None:
+        assert self.fanout is not None and self._mailbox_pull is not None
+        pub, pull = self.fanout.sock, self._bindings[1].sock
+        poller = zmq.Poller()
+        for sock in (pub, pull, self._mailbox_pull):
+            poller.register(sock, zmq.POLLIN)
+        while not self.stop_event.is_set():
+            wait = min(self.fanout.next_wakeup(), LOOP_MAX_WAIT)
+            ready = dict(poller.poll(int(wait * 1000)))
+            if self._mailbox_pull in ready:
+                self._take_inbox()
+            if pub in ready:
+                while pub.poll(0):
+                    self.fanout.on_subscription(pub.recv())
+            if pull in ready:
+                self._take_results(pull)
+            self._tick()
+            if self._restart_due.is_set():
+                self._restart_due.clear()
+                self._restart()
+
+    def shutdown(self, deadline: float) -> None:
+        if self._reporter is not None:
+            self._reporter.join(max(0.0, deadline - time.monotonic()))
+        if self._poller is not None:
+            self._poller.join(0.1)
+        self._close_sockets()
+        poller_busy = self._poller is not None and self._poller._thread is not None
+        if self.store is not None and not (poller_busy and self._poller._thread.is_alive()):  # type: ignore[union-attr]
+            # A poller still inside its long-poll may yet store a command: leave the file
+            # open for it (SQLite is crash-safe; the process exit closes it).
+            self.store.close()
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        out["pid"] = os.getpid()
+        live = self.executors.live()
+        out["live_executors"] = len(live)
+        out["executors"] = live
+        if self.fanout is not None:
+            out["in_flight"] = len(self.fanout.flights)
+            out["publications"] = self.fanout.publications
+        if self.store is not None:
+            out.update(self.store.counts())
+        return out
+
+    # -- start-up recovery -----------------------------------------------------------
+    def _recover(self) -> None:
+        assert self.store is not None and self.fanout is not None
+        answered = 0
+        for item in self.store.in_flight():
+            cmd = item.command
+            if item.state == "received":
+                self.fanout.add(cmd)
+                logger.info(
+                    "commander: {} ({}) was never published; publishing it",
+                    cmd.name,
+                    cmd.document_id,
+                )
+                continue
+            code, message = (0, RESTARTED) if cmd.name == "restart" else (1, STOPPED)
+            self.store.report(cmd.document_id, code, message)
+            self.counters.inc(f"executed_code_{code}")
+            answered += 1
+            logger.info("commander: {} ({}) → {} {!r}", cmd.name, cmd.document_id, code, message)
+        if answered:
+            logger.info("commander: answered {} command(s) left over from the last run", answered)
+
+    # -- the main loop's steps -------------------------------------------------------
+    def _deliver(self, commands: list[Command]) -> None:
+        """Called by the poller thread with newly stored commands."""
+        for cmd in commands:
+            self._inbox.put(cmd)
+        with self._mailbox_lock:
+            if self._mailbox_push is not None:
+                try:
+                    self._mailbox_push.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # the main loop has wake-ups queued already
+
+    def _take_inbox(self) -> None:
+        assert self.fanout is not None and self._mailbox_pull is not None
+        while self._mailbox_pull.poll(0):
+            self._mailbox_pull.recv()
+        while True:
+            try:
+                cmd = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            self.fanout.add(cmd)
+
+    def _take_results(self, pull: zmq.Socket) -> None:
+        for _ in range(RESULTS_PER_TURN):
+            if not pull.poll(0):
+                return
+            frames = pull.recv_multipart()
+            try:
+                message = results.parse(frames, self.config.bus.max_message_bytes)
+            except InvalidEvent as exc:
+                self.counters.inc(f"bad_input_{exc.reason}")
+                self._rejects.warning(
+                    exc.reason, "commander: rejected a message on the results socket: {}", exc
+                )
+                continue
+            self._handle(message)
+
+    def _handle(self, message: results.Message) -> None:
+        assert self.fanout is not None and self.store is not None
+        if isinstance(message, results.Hello):
+            self.counters.inc("hellos")
+            new = self.executors.hello(message)
+            if new:
+                logger.info("commander: executor {} serves {}", message.executor, ", ".join(new))
+                self.fanout.on_live(new)
+            return
+        flight = self.fanout.flights.get(message.id)
+        if flight is None:
+            # A late answer (the command already timed out) or a stray id: nothing to do.
+            kind = "acks" if isinstance(message, results.Ack) else "results"
+            self.counters.inc(f"{kind}_unknown")
+            self._rejects.warning(
+                "unknown_id", "commander: {} for a command not in flight: {}", kind, message.id
+            )
+            return
+        if isinstance(message, results.Ack):
+            if not flight.acked:
+                self.fanout.ack(message.id)
+                self.counters.inc("commands_acked")
+                self.store.set_state(message.id, "acked")
+            return
+        cmd = flight.command
+        if message.code == 2:
+            self.store.report(cmd.document_id, 2, message.message, final=False)
+            self.counters.inc("progress_reports")
+            if cmd.name == "restart":
+                # The agent restarts once this report is with the forwarder (_delivered).
+                self.fanout.remove(cmd.document_id)
+                logger.info("commander: restart ({}) in progress", cmd.document_id)
+            else:
+                flight.acked = flight.progress = True
+        else:
+            self.fanout.remove(cmd.document_id)
+            self.store.report(cmd.document_id, message.code, message.message)
+            self.counters.inc(f"executed_code_{message.code}")
+            logger.info(
+                "commander: {} ({}) → {} {!r}",
+                cmd.name,
+                cmd.document_id,
+                message.code,
+                message.message,
+            )
+        self._wake_reporter()
+
+    def _tick(self) -> None:
+        assert self.fanout is not None and self.store is not None
+        first, verdicts = self.fanout.tick()
+        for flight in first:
+            self.counters.inc("commands_published")
+            if not flight.acked:  # an ack may already have come in
+                self.store.set_state(flight.command.document_id, "published")
+        for v in verdicts:
+            self.store.report(v.document_id, v.code, v.message)
+            self.counters.inc(f"executed_code_{v.code}")
+            self.counters.inc(v.reason)
+            if v.code == 3:
+                self.counters.inc("timed_out")
+            logger.warning("commander: {} → {} {!r}", v.document_id, v.code, v.message)
+        if verdicts:
+            self._wake_reporter()
+
+    def _wake_reporter(self) -> None:
+        if self._reporter is not None:
+            self._reporter.wake()
+
+    # -- restart ---------------------------------------------------------------------
+    def _delivered(self, items: list[OutboxItem]) -> None:
+        """Reporter thread: results are with the forwarder; a restart may go ahead now."""
+        if any(i.name == "restart" and i.code == 2 and not i.final for i in items):
+            self._restart_due.set()
+
+    def _restart(self) -> None:
+        """Ask the supervisor to restart the agent; without one, re-execute this process."""
+        endpoint = self.endpoints.control("agent")
+        try:
+            reply = control_request(endpoint, {"cmd": "restart"}, timeout=SUPERVISOR_TIMEOUT)
+        except BusError as exc:
+            reply = {"ok": False, "error": str(exc)}
+        if reply.get("ok"):
+            logger.info("commander: the supervisor is restarting the agent")
+            return
+        logger.info(
+            "commander: no supervisor restarted the agent ({}); restarting the commander",
+            reply.get("error"),
+        )
+        self.reexec_requested = True
+        self.request_stop()
+
+    def _close_sockets(self) -> None:
+        with self._mailbox_lock:
+            for sock in (self._mailbox_push, self._mailbox_pull):
+                if sock is not None:
+                    sock.close(linger=0)
+            self._mailbox_push = self._mailbox_pull = None
+        for binding in self._bindings:
+            binding.close(linger_ms=self.socket_options.linger_ms)
+        self._bindings.clear()
+
+
+def _server_client(config: Config) -> CommandSource:
+    """The comms client of this agent (loads the credentials: NotEnrolled if there are none)."""
+    from comms.api import ServerClient
+    from comms.credentials import load_credentials
+    from comms.tokens import TokenManager
+
+    credentials = load_credentials(config.data_dir)
+    return ServerClient(config, TokenManager(config, credentials))

@@ -1,0 +1,186 @@
+"""The commander end to end: reference server → long-poll → executors → forwarder → server.
+
+Real parts throughout: the reference server in a subprocess, the real forwarder, the real
+comms client, executors built on the SDK, ZeroMQ over ipc sockets.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import msgpack
+import pytest
+import zmq
+
+from agent.service import endpoints_from_config
+from bus import Executor
+from bus.executor import Command
+from bus.sockets import connect, make_socket
+from tests.fixtures.commander import commander_thread, status
+from tests.fixtures.common import wait_for
+
+FAST = {
+    "commander": {"republish_interval": "200ms", "hello_grace": "500ms"},
+    "forwarder": {"batch_interval": "50ms"},
+}
+
+
+@pytest.fixture
+def agent(enroll_agent, run_forwarder):
+    """An enrolled agent with its forwarder running; returns (config, server)."""
+    config, _creds, server = enroll_agent(sections=FAST)
+    run_forwarder(config)
+    return config, server
+
+
+@pytest.fixture
+def executors(agent):
+    config, _ = agent
+    eps = endpoints_from_config(config)
+    started: list[Executor] = []
+
+    def start(topics, **kw) -> Executor:
+        ex = Executor(topics, commands_endpoint=eps.commands, results_endpoint=eps.results, **kw)
+        ex.start()
+        started.append(ex)
+        return ex
+
+    yield start
+    for ex in started:
+        ex.stop()
+
+
+def results_of(server, doc):
+    return [(r["code"], r["message"]) for r in server.command_results(doc)]
+
+
+def wait_results(server, doc, n=1, timeout=15):
+    wait_for(lambda: len(server.command_results(doc)) >= n, timeout)
+    return results_of(server, doc)
+
+
+def test_a_command_reaches_its_executor_and_the_result_reaches_the_server(agent, executors):
+    config, server = agent
+    got: list[Command] = []
+
+    def scan(cmd: Command):
+        got.append(cmd)
+        return 0, f"scanned {', '.join(cmd.args['paths'])}"
+
+    executors(["myapp"], name="myapp-exec", handlers={"scan": scan})
+    with commander_thread(config, None):
+        doc = server.queue_command(
+            server.agents()[0]["id"], name="myapp.scan", args={"paths": ["/tmp"]}, timeout=60
+        )
+        assert wait_results(server, doc) == [(0, "scanned /tmp")]
+        assert got[0].id == doc and got[0].name == "myapp.scan" and 0 < got[0].timeout <= 60
+        st = status(config)
+        assert st["commands_received"] == 1
+        assert st["commands_published"] == 1
+        assert st["executed_code_0"] == 1
+        assert st["live_executors"] == 1 and st["executors"] == {"myapp-exec": ["myapp"]}
+        assert st["polls"] >= 1
+        wait_for(
+            lambda: status(config).get("commands_done", 0) == 0 and status(config)["outbox"] == 0
+        )
+    assert [c["status"] for c in server.commands()] == ["done"]
+
+
+def test_no_live_executor_gives_result_1(agent):
+    config, server = agent
+    with commander_thread(config, None):
+        doc = server.queue_command(server.agents()[0]["id"], name="nobody.work")
+        assert wait_results(server, doc) == [(1, "no executor for module nobody")]
+        assert status(config)["no_executor"] == 1
+
+
+def test_an_executor_that_never_answers_gives_result_3(agent, executors):
+    config, server = agent
+    release = threading.Event()
+    executors(["slow"], handlers={"work": lambda c: release.wait(30) and "late"})
+    # A "ghost" says hello but never subscribes: its commands are republished, never acked.
+    ghost = make_socket(zmq.Context.instance(), zmq.PUSH)
+    connect(ghost, endpoint_results(config))
+    try:
+        with commander_thread(config, None):
+            agent_id = server.agents()[0]["id"]
+            ghost.send(msgpack.packb({"hello": ["ghost"], "executor": "ghost"}))
+            wait_for(lambda: status(config)["live_executors"] == 2)
+            acked = server.queue_command(agent_id, name="slow.work", timeout=2)
+            unacked = server.queue_command(agent_id, name="ghost.work", timeout=2)
+            assert wait_results(server, acked) == [
+                (3, "no result from the executor of module slow within 2s")
+            ]
+            assert wait_results(server, unacked) == [
+                (3, "no executor of module ghost took the command within 2s")
+            ]
+            st = status(config)
+            assert st["timed_out"] == 2
+            assert st["publications"] >= 4  # the ghost's command was published again and again
+            release.set()
+            # The late result is ignored, not reported a second time.
+            wait_for(lambda: status(config).get("results_unknown") == 1)
+            assert results_of(server, acked) == [
+                (3, "no result from the executor of module slow within 2s")
+            ]
+    finally:
+        ghost.close(linger=0)
+
+
+def endpoint_results(config):
+    return endpoints_from_config(config).results
+
+
+def test_a_command_delivered_twice_runs_once(agent, executors):
+    config, server = agent
+    calls: list[str] = []
+    executors(["myapp"], handlers={"once": lambda c: calls.append(c.id) or "ran"})
+    with commander_thread(config, None):
+        doc = server.queue_command(server.agents()[0]["id"], name="myapp.once")
+        assert wait_results(server, doc) == [(0, "ran")]
+        wait_for(lambda: status(config)["outbox"] == 0)
+        server.resend(doc)
+        wait_for(lambda: status(config).get("duplicates_skipped") == 1)
+        # The same delivery again, and a new command after it, to be sure the loop went on.
+        second = server.queue_command(server.agents()[0]["id"], name="myapp.once")
+        assert wait_results(server, second) == [(0, "ran")]
+    assert calls == [doc, second]
+    assert results_of(server, doc) == [(0, "ran")]
+
+
+def test_bad_input_on_the_results_socket_is_counted_and_harmless(agent, executors):
+    config, server = agent
+    executors(["myapp"], handlers={"ok": lambda c: "fine"})
+    sock = make_socket(zmq.Context.instance(), zmq.PUSH)
+    connect(sock, endpoint_results(config))
+    try:
+        with commander_thread(config, None):
+            for junk in (b"\xc1", msgpack.packb([1]), msgpack.packb({"id": "x", "code": 99})):
+                sock.send(junk)
+            wait_for(lambda: status(config).get("bad_input_bad_value") == 1)
+            st = status(config)
+            assert st["bad_input_not_msgpack"] == 1 and st["bad_input_not_map"] == 1
+            doc = server.queue_command(server.agents()[0]["id"], name="myapp.ok")
+            assert wait_results(server, doc) == [(0, "fine")]
+    finally:
+        sock.close(linger=0)
+
+
+def test_an_invalid_command_is_answered_without_running(agent):
+    config, server = agent
+    with commander_thread(config, None) as commander:
+        # The reference server only queues well-formed commands; feed the poller directly.
+        commander._poller.accept([{"document_id": "bad-1", "action": {"name": "x", "args": [1]}}])
+        wait_for(lambda: status(config).get("results_reported") == 1)
+        assert status(config)["bad_commands_bad_args"] == 1
+
+
+def test_server_errors_back_off_and_polling_resumes(agent, executors):
+    config, server = agent
+    executors(["myapp"], handlers={"ok": lambda c: "fine"})
+    server.set_fault(status=500, count=2, path="/api/v1/commands")
+    with commander_thread(config, None):
+        wait_for(lambda: status(config).get("poll_errors", 0) >= 2)
+        assert "500" in status(config)["last_error"]
+        doc = server.queue_command(server.agents()[0]["id"], name="myapp.ok")
+        assert wait_results(server, doc, timeout=20) == [(0, "fine")]

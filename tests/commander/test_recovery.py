@@ -1,0 +1,141 @@
+"""Crashes and restarts: kill -9 of the commander, and the ``restart`` command.
+
+The commander runs as a real subprocess (``python -m commander``) so it can be killed;
+the forwarder runs in the test process, the reference server in its own.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agent.service import endpoints_from_config
+from bus import Executor
+from bus.control import ControlServer
+from tests.fixtures.commander import status, wait_status, write_config
+from tests.fixtures.common import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def setup(enroll_agent, run_forwarder, tmp_path):
+    """(config, server, config file) of an enrolled agent whose forwarder runs."""
+
+    def make(**commander):
+        sections = {
+            "commander": {"republish_interval": "200ms", "hello_grace": "500ms", **commander},
+            "forwarder": {"batch_interval": "50ms"},
+        }
+        config, _creds, server = enroll_agent(sections=sections)
+        run_forwarder(config)
+        return config, server, write_config(config, tmp_path / "agent.toml")
+
+    return make
+
+
+def executor_for(config, topics, **kw) -> Executor:
+    eps = endpoints_from_config(config)
+    ex = Executor(topics, commands_endpoint=eps.commands, results_endpoint=eps.results, **kw)
+    ex.start()
+    return ex
+
+
+def results_of(server, doc):
+    return [(r["code"], r["message"]) for r in server.command_results(doc)]
+
+
+def settled(config) -> bool:
+    """The commander has nothing left to hand over and the forwarder nothing to send."""
+    from tests.fixtures.forwarder import forwarder_status
+
+    st = status(config)
+    fw = forwarder_status(config)
+    return st.get("outbox") == 0 and st.get("in_flight") == 0 and fw.get("queue_events") == 0
+
+
+def test_kill_9_while_the_executor_runs_ends_with_one_result(setup, procs):
+    config, server, cfg = setup()
+    release = threading.Event()
+    ex = executor_for(config, ["myapp"], handlers={"block": lambda c: release.wait(60) and "done"})
+    try:
+        first = procs("commander", "-m", "commander", "--config", str(cfg))
+        wait_status(config, "commander")
+        doc = server.queue_command(server.agents()[0]["id"], name="myapp.block", timeout=60)
+        wait_for(lambda: status(config).get("commands_acked") == 1)
+        first.kill9()
+        release.set()  # the executor finishes while no commander listens
+        procs("commander", "-m", "commander", "--config", str(cfg))
+        wait_for(lambda: len(server.command_results(doc)) >= 1, 20)
+        wait_for(lambda: settled(config), 20)
+        assert results_of(server, doc) == [(1, "Agent stopped during execution")]
+        assert status(config)["executed_code_1"] == 1
+    finally:
+        ex.stop()
+
+
+def test_kill_9_before_publishing_runs_the_command_after_restart(setup, procs):
+    # A long start-up grace and no executor: the command is stored, not yet published.
+    config, server, cfg = setup(hello_grace="60s")
+    first = procs("commander", "-m", "commander", "--config", str(cfg))
+    wait_status(config, "commander")
+    doc = server.queue_command(server.agents()[0]["id"], name="myapp.work", timeout=60)
+    wait_for(lambda: status(config).get("commands_received") == 1)
+    assert status(config).get("commands_published", 0) == 0
+    first.kill9()
+    calls: list[str] = []
+    ex = executor_for(config, ["myapp"], handlers={"work": lambda c: calls.append(c.id) or "ok"})
+    try:
+        procs("commander", "-m", "commander", "--config", str(cfg))
+        wait_for(lambda: len(server.command_results(doc)) >= 1, 20)
+        wait_for(lambda: settled(config), 20)
+        assert results_of(server, doc) == [(0, "ok")]
+        assert calls == [doc]
+    finally:
+        ex.stop()
+
+
+def test_restart_without_supervisor_reexecutes_and_reports_2_then_0(setup, procs):
+    config, server, cfg = setup()
+    commander = procs("commander", "-m", "commander", "--config", str(cfg))
+    procs("agent-executor", "-m", "commander.agent_executor", "--config", str(cfg))
+    before = wait_status(config, "commander")
+    wait_for(lambda: status(config)["live_executors"] == 1)
+    doc = server.queue_command(server.agents()[0]["id"], name="restart")
+    wait_for(lambda: len(server.command_results(doc)) >= 2, 30)
+    assert results_of(server, doc) == [(2, "Restarting the agent"), (0, "Agent restarted")]
+    after = wait_status(config, "commander")
+    # Same process (re-executed in place), started again.
+    assert after["pid"] == before["pid"] == commander.pid
+    assert after["started_at"] > before["started_at"]
+    assert commander.popen.poll() is None
+    assert [c["status"] for c in server.commands()] == ["done"]
+
+
+def test_restart_with_a_supervisor_asks_it_and_reports_0_when_back(setup, procs):
+    config, server, cfg = setup()
+    asked: list[dict] = []
+
+    def restart(req: dict) -> dict:
+        asked.append(req)
+        return {"ok": True}
+
+    supervisor = ControlServer(endpoints_from_config(config).control("agent"), {"restart": restart})
+    supervisor.start()
+    try:
+        commander = procs("commander", "-m", "commander", "--config", str(cfg))
+        procs("agent-executor", "-m", "commander.agent_executor", "--config", str(cfg))
+        before = wait_status(config, "commander")
+        wait_for(lambda: status(config)["live_executors"] == 1)
+        doc = server.queue_command(server.agents()[0]["id"], name="restart")
+        wait_for(lambda: asked, 20)
+        assert results_of(server, doc) == [(2, "Restarting the agent")]
+        assert status(config)["started_at"] == before["started_at"]  # it did not restart itself
+        # The supervisor restarts the agent: stop the commander, start it again.
+        assert commander.stop() == 0
+        procs("commander", "-m", "commander", "--config", str(cfg))
+        wait_for(lambda: len(server.command_results(doc)) >= 2, 20)
+        assert results_of(server, doc) == [(2, "Restarting the agent"), (0, "Agent restarted")]
+    finally:
+        supervisor.stop()
