@@ -1,8 +1,9 @@
 """The peer agentbus is measured against: syslog-ng, disk-buffer(reliable(yes)) → http().
 
-    python bench/peer_syslog_ng.py                 # both measurements, median of 3
+    python bench/peer_syslog_ng.py                 # all three measurements, median of 3
     python bench/peer_syslog_ng.py throughput -n 300000 --repeat 3
     python bench/peer_syslog_ng.py drain -n 300000 --repeat 3
+    python bench/peer_syslog_ng.py latency --rate 1000 --seconds 10
 
 syslog-ng (Debian ``syslog-ng-core`` + ``syslog-ng-mod-http``; installed with apt-get if
 missing and we are root, else the peer is skipped) runs in the foreground with its own
@@ -22,8 +23,11 @@ Measurements (each prints its figures and the machine):
   reports them all queued); the sink comes back; time until it has all N. Reported from
   the sink's start and from the first receipt (syslog-ng retries every ``time-reopen``
   = 1 s, so up to 1 s of the first figure is its retry wait, not the drain).
+- ``latency``: lines stamped with their send time at a steady 1,000 events/s; p50/p99/max
+  of sink receipt − send (dominated by ``batch-timeout``, 100 ms).
 
-The forwarder benchmarks call :func:`run_throughput` and :func:`run_drain`.
+The forwarder benchmarks call :func:`run_throughput`, :func:`run_drain`, :func:`run_latency`
+(each returns a dict with ``events_per_s`` / ``p99_ms``, or ``{"skipped": why}``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from events import EVENT_BYTES, syslog_payload  # noqa: E402
+from events import EVENT_BYTES, syslog_line, syslog_payload  # noqa: E402
 from machine import describe  # noqa: E402
 from sink import STATELESS, Sink, agent_line  # noqa: E402
 
@@ -278,6 +282,14 @@ class SyslogNg:
             v for k, v in self.stats().items() if k.startswith(prefix) and k.endswith(";" + kind)
         )
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU syslog-ng has used so far."""
+        import psutil
+
+        assert self.proc is not None
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return float(t.user + t.system)
+
     def log_tail(self) -> str:
         try:
             with open(os.path.join(self.workdir, "syslog-ng.log"), "rb") as f:
@@ -338,10 +350,12 @@ def run_throughput(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, 
     tuning = tuning or Tuning()
     payload = syslog_payload(n)
     with Sink() as sink, SyslogNg(binary, sink.url, sink.token(), tuning) as peer:
+        sink_cpu, peer_cpu = sink.cpu_seconds(), peer.cpu_seconds()
         started = send_lines(peer.port, payload)
         sent = time.time()
         stats = sink.wait_events(n, timeout=_timeout_for(n))
         peer.rss()
+        sink_cpu, peer_cpu = sink.cpu_seconds() - sink_cpu, peer.cpu_seconds() - peer_cpu
         elapsed = stats["last_ts"] - started
         result = {
             "peer": _version(binary),
@@ -354,6 +368,8 @@ def run_throughput(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, 
             "requests": stats["requests"],
             "bad_requests": stats["bad_requests"],
             "peak_rss_mb": peer.peak_rss / 1e6,
+            "peer_cpu_s": peer_cpu,
+            "sink_cpu_s": sink_cpu,
             "tuning": asdict(tuning),
         }
     return result
@@ -405,6 +421,46 @@ def run_drain(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, Any]:
         sink.stop()
 
 
+def run_latency(
+    rate: int = 1000, seconds: float = 10.0, tuning: Tuning | None = None
+) -> dict[str, Any]:
+    """Latency at a steady ``rate``: each line carries its send time; the sink stamps receipt."""
+    binary = find_syslog_ng()
+    if binary is None:
+        return {"skipped": "syslog-ng with the http module is not installed"}
+    tuning = tuning or Tuning()
+    n = int(rate * seconds)
+    tick = 0.01  # send rate/100 lines every 10 ms: steady, without a syscall per ms
+    per_tick = max(1, int(rate * tick))
+    with Sink(latency=True) as sink, SyslogNg(binary, sink.url, sink.token(), tuning) as peer:
+        with socket.create_connection(("127.0.0.1", peer.port)) as s:
+            start = time.monotonic()
+            for i, first in enumerate(range(0, n, per_tick)):
+                delay = start + i * tick - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                now = time.time()
+                last = min(first + per_tick, n)
+                s.sendall(
+                    b"".join((syslog_line(q, now) + "\n").encode() for q in range(first, last))
+                )
+        sink.wait_events(n, timeout=_timeout_for(n))
+        stats = sink.stats(samples=True)
+    lat = sorted(recv - sent for _, sent, recv in stats["samples"])
+    return {
+        "peer": _version(binary),
+        "rate": rate,
+        "events": stats["events"],
+        "distinct": stats["distinct"],
+        "expected": n,
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        "max_ms": lat[-1] * 1000,
+        "batch_timeout_ms": tuning.batch_timeout_ms,
+        "tuning": asdict(tuning),
+    }
+
+
 def median_of(runs: list[dict[str, Any]], key: str = "events_per_s") -> dict[str, Any]:
     """The run whose ``key`` is the median (the whole run, so its figures stay consistent)."""
     ordered = sorted(runs, key=lambda r: r[key])
@@ -417,7 +473,8 @@ def _print_throughput(r: dict[str, Any]) -> None:
     print(
         f"syslog-ng durable throughput: {r['events_per_s']:,.0f} events/s "
         f"({r['events']:,}/{r['expected']:,} events of {r['event_bytes']} B in {r['seconds']:.2f} s, "
-        f"{r['requests']} requests, peak RSS {r['peak_rss_mb']:.1f} MB)"
+        f"{r['requests']} requests, peak RSS {r['peak_rss_mb']:.1f} MB, CPU syslog-ng "
+        f"{r['peer_cpu_s']:.2f} s / sink {r['sink_cpu_s']:.2f} s)"
     )
 
 
@@ -431,11 +488,23 @@ def _print_drain(r: dict[str, Any]) -> None:
     )
 
 
+def _print_latency(r: dict[str, Any]) -> None:
+    print(
+        f"syslog-ng latency at {r['rate']:,} events/s: p50 {r['p50_ms']:.0f} ms, "
+        f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms "
+        f"(batch-timeout {r['batch_timeout_ms']} ms; {r['distinct']:,}/{r['expected']:,} events)"
+    )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="syslog-ng peer benchmarks")
-    parser.add_argument("what", nargs="?", choices=("throughput", "drain", "all"), default="all")
+    parser.add_argument(
+        "what", nargs="?", choices=("throughput", "drain", "latency", "all"), default="all"
+    )
     parser.add_argument("-n", type=int, default=300_000, help="events per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
+    parser.add_argument("--rate", type=int, default=1000, help="latency: events/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="latency: run length")
     parser.add_argument("--workers", type=int, default=Tuning.workers)
     parser.add_argument("--batch-lines", type=int, default=Tuning.batch_lines)
     parser.add_argument("--mem-buf-size", type=int, default=None)
@@ -452,7 +521,8 @@ def main(argv: list[str]) -> int:
         print(describe())
         return 0
     print(
-        f"{_version(binary)}; {args.n:,} events of {EVENT_BYTES} B per run; median of {args.repeat}"
+        f"{_version(binary)}; {args.n:,} events of {EVENT_BYTES} B per throughput/drain run; "
+        f"median of {args.repeat}"
     )
     print(f"tuning: {asdict(tuning)}")
     if args.what in ("throughput", "all"):
@@ -474,6 +544,15 @@ def main(argv: list[str]) -> int:
             runs.append(r)
         _print_drain(median_of(runs))
         print(f"  all runs: {[round(r['events_per_s']) for r in runs]}")
+        print(describe())
+    if args.what in ("latency", "all"):
+        runs = []
+        for i in range(args.repeat):
+            r = run_latency(args.rate, args.seconds, tuning)
+            print(f"  run {i + 1}: p99 {r['p99_ms']:.0f} ms")
+            runs.append(r)
+        _print_latency(median_of(runs, "p99_ms"))
+        print(f"  all runs (p99 ms): {[round(r['p99_ms']) for r in runs]}")
         print(describe())
     return 0
 

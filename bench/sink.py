@@ -384,6 +384,14 @@ class Sink:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the sink process has used (to show it is not the bottleneck)."""
+        import psutil
+
+        assert self.proc is not None
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return float(t.user + t.system)
+
     def _call(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(
