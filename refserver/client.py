@@ -33,8 +33,13 @@ class AdminClient:
         self.session.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        # verify per request: requests lets $REQUESTS_CA_BUNDLE override session.verify.
         response = self.session.request(
-            method, f"{self.url}/admin{path}", timeout=self.timeout, **kwargs
+            method,
+            f"{self.url}/admin{path}",
+            timeout=self.timeout,
+            verify=self.session.verify,
+            **kwargs,
         )
         if response.status_code >= 400:
             try:

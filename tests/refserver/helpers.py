@@ -96,7 +96,7 @@ def agent_line(agent_id: str, groups: list[str]) -> str:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def enroll(url: str, groups: tuple[str, ...] = ("default",)) -> Agent:
