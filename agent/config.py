@@ -248,6 +248,15 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     return _build(Config, raw, "")
 
 
+def to_toml(config: Config) -> str:
+    """The configuration as a TOML document that :func:`load_config` reads back unchanged."""
+    import tomli_w
+
+    raw = dataclasses.asdict(config)
+    raw.pop("source", None)
+    return tomli_w.dumps(raw)
+
+
 def apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
     """Apply ``AGENTBUS_<SECTION>_<KEY>=value`` variables onto the raw TOML dict."""
     paths = _key_paths(Config, ())

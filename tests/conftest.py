@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.commander",
     "tests.fixtures.collectors",
     "tests.fixtures.forwarder",
+    "tests.fixtures.run",
 ]

@@ -1,11 +1,10 @@
-"""`agentbus run` (not built yet)."""
+"""`agentbus run`: the whole agent in the foreground, one supervised process per service."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-HELP = "run (not built yet)"
+HELP = "run the forwarder, commander, built-in executor and enabled collectors (foreground)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,5 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print("agentbus: 'run' is not built yet", file=sys.stderr)
-    return 1
+    from agent.cli.common import service_setup
+    from agent.supervisor import Supervisor
+
+    return Supervisor(service_setup(args, "agent")).run()

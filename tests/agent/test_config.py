@@ -159,3 +159,14 @@ def test_durations(text, seconds):
 )
 def test_sizes(text, size):
     assert parse_size(text) == size
+
+
+def test_to_toml_round_trips(tmp_path):
+    from agent.config import to_toml
+
+    config = config_from_dict(
+        {"forwarder": {"batch_interval": "250ms"}, "collectors": {"fim": {"paths": ["/x"]}}}
+    )
+    path = tmp_path / "out.toml"
+    path.write_text(to_toml(config))
+    assert dataclasses.replace(load_config(path, environ={}), source="<defaults>") == config

@@ -1,0 +1,164 @@
+"""What ``agentbus status`` shows: every service's state, read from its control socket."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent.config import Config
+from agent.service import endpoints_from_config
+from bus.control import request
+from bus.errors import BusError
+
+#: services asked, in display order (the supervisor of `agentbus run` is "agent")
+SERVICES = ("agent", "forwarder", "commander")
+
+
+def collect_status(config: Config, *, timeout: float = 1.0) -> dict[str, Any]:
+    """Ask every service for its counters; a service that does not answer is down."""
+    endpoints = endpoints_from_config(config)
+    services: dict[str, dict[str, Any]] = {}
+    for name in SERVICES:
+        try:
+            counters = request(endpoints.control(name), {"cmd": "status"}, timeout=timeout)
+            services[name] = {"up": bool(counters.get("ok", True)), "counters": counters}
+        except BusError as exc:
+            services[name] = {"up": False, "error": str(exc), "counters": {}}
+    supervisor = services["agent"]
+    children = supervisor["counters"].get("children", {}) if supervisor["up"] else {}
+    down = [n for n, c in children.items() if not c.get("up")]
+    # A process can be alive and still not answer (hung, stopped): that is down too.
+    down += [n for n in ("forwarder", "commander") if not services[n]["up"] and n not in down]
+    running = any(s["up"] for s in services.values())
+    summary = {"running": running, "healthy": running and not down, "down": down}
+    return {
+        "time": time.time(),
+        "run_dir": config.agent.run_dir,
+        "services": services,
+        "summary": summary,
+    }
+
+
+def rates(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Per-second rates of the forwarder's counters between two reports."""
+    span = max(after["time"] - before["time"], 1e-6)
+    b = before["services"]["forwarder"]["counters"]
+    a = after["services"]["forwarder"]["counters"]
+    out = {}
+    for key in ("received", "acked", "sent"):
+        if isinstance(a.get(key), int | float) and isinstance(b.get(key), int | float):
+            out[key] = max(0.0, (a[key] - b[key]) / span)
+    return out
+
+
+def render(report: dict[str, Any], rate: dict[str, float] | None = None) -> str:
+    """The human table of one report."""
+    services = report["services"]
+    if not report["summary"]["running"]:
+        return f"agentbus is not running (no service answers in {report['run_dir']})"
+    lines: list[str] = []
+    sup = services["agent"]
+    if sup["up"]:
+        c = sup["counters"]
+        lines.append(f"agent      up   pid {c.get('pid')}, since {_ago(c.get('started_at'))}")
+        for name, child in c.get("children", {}).items():
+            state = "up  " if child.get("up") else "DOWN"
+            extra = f"restarts {child['restarts']}" if child.get("restarts") else ""
+            if child.get("last_exit") and (child.get("restarts") or not child.get("up")):
+                extra += f", last exit {child['last_exit']} {_ago(child.get('last_exit_at'))}"
+            lines.append(f"  {name:<15} {state} since {_ago(child.get('since'))} {extra}".rstrip())
+    else:
+        lines.append("agent      not supervised (agentbus run is not running)")
+    lines.append(_forwarder(services["forwarder"], rate or {}))
+    lines.append(_commander(services["commander"]))
+    return "\n".join(lines)
+
+
+def _forwarder(service: dict[str, Any], rate: dict[str, float]) -> str:
+    if not service["up"]:
+        return "forwarder  DOWN"
+    c = service["counters"]
+    out = [f"forwarder  up   since {_ago(c.get('started_at'))}"]
+    for kind, q in (c.get("queues") or {}).items():
+        oldest = q.get("oldest_age")
+        age = f", oldest {oldest:.1f}s" if isinstance(oldest, int | float) else ""
+        out.append(
+            f"  queue {kind:<9} {q.get('events', 0):>10,} events {_bytes(q.get('bytes', 0)):>9}{age}"
+        )
+    out.append(
+        "  received {:,}  sent {:,}  acked {:,}  retried {:,}  dropped {:,}  quarantined {:,}".format(
+            *(
+                int(c.get(k) or 0)
+                for k in ("received", "sent", "acked", "retried", "dropped", "quarantined")
+            )
+        )
+    )
+    rejected = {k[len("rejected_") :]: v for k, v in c.items() if k.startswith("rejected_") and v}
+    if rejected:
+        out.append("  rejected " + ", ".join(f"{k} {v:,}" for k, v in sorted(rejected.items())))
+    if rate:
+        out.append(
+            f"  rate     {rate.get('received', 0):,.0f} ev/s in, {rate.get('acked', 0):,.0f} ev/s delivered"
+        )
+    if c.get("backoff"):
+        out.append(f"  backing off {c['backoff']:.1f}s")
+    if c.get("token_expires_in") is not None:
+        out.append(f"  token expires in {c['token_expires_in']:.0f}s")
+    if c.get("last_error"):
+        out.append(f"  last error {_ago(c.get('last_error_at'))}: {c['last_error']}")
+    return "\n".join(out)
+
+
+def _commander(service: dict[str, Any]) -> str:
+    if not service["up"]:
+        return "commander  DOWN"
+    c = service["counters"]
+    executed = {
+        k[len("executed_code_") :]: v for k, v in c.items() if k.startswith("executed_code_")
+    }
+    out = [
+        f"commander  up   since {_ago(c.get('started_at'))}",
+        f"  polls {int(c.get('polls') or 0):,}  commands {int(c.get('received') or c.get('commands_received') or 0):,}"
+        f"  in flight {int(c.get('in_flight') or 0)}  timed out {int(c.get('timed_out') or 0)}"
+        f"  duplicates {int(c.get('duplicates') or c.get('duplicates_skipped') or 0)}",
+        "  results  "
+        + (", ".join(f"code {k}: {v}" for k, v in sorted(executed.items())) or "none yet"),
+        "  executors " + (", ".join(sorted(c.get("executors") or {})) or "none live"),
+    ]
+    if c.get("last_error"):
+        out.append(f"  last error {_ago(c.get('last_error_at'))}: {c['last_error']}")
+    return "\n".join(out)
+
+
+def progress(report: dict[str, Any], rate: dict[str, float], start_backlog: int) -> str | None:
+    """A bar while a backlog drains: events left, rate, time to empty."""
+    c = report["services"]["forwarder"]["counters"]
+    left = int(c.get("queue_events") or 0)
+    if start_backlog <= 0 or left <= 0:
+        return None
+    done = max(0.0, 1 - left / start_backlog)
+    width = 30
+    bar = "#" * int(done * width) + "-" * (width - int(done * width))
+    speed = rate.get("acked", 0.0)
+    eta = f"{left / speed:,.0f}s" if speed > 0 else "?"
+    return f"backlog [{bar}] {left:,} left, {speed:,.0f} ev/s, empty in {eta}"
+
+
+def _ago(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return "-"
+    seconds = max(0.0, time.time() - ts)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def _bytes(n: Any) -> str:
+    value = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

@@ -1,0 +1,247 @@
+"""The supervisor of ``agentbus run``: one child process per service, restarted on a crash.
+
+One process per service so that a crash in a collector cannot take the forwarder down. The
+forwarder starts first (everything else sends to it) and stops last (it commits what the
+others sent while stopping). A child that exits on its own is restarted with a back-off that
+doubles up to ``MAX_RESTART_DELAY``, and resets once it has stayed up for ``STABLE_AFTER``.
+
+The supervisor serves ``control-agent.sock``: ``status`` (every child's state) and
+``restart`` (stop every child gracefully and start them again; what the ``restart`` command
+of the server asks for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from agent.config import Config
+from agent.service import Service
+from bus.control import request
+from bus.errors import BusError, EndpointInUse
+
+#: the longest wait between two restarts of a crashing child (seconds)
+MAX_RESTART_DELAY = 30.0
+#: a child up this long is healthy again: its restart delay starts over (seconds)
+STABLE_AFTER = 60.0
+#: how often children are checked (seconds)
+CHECK_INTERVAL = 0.2
+#: how long the forwarder gets to open its sockets before the others start (seconds)
+FORWARDER_READY_TIMEOUT = 15.0
+PID_FILE = "agentbus.pid"
+
+
+@dataclass
+class Child:
+    """One supervised service and what the supervisor knows of it."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    last_exit: str | None = None
+    last_exit_at: float | None = None
+    next_start: float = 0.0
+    delay: float = 1.0
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def up(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "up": self.up,
+            "pid": self.process.pid if self.up and self.process else None,
+            "since": self.started_at if self.up else self.last_exit_at,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "last_exit_at": self.last_exit_at,
+        }
+
+
+def child_commands(config: Config) -> list[tuple[str, list[str]]]:
+    """(name, argv) of every service this configuration asks for, in start order."""
+    python = sys.executable
+    cfg = ["--config", config.source]
+    children = [
+        ("forwarder", [python, "-m", "agent.main", "forwarder", *cfg]),
+        ("commander", [python, "-m", "agent.main", "commander", *cfg]),
+    ]
+    if config.commander.agent_executor:
+        children.append(("agent-executor", [python, "-m", "commander.agent_executor", *cfg]))
+    for name in ("logcollector", "inventory", "fim"):
+        if getattr(config.collectors, name).enabled:
+            children.append((name, [python, "-m", f"collectors.{name}", *cfg]))
+    return children
+
+
+class Supervisor(Service):
+    """Starts, watches and stops the agent's child processes."""
+
+    name = "agent"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.children = [Child(name, argv) for name, argv in child_commands(config)]
+        self._restart_requested = False
+        self._pid_file = Path(config.agent.run_dir) / PID_FILE
+        self._health: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def startup(self) -> None:
+        from comms.credentials import load_credentials
+
+        load_credentials(self.config.data_dir)  # NotEnrolled (exit 2) says how to enroll
+        self.config.run_dir.mkdir(mode=0o770, parents=True, exist_ok=True)
+        self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._write_pid_file()
+        if self.config.health.enabled:
+            from agent.health import HealthServer
+
+            self._health = HealthServer(self.config, self.health_snapshot)
+            self._health.start()
+
+    def main_loop(self) -> None:
+        self._start_all()
+        while not self.stop_event.wait(CHECK_INTERVAL):
+            if self._restart_requested:
+                self._restart_requested = False
+                logger.info("restart requested: stopping every service and starting them again")
+                self._stop_all(time.monotonic() + self.config.agent.stop_timeout)
+                self._start_all()
+                continue
+            self._watch()
+
+    def shutdown(self, deadline: float) -> None:
+        self._stop_all(deadline)
+        if self._health is not None:
+            self._health.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self._pid_file.unlink()
+
+    # -- control -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            **self.counters.snapshot(),
+            "pid": os.getpid(),
+            "children": {c.name: c.describe() for c in self.children},
+        }
+
+    def control_handlers(self) -> dict[str, Any]:
+        handlers = super().control_handlers()
+        handlers["restart"] = self._on_restart
+        return handlers
+
+    def _on_restart(self, _request: dict[str, Any]) -> dict[str, Any]:
+        self._restart_requested = True
+        return {"ok": True}
+
+    def health_snapshot(self) -> dict[str, Any]:
+        return self.status()
+
+    # -- children ----------------------------------------------------------------------
+    def _start_all(self) -> None:
+        for child in self.children:
+            if self.stop_event.is_set():
+                return
+            self._start(child)
+            if child.name == "forwarder":
+                self._wait_ready("forwarder", child)
+
+    def _start(self, child: Child) -> None:
+        # Children get their own process group so a Ctrl-C at the terminal reaches only
+        # the supervisor, which then stops them in order.
+        child.process = subprocess.Popen(child.argv, start_new_session=True)
+        child.started_at = time.time()
+        child.next_start = 0.0
+        logger.info("started {} (pid {})", child.name, child.process.pid)
+        self.counters.inc("starts")
+
+    def _wait_ready(self, service: str, child: Child) -> None:
+        endpoint = self.endpoints.control(service)
+        deadline = time.monotonic() + FORWARDER_READY_TIMEOUT
+        while time.monotonic() < deadline and child.up and not self.stop_event.is_set():
+            try:
+                request(endpoint, {"cmd": "status"}, timeout=0.5)
+                return
+            except BusError:
+                continue
+        logger.warning("{} did not answer on {} yet; starting the others anyway", service, endpoint)
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.process is not None and child.process.poll() is not None:
+                self._on_exit(child, now)
+            if child.process is None and now >= child.next_start:
+                child.restarts += 1
+                self.counters.inc("restarts")
+                self._start(child)
+
+    def _on_exit(self, child: Child, now: float) -> None:
+        assert child.process is not None
+        code = child.process.returncode
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        uptime = time.time() - (child.started_at or time.time())
+        if uptime >= STABLE_AFTER:
+            child.delay = 1.0
+        child.last_exit = how
+        child.last_exit_at = time.time()
+        child.process = None
+        child.next_start = now + child.delay
+        message = (
+            f"{child.name} exited with {how} after {uptime:.1f}s; restarting in {child.delay:.0f}s"
+        )
+        logger.error(message)
+        self.counters.error(message)
+        child.delay = min(child.delay * 2, MAX_RESTART_DELAY)
+
+    def _stop_all(self, deadline: float) -> None:
+        # Reverse start order: collectors and executors first, the forwarder last.
+        for child in reversed(self.children):
+            self._stop(child, deadline)
+
+    def _stop(self, child: Child, deadline: float) -> None:
+        proc = child.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("{} did not stop within the deadline; killing it", child.name)
+                proc.kill()
+                proc.wait()
+        child.last_exit = f"code {proc.returncode}" if proc.returncode >= 0 else "stopped"
+        child.last_exit_at = time.time()
+        child.process = None
+        logger.info("stopped {}", child.name)
+
+    def _write_pid_file(self) -> None:
+        path = self._pid_file
+        try:
+            other = int(path.read_text().strip())
+            os.kill(other, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass  # no pid file, or a stale one whose process is gone
+        except PermissionError:
+            raise EndpointInUse(f"agentbus is already running (pid {other}, {path})") from None
+        else:
+            if other != os.getpid():
+                raise EndpointInUse(f"agentbus is already running (pid {other}, {path})")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, path)

@@ -1,0 +1,145 @@
+"""`agentbus run`: supervision, graceful stop, status figures and the health endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from bus import Ingest, make_event
+from tests.fixtures.common import wait_for
+from tests.fixtures.run import clean_env, write_config
+
+
+def agentbus(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+    )
+
+
+def send_events(config, n: int, start: int = 0) -> None:
+    with Ingest(f"ipc://{config.agent.run_dir}/ingest.sock", timeout=10) as ingest:
+        for first in range(start, start + n, 500):
+            batch = [
+                make_event("test", "seq", {"seq": i})
+                for i in range(first, min(first + 500, start + n))
+            ]
+            result = ingest.send(batch)
+            assert result.ok, result
+
+
+def delivered_seqs(server) -> set[int]:
+    return {e["data"]["seq"] for e in server.events(module="test")}
+
+
+def test_run_refuses_an_agent_that_is_not_enrolled(make_config, tmp_path):
+    path = write_config(make_config(), tmp_path / "agent.toml")
+    result = agentbus("run", "--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "agentbus register" in lines[0]
+
+
+@pytest.mark.timeout(120)
+def test_a_crashed_child_is_restarted_and_reported(enrolled_agent, agent_process):
+    config, _credentials, _server = enrolled_agent
+    agent = agent_process(config)
+    victim = agent.child_pid("commander")
+    os.kill(victim, signal.SIGKILL)
+
+    def restarted():
+        child = agent.status()["services"]["agent"]["counters"]["children"]["commander"]
+        return child["up"] and child["restarts"] == 1 and child["pid"] != victim and child
+
+    child = wait_for(restarted, timeout=30)
+    assert child["last_exit"] == "signal SIGKILL"
+    table = agentbus("status", "--config", str(agent.config_file))
+    assert table.returncode == 0
+    assert "restarts 1, last exit signal SIGKILL" in table.stdout
+    assert agent.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_everything_with_exit_0_and_loses_nothing(enrolled_agent, agent_process):
+    config, _credentials, server = enrolled_agent
+    agent = agent_process(config)
+    pids = [c["pid"] for c in agent.status()["services"]["agent"]["counters"]["children"].values()]
+    send_events(config, 3000)  # acknowledged: on disk before we stop
+    assert agent.stop() == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert (
+        "agentbus is not running" in agentbus("status", "--config", str(agent.config_file)).stderr
+    )
+
+    agent.start()  # whatever was not sent before the stop goes now
+    wait_for(lambda: delivered_seqs(server) == set(range(3000)), timeout=60)
+    assert agent.stop() == 0
+
+
+@pytest.mark.timeout(150)
+def test_status_shows_a_known_backlog_while_it_drains(enrolled_agent, agent_process):
+    config, _credentials, server = enrolled_agent
+    server.set_fault(status=503, path="/api/v1/events/stateless")
+    agent = agent_process(config, forwarder={"backoff_initial": "100ms", "backoff_max": "500ms"})
+    send_events(config, 5000)
+
+    def backlog():
+        c = agent.status()["services"]["forwarder"]["counters"]
+        return c.get("queue_stateless_events") == 5000 and c.get("retried", 0) >= 1 and c
+
+    wait_for(backlog, timeout=30)
+    report = json.loads(agentbus("status", "--json", "--config", str(agent.config_file)).stdout)
+    forwarder = report["services"]["forwarder"]["counters"]
+    assert forwarder["queue_stateless_events"] == 5000
+    assert forwarder["retried"] >= 1
+    table = agentbus("status", "--config", str(agent.config_file)).stdout
+    assert "5,000 events" in table
+
+    server.clear_faults()
+    wait_for(
+        lambda: agent.status()["services"]["forwarder"]["counters"]["queue_events"] == 0, timeout=60
+    )
+    assert delivered_seqs(server) == set(range(5000))
+    assert agent.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_health_endpoint_reports_a_hung_service(enrolled_agent, agent_process):
+    config, _credentials, _server = enrolled_agent
+    port = _free_port()
+    agent = agent_process(config, health={"enabled": True, "listen": f"127.0.0.1:{port}"})
+    url = f"http://127.0.0.1:{port}"
+    assert requests.get(f"{url}/health", timeout=10).status_code == 200
+    metrics = requests.get(f"{url}/metrics", timeout=10).text
+    assert 'agentbus_service_up{service="forwarder"} 1.0' in metrics
+    assert 'agentbus_child_up{child="commander"} 1.0' in metrics
+
+    forwarder = agent.child_pid("forwarder")
+    os.kill(forwarder, signal.SIGSTOP)  # alive but not answering
+    try:
+        wait_for(lambda: requests.get(f"{url}/health", timeout=10).status_code == 503, timeout=20)
+        metrics = requests.get(f"{url}/metrics", timeout=10).text
+        assert 'agentbus_service_up{service="forwarder"} 0.0' in metrics
+    finally:
+        os.kill(forwarder, signal.SIGCONT)
+    wait_for(lambda: requests.get(f"{url}/health", timeout=10).status_code == 200, timeout=20)
+    assert agent.stop() == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
