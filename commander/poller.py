@@ -59,6 +59,8 @@ class Poller:
         self.backoff_max = backoff_max
         self.on_answered = on_answered
         self._failures = 0
+        #: a final refusal by the server; the service exits with it
+        self.fatal: Exception | None = None
         self._bad = RateLimitedLog(10)
         self._thread: threading.Thread | None = None
 
@@ -79,11 +81,18 @@ class Poller:
 
     def poll_once(self) -> float:
         """One request; returns how long to wait before the next (0 = at once)."""
-        from comms.errors import ServerError
+        from comms.errors import ServerError, ServerRejected
 
         self.counters.inc("polls")
         try:
             raw = self.client.get_commands(self.request_timeout)
+        except ServerRejected as exc:
+            # Final (invalid key, unknown agent): retrying cannot help. The service stops
+            # and exits 3 with this message (comms/errors.py).
+            self.counters.error(str(exc))
+            self.fatal = exc
+            self.stop_event.set()
+            return 0.0
         except ServerError as exc:
             return self._failed(str(exc))
         except Exception as exc:  # a bug or an unexpected library error: keep polling

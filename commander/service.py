@@ -69,6 +69,13 @@ class Commander(Service):
         self._reporter: Reporter | None = None
 
     # -- lifecycle -------------------------------------------------------------------
+    def run(self) -> int:
+        """The service lifecycle; raises the server's final refusal (exit 3) if there was one."""
+        code = super().run()
+        if self._poller is not None and self._poller.fatal is not None:
+            raise self._poller.fatal
+        return code
+
     def startup(self) -> None:
         cfg = self.config.commander
         if self.client is None:

@@ -1,9 +1,7 @@
 """An invalid key stops the agent's services with exit 3 and one clear line (issue 4).
 
 The token manager raises ServerRejected (final, latched); the services must turn it into
-exit 3 (comms/errors.py). Marked xfail(strict) while the commander still treats it as a
-transient error and keeps polling: the day it stops, this test XPASSes and fails, so the
-mark gets removed.
+exit 3 (comms/errors.py).
 """
 
 from __future__ import annotations
@@ -20,9 +18,6 @@ from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.refserver import REPO
 
 
-@pytest.mark.xfail(
-    strict=True, reason="commander/poller.py retries ServerRejected instead of exiting 3"
-)
 @pytest.mark.timeout(60)
 def test_commander_with_an_invalid_key_exits_3(
     enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path

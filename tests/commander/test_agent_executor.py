@@ -1,0 +1,85 @@
+"""The built-in ``agent`` executor end to end: set-group with real files, fetch-config, bad
+arguments and unknown names (reference server, real forwarder, commander in a thread)."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from commander.agent_executor import make_executor
+from comms.credentials import load_credentials
+from tests.fixtures.commander import commander_thread, status
+from tests.fixtures.common import wait_for
+
+FAST = {
+    "commander": {"republish_interval": "200ms", "hello_grace": "2s"},
+    "forwarder": {"batch_interval": "50ms"},
+}
+
+
+@pytest.fixture
+def agent(enroll_agent, run_forwarder):
+    config, _creds, server = enroll_agent(sections=FAST)
+    run_forwarder(config)
+    executor = make_executor(config)
+    executor.start()
+    with commander_thread(config, None):
+        wait_for(lambda: status(config)["live_executors"] == 1)
+        yield config, server, server.agents()[0]["id"]
+    executor.stop()
+
+
+def run(server, agent_id, name, args=None, timeout=15):
+    doc = server.queue_command(agent_id, name=name, args=args)
+    wait_for(lambda: server.command_results(doc), timeout)
+    return [(r["code"], r["message"]) for r in server.command_results(doc)]
+
+
+def test_set_group_fetches_the_files_stores_the_groups_and_updates_the_metadata(agent):
+    config, server, agent_id = agent
+    server.put_file("web.yml", "syscheck:\n  frequency: 60\n")
+    server.put_file("linux.yml", b"logcollector: {}\n")
+    assert run(server, agent_id, "set-group", {"groups": ["web", "linux"]}) == [
+        (0, "Groups set to web, linux; 2 group file(s) fetched")
+    ]
+    groups_dir = config.data_dir / "groups"
+    assert (groups_dir / "web.yml").read_text() == "syscheck:\n  frequency: 60\n"
+    assert (groups_dir / "linux.yml").read_bytes() == b"logcollector: {}\n"
+    assert stat.S_IMODE((groups_dir / "web.yml").stat().st_mode) == 0o600
+    assert load_credentials(config.data_dir).groups == ("web", "linux")
+    # The result itself went through the forwarder after the change: the server saw the
+    # new groups in the agent metadata line.
+    wait_for(lambda: server.agents()[0]["groups"] == ["web", "linux"])
+
+    # Leaving a group removes its file; fetch-config fetches the current ones again.
+    assert run(server, agent_id, "set-group", {"groups": ["web"]})[0][0] == 0
+    assert sorted(p.name for p in groups_dir.iterdir()) == ["web.yml"]
+    server.put_file("web.yml", "changed: true\n")
+    assert run(server, agent_id, "fetch-config") == [(0, "1 group file(s) fetched")]
+    assert (groups_dir / "web.yml").read_text() == "changed: true\n"
+
+
+def test_set_group_with_a_missing_file_fails_and_changes_nothing(agent):
+    config, server, agent_id = agent
+    server.put_file("web.yml", "a: 1\n")
+    assert run(server, agent_id, "set-group", {"groups": ["web", "ghost"]}) == [
+        (1, "Cannot fetch ghost.yml: the server has no such file")
+    ]
+    assert load_credentials(config.data_dir).groups == ()
+    assert not (config.data_dir / "groups").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("set-group", None),
+        ("set-group", {"groups": "web"}),
+        ("set-group", {"groups": [1]}),
+        ("set-group", {"groups": ["../etc"]}),
+        ("uninstall", None),
+    ],
+)
+def test_bad_arguments_and_unknown_names_are_not_valid(agent, name, args):
+    _config, server, agent_id = agent
+    assert run(server, agent_id, name, args) == [(1, "Command is not valid")]
