@@ -189,3 +189,13 @@ def test_token_cache_with_an_old_identity_is_not_used(
     save_credentials(config.data_dir, new_creds)
     ServerClient(config, TokenManager(config, new_creds)).post_events("stateless", body(new_creds))
     assert server.auth_count() == 2
+
+
+def test_calls_reuse_one_kept_alive_connection(enrolled_agent: EnrolledAgent) -> None:
+    config, creds, server = enrolled_agent
+    client = ServerClient(config, TokenManager(config, creds))
+    for _ in range(20):
+        assert client.post_events("stateless", body(creds)).status == 204
+    pools = client.session.get_adapter(server.url).poolmanager.pools
+    [pool] = [pools[key] for key in pools.keys()]
+    assert pool.num_connections == 1  # opened once, kept alive for the 19 others
