@@ -168,6 +168,7 @@ class FaultMiddleware:
             if rule.status is None:
                 await self.app(scope, receive, counting_send)
                 return
+            await _drain(receive)
             await _answer(rule, counting_send)
         finally:
             if counted:
@@ -191,11 +192,17 @@ async def _answer(rule: FaultRule, send: Send) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if rule.retry_after is not None:
         headers.append((b"retry-after", _seconds(rule.retry_after).encode()))
-    if rule.status == 413:
-        # The body was not read: tell the client this connection is done.
-        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": rule.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and discard the request body, so the client can read the answer and keep the
+    connection (an unread body makes the server reset the connection mid-upload)."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def _seconds(value: float) -> str:

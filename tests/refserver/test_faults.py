@@ -120,3 +120,19 @@ def test_request_log_counts_by_path_and_status(refserver) -> None:
         {"method": "POST", "path": STATELESS, "status": 204, "count": 1},
         {"method": "POST", "path": STATELESS, "status": 400, "count": 1},
     ]
+
+
+def test_413_on_a_megabyte_body_is_readable_and_the_connection_reusable(refserver) -> None:
+    agent = enroll(refserver.url)
+    refserver.set_fault(max_body=100_000)
+    lines = []
+    for n in range(10_000):
+        lines += stateless_pair(n=n)
+    session = requests.Session()
+    body = "\n".join([agent.metadata(), *lines]).encode()
+    assert len(body) > 1_000_000
+    url = f"{agent.url}/api/v1/events/stateless"
+    r = session.post(url, data=body, headers=agent.headers(), timeout=30)
+    assert error_of(r) == (413, "Request Entity Too Large", 413)
+    small = "\n".join([agent.metadata(), *stateless_pair()]).encode()
+    assert session.post(url, data=small, headers=agent.headers(), timeout=30).status_code == 204
