@@ -43,3 +43,40 @@ def test_commander_with_an_invalid_key_exits_3(
     assert proc.returncode == 3
     assert "Invalid key (HTTP 401)" in err.splitlines()[-1]
     assert server.request_count(path="/api/v1/authentication", status=401) == 1
+
+
+@pytest.mark.xfail(
+    strict=True, reason="forwarder/sender.py retries ServerRejected instead of exiting 3"
+)
+@pytest.mark.timeout(90)
+def test_forwarder_with_an_invalid_key_exits_3(
+    enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path
+) -> None:
+    config, creds, server = enrolled_agent
+    wrong = Credentials(uuid=creds.uuid, key="W" * 32, name=creds.name, server_url=server.url)
+    save_credentials(config.data_dir, wrong)
+    cfg = tmp_path / "agentbus.toml"
+    agent = {"data_dir": str(config.data_dir), "run_dir": str(run_dir), "server_url": server.url}
+    cfg.write_text(tomli_w.dumps({"agent": agent}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "forwarder", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # one event, so the forwarder has something to send and must authenticate
+        sent = subprocess.run(
+            [sys.executable, "-m", "agent.main", "send", "--config", str(cfg), "--module",
+             "app", "--collector", "c", '{"msg": "hello"}'],
+            cwd=REPO, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        _, err = proc.communicate()
+    assert proc.returncode == 3
+    assert "Invalid key (HTTP 401)" in err.splitlines()[-1]
+    assert server.request_count(path="/api/v1/authentication", status=401) == 1
