@@ -1,17 +1,18 @@
-"""`agentbus demo` (not built yet)."""
+"""`agentbus demo`: the whole system at once against the embedded reference server."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-HELP = "demo (not built yet)"
+HELP = "run the whole system in a temporary directory and show it working"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--keep", action="store_true", help="leave everything running to explore")
+    parser.add_argument("--dir", help="work in this directory instead of a new temporary one")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("agentbus: 'demo' is not built yet", file=sys.stderr)
-    return 1
+    from agent.demo import run_demo
+
+    return run_demo(keep=args.keep, directory=args.dir)

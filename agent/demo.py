@@ -1,0 +1,342 @@
+"""`agentbus demo`: the whole system at once, in a temporary directory.
+
+Starts the reference server, enrolls an agent, runs it (forwarder, commander, built-in
+executor, logcollector, inventory, fim), feeds it from an example collector and an example
+executor, queues a few commands, shows live progress, and prints a summary read back from
+the server. Every step prints one line, so a newcomer can follow what happens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.config import config_from_dict, to_toml
+from bus.errors import AgentbusError
+
+#: events the example collector publishes
+EXAMPLE_EVENTS = 2000
+#: lines written to the tailed log file
+LOG_LINES = 300
+#: how long the demo waits for everything to arrive (seconds)
+DEADLINE = 90.0
+ADMIN_USER = "wazuh"
+ADMIN_PASSWORD = "wazuh"
+
+
+class DemoFailed(AgentbusError):
+    """The demo did not see what it expected on the server."""
+
+
+@dataclass
+class Expected:
+    """What the server must have received before the demo calls it a success."""
+
+    events: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (what, code)
+
+
+class Demo:
+    def __init__(self, base: Path, keep: bool) -> None:
+        self.base = base
+        self.keep = keep
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: subprocess.Popen[bytes] | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.config_file = base / "agentbus.toml"
+        self.expected = Expected()
+
+    # -- steps ---------------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            self.start_server()
+            config = self.enroll()
+            self.start_agent()
+            executor = self.start_example_executor(config)
+            self.feed(config)
+            self.queue_commands()
+            self.watch()
+            ok = self.summary()
+            executor.stop()
+            if self.keep:
+                self.explain()
+            return 0 if ok else 1
+        finally:
+            if not self.keep:
+                self.stop_all()
+
+    def start_server(self) -> None:
+        say(f"starting the reference server on {self.url}")
+        log = open(self.base / "server.log", "ab")  # noqa: SIM115 - owned by the child
+        self.server = subprocess.Popen(
+            [
+                sys.executable, "-m", "agent.main", "server", "--host", "127.0.0.1",
+                "--port", str(self.port), "--data-dir", str(self.base / "server"),
+                "--user", ADMIN_USER, "--password", ADMIN_PASSWORD, "--command-hold", "20",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, env=_clean_env(), start_new_session=True,
+        )  # fmt: skip
+        self.admin = _admin(self.url)
+        _until(lambda: _answers(self.admin), 30, "the reference server did not start", self.server)
+        self.admin.put_file(
+            "web.yml", b"# configuration of group web\nlogcollector:\n  enabled: true\n"
+        )
+
+    def enroll(self) -> Any:
+        from comms.enroll import EnrollRequest, enroll
+
+        raw = {
+            "agent": {
+                "server_url": self.url,
+                "data_dir": str(self.base / "data"),
+                "run_dir": str(self.base / "run"),
+            },
+            "log": {"level": "INFO"},
+            "collectors": {
+                "logcollector": {
+                    "paths": [str(self.base / "logs" / "*.log")],
+                    "read_from": "start",
+                },
+                "fim": {"paths": [str(self.base / "watched")], "interval": "2s"},
+                "inventory": {"interval": "1h", "collectors": ["system", "hardware", "networks"]},
+            },
+        }
+        config = config_from_dict(raw)
+        (self.base / "logs").mkdir()
+        (self.base / "watched").mkdir()
+        self.config_file.write_text(to_toml(config))
+        creds = enroll(
+            config,
+            EnrollRequest(
+                enroll_url=self.url, user=ADMIN_USER, password=ADMIN_PASSWORD,
+                name="demo-agent", connect_url=self.url,
+            ),
+        )  # fmt: skip
+        self.agent_id = creds.uuid
+        say(f"enrolled agent {creds.name} as {creds.uuid}")
+        return config
+
+    def start_agent(self) -> None:
+        say("starting the agent (agentbus run): forwarder, commander, executor, collectors")
+        log = open(self.base / "agent.log", "ab")  # noqa: SIM115 - owned by the child
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "agent.main", "run", "--config", str(self.config_file)],
+            stdout=log, stderr=subprocess.STDOUT, env=_clean_env(), start_new_session=True,
+        )  # fmt: skip
+        from agent.config import load_config
+        from agent.status import collect_status
+
+        config = load_config(self.config_file, environ={})
+        _until(
+            lambda: collect_status(config)["summary"]["healthy"], 30,
+            f"the agent did not come up (see {self.base / 'agent.log'})", self.agent,
+        )  # fmt: skip
+
+    def start_example_executor(self, config: Any) -> Any:
+        from bus.executor import Executor
+
+        executor = Executor(["demo"], name="demo-executor", run_dir=config.agent.run_dir)
+
+        @executor.handler("echo")
+        def echo(command: Any) -> tuple[int, str]:
+            return 0, f"echo: {command.args.get('text', '')}"
+
+        executor.start()
+        say("example executor serves topic 'demo' (action demo.echo)")
+        return executor
+
+    def feed(self, config: Any) -> None:
+        from bus import Publisher
+
+        say(
+            f"example collector publishes {EXAMPLE_EVENTS} events; {LOG_LINES} log lines; 3 file changes"
+        )
+        with Publisher(run_dir=config.agent.run_dir) as pub:
+            for first in range(0, EXAMPLE_EVENTS, 200):
+                pub.send_batch(
+                    [
+                        {
+                            "module": "demo",
+                            "collector": "publisher",
+                            "data": {"seq": i, "msg": "hello"},
+                        }
+                        for i in range(first, first + 200)
+                    ]
+                )
+        with open(self.base / "logs" / "app.log", "a") as log:
+            for i in range(LOG_LINES):
+                log.write(f"Nov 26 12:00:00 demo app[42]: user login ok seq={i}\n")
+        watched = self.base / "watched"
+        (watched / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (watched / "hosts").write_text("127.0.0.1 localhost\n")
+        self.expected.events = {
+            "demo": EXAMPLE_EVENTS,
+            "logcollector": LOG_LINES,
+            "fim": 2,
+            "inventory": 1,
+        }
+        threading.Thread(target=self._modify_later, daemon=True).start()
+
+    def _modify_later(self) -> None:
+        # after the first fim scan saw the files: one update, one delete
+        _until(lambda: self.admin.count_events(module="fim") >= 2, 30, "fim saw nothing")
+        (self.base / "watched" / "hosts").write_text("127.0.0.1 localhost demo\n")
+        (self.base / "watched" / "passwd").unlink()
+        self.expected.events["fim"] = 4
+
+    def queue_commands(self) -> None:
+        commands = [
+            ("set-group web", "set-group", {"groups": ["web"]}, 0),
+            ("demo.echo", "demo.echo", {"text": "hi"}, 0),
+            ("set-group with bad args", "set-group", {"groups": 5}, 1),
+            ("an action nobody serves", "nosuch.scan", {}, 1),
+        ]
+        for what, name, args, code in commands:
+            [doc] = self.admin.queue_command(
+                name=name, agent_id=self.agent_id, args=args, timeout=30
+            )
+            self.expected.commands[doc] = (what, code)
+        say(f"queued {len(commands)} commands on the server")
+
+    def watch(self) -> None:
+        deadline = time.monotonic() + DEADLINE
+        shown = ""
+        tty = sys.stdout.isatty()
+        while True:
+            counts = {m: self.admin.count_events(module=m) for m in self.expected.events}
+            results = self._final_results()
+            line = "  ".join(f"{m} {counts[m]}/{n}" for m, n in self.expected.events.items())
+            line += f"  commands answered {len(results)}/{len(self.expected.commands)}"
+            if line != shown:  # a terminal gets one live line, a log one line per change
+                print(f"\r  {line}" if tty else f"  {line}", end="" if tty else "\n", flush=True)
+                shown = line
+            done = all(counts[m] >= n for m, n in self.expected.events.items())
+            finished = done and len(results) == len(self.expected.commands)
+            late = time.monotonic() > deadline
+            if (finished or late) and tty:
+                print()  # end the live line
+            if finished:
+                return
+            if late:
+                say("deadline reached; the summary shows what arrived")
+                return
+            time.sleep(0.5)
+
+    def _final_results(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for r in self.admin.results():
+            if r.get("document_id") in self.expected.commands and r.get("code") != 2:
+                out[r["document_id"]] = r
+        return out
+
+    def summary(self) -> bool:
+        ok = True
+        print("\nevents received by the server")
+        print(f"  {'module':<14}{'received':>10}{'expected':>10}")
+        for module, n in self.expected.events.items():
+            got = self.admin.count_events(module=module)
+            mark = "" if got >= n else "   <-- missing"
+            ok &= got >= n
+            print(f"  {module:<14}{got:>10}{n:>10}{mark}")
+        print("\ncommands and their results (read back from the server)")
+        results = self._final_results()
+        for doc, (what, code) in self.expected.commands.items():
+            r = results.get(doc)
+            got = "no result" if r is None else f"code {r['code']}: {r.get('message', '')}"
+            mark = "" if r is not None and r["code"] == code else f"   <-- expected code {code}"
+            ok &= not mark
+            print(f"  {what:<26}{got}{mark}")
+        print()
+        say(
+            "demo succeeded"
+            if ok
+            else "demo FAILED: see the marks above and the logs in " + str(self.base)
+        )
+        return ok
+
+    def explain(self) -> None:
+        cfg = self.config_file
+        print(
+            f"""
+everything keeps running (--keep). Look around:
+  agentbus status --config {cfg}
+  agentbus status --watch --config {cfg}
+  echo '{{"msg": "hi"}}' | agentbus send --config {cfg} --module demo --collector cli
+  agentbus server events --url {self.url} --module demo | tail -3
+  agentbus server command --url {self.url} --agent {self.agent_id} --name demo.echo --args '{{"text":"yo"}}'
+  agentbus server results --url {self.url}
+logs: {self.base}/agent.log, {self.base}/server.log
+stop: kill {self.agent.pid if self.agent else "?"} {self.server.pid if self.server else "?"}"""
+        )
+
+    def stop_all(self) -> None:
+        for proc, name in ((self.agent, "agent"), (self.server, "server")):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            if name == "agent":
+                say(f"agent stopped (exit {code})")
+
+
+def run_demo(keep: bool = False, directory: str | None = None) -> int:
+    from agent.config import LogSection
+    from agent.logs import setup_logging
+
+    setup_logging(LogSection(level="WARNING"), "demo")
+    base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="agentbus-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    say(f"working in {base}")
+    return Demo(base, keep).run()
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _admin(url: str) -> Any:
+    from refserver.client import AdminClient
+
+    return AdminClient(url)
+
+
+def _answers(admin: Any) -> bool:
+    try:
+        admin.health()
+        return True
+    except Exception:
+        return False
+
+
+def _until(condition: Any, timeout: float, message: str, proc: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise DemoFailed(f"{message} (it exited with {proc.returncode})")
+        if time.monotonic() > deadline:
+            raise DemoFailed(message)
+        time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}

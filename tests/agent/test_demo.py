@@ -1,0 +1,45 @@
+"""`agentbus demo`: exits 0, and its summary is what the server really received."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from refserver.client import AdminClient
+from tests.fixtures.run import clean_env
+
+
+@pytest.mark.timeout(180)
+def test_demo_summary_matches_the_server(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.main", "demo", "--keep", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        env=clean_env(),
+    )
+    out = result.stdout
+    pids = [int(p) for p in re.search(r"stop: kill (\d+) (\d+)", out).groups()]  # type: ignore[union-attr]
+    try:
+        assert result.returncode == 0, out + result.stderr
+        assert "[demo] demo succeeded" in out
+        url = re.search(r"--url (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
+        admin = AdminClient(url)
+        table = dict(re.findall(r"^  (demo|logcollector|fim|inventory) +(\d+) +\d+$", out, re.M))
+        assert set(table) == {"demo", "logcollector", "fim", "inventory"}
+        for module, shown in table.items():
+            assert admin.count_events(module=module) == int(shown)
+        results = {r["message"] for r in admin.results() if r["code"] != 2}
+        assert "echo: hi" in results
+        assert "no executor for module nosuch" in results
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
