@@ -265,8 +265,8 @@ class LogcollectorService(CollectorService):
             if done < len(events):
                 # Stopping: commit what the forwarder has, the rest comes after a restart.
                 if done:
-                    last = chunk.lines[done - 1]
-                    self._commit(tail, last.end, last.skipping, done)
+                    _, _, _, end, skipping = chunk.lines[done - 1]
+                    self._commit(tail, end, skipping, done)
                 return False
             self._commit(tail, chunk.end, chunk.skipping, len(events))
         elif chunk.end != tail.offset or chunk.skipping != tail.skipping:
@@ -304,25 +304,24 @@ class LogcollectorService(CollectorService):
         logger.info("finished rotated file {}", tail.path)
 
     def _event(self, path: str, line: Line, created: str) -> dict[str, Any]:
-        raw = line.raw
-        event: dict[str, Any] = {"created": created}
-        tags: list[str] = []
+        start, raw, truncated = line[0], line[1], line[2]
         try:
-            event["original"] = raw.decode("utf-8")
+            event: dict[str, Any] = {"created": created, "original": raw.decode("utf-8")}
+            tags: list[str] | None = None
         except UnicodeDecodeError:
             # Keep the line readable and its exact bytes recoverable.
-            event["original"] = raw.decode("utf-8", errors="replace")
-            event["original_base64"] = base64.b64encode(raw).decode("ascii")
-            tags.append("invalid_utf8")
+            event = {
+                "created": created,
+                "original": raw.decode("utf-8", errors="replace"),
+                "original_base64": base64.b64encode(raw).decode("ascii"),
+            }
+            tags = ["invalid_utf8"]
             self.counters.inc("invalid_utf8_lines")
-        if line.truncated:
+        if truncated:
             event["truncated"] = True
-            tags.append("truncated")
+            tags = [*(tags or []), "truncated"]
             self.counters.inc("truncated_lines")
-        data: dict[str, Any] = {
-            "event": event,
-            "log": {"file": {"path": path}, "offset": line.start},
-        }
+        data: dict[str, Any] = {"event": event, "log": {"file": {"path": path}, "offset": start}}
         if tags:
             data["tags"] = tags
         return {"module": MODULE, "collector": COLLECTOR, "data": data}

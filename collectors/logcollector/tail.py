@@ -18,14 +18,10 @@ from collectors.logcollector.offsets import FINGERPRINT_BYTES, OffsetRow, finger
 READ_BYTES = 1024 * 1024
 
 
-class Line(NamedTuple):
-    """One line as read: its bytes (without the newline) and the state after it."""
-
-    start: int  # offset of its first byte
-    raw: bytes
-    truncated: bool  # cut at max_line_bytes
-    end: int  # offset to resume from after this line
-    skipping: bool  # True when the rest of an over-long line is still to be skipped
+#: One line as read: (start offset, bytes without the newline, cut at max_line_bytes,
+#: offset to resume from after it, whether the rest of an over-long line is still to be
+#: skipped). A plain tuple: a burst makes hundreds of thousands of them.
+Line = tuple[int, bytes, bool, int, bool]
 
 
 class FileTail:
@@ -150,18 +146,18 @@ def split_lines(
         truncated = len(raw) > max_line
         if truncated:
             raw = raw[:max_line]
-        lines.append(Line(base + pos, raw, truncated, base + nl + 1, False))
+        lines.append((base + pos, raw, truncated, base + nl + 1, False))
         pos = nl + 1
     rest = n - pos
     if rest and skipping:
         pos = n  # still inside the over-long line
     elif rest > max_line:
-        lines.append(Line(base + pos, data[pos : pos + max_line], True, base + n, True))
+        lines.append((base + pos, data[pos : pos + max_line], True, base + n, True))
         pos, skipping = n, True
     elif rest and final:
         raw = data[pos:]
         if raw[-1:] == b"\r":
             raw = raw[:-1]
-        lines.append(Line(base + pos, raw, False, base + n, False))
+        lines.append((base + pos, raw, False, base + n, False))
         pos = n
     return Chunk(lines, base + pos, skipping)

@@ -1,0 +1,229 @@
+"""logcollector throughput: lines per second from a log file into the forwarder.
+
+    python bench/logcollector_throughput.py [--lines 300000] [--runs 3]
+
+Each run starts, as separate processes, the bench HTTP sink (bench/sink.py), the real
+forwarder (``agentbus forwarder``) pointed at it, and the logcollector
+(``python -m collectors.logcollector``) watching a glob. A pre-written file of syslog-like
+lines (bench/events.py) is then renamed into the watched directory, and the clock runs
+until the logcollector reports every line **committed by the forwarder** (its ``lines``
+counter, read on its control socket): that is the figure, lines/s into the forwarder.
+The time until the sink received every line (end to end) is printed too. Median of runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+import tomli_w  # noqa: E402
+from events import syslog_payload  # noqa: E402
+from machine import describe  # noqa: E402
+from sink import Sink  # noqa: E402
+
+from bus.control import request  # noqa: E402
+from bus.errors import BusError  # noqa: E402
+
+
+def _wait(cond: Any, timeout: float, what: str, poll: float = 0.01) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(poll)
+
+
+def _status(run_dir: Path, service: str) -> dict[str, Any]:
+    try:
+        return request(f"ipc://{run_dir}/control-{service}.sock", {"cmd": "status"}, timeout=2)
+    except BusError:
+        return {}
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def one_run(lines: int, payload: bytes) -> dict[str, float]:
+    base = Path(tempfile.mkdtemp(prefix="ab-lcb-", dir="/tmp"))
+    run_dir, data_dir, logs = base / "run", base / "data", base / "logs"
+    for d in (run_dir, data_dir, logs):
+        d.mkdir()
+    procs: list[subprocess.Popen[bytes]] = []
+    sink = Sink().start()
+    try:
+        from comms.credentials import Credentials, save_credentials
+
+        save_credentials(
+            data_dir,
+            Credentials(uuid="bench-agent", key="k" * 32, name="bench", server_url=sink.url),
+        )
+        config = {
+            "agent": {"data_dir": str(data_dir), "run_dir": str(run_dir), "server_url": sink.url},
+            "log": {"level": "WARNING"},
+            "collectors": {
+                "logcollector": {
+                    "paths": [str(logs / "*.log")],
+                    "read_from": "start",
+                    "poll_interval": "100ms",
+                }
+            },
+        }
+        config_file = base / "agentbus.toml"
+        config_file.write_text(tomli_w.dumps(config))
+        env = dict(os.environ)
+        agentbus = str(Path(sys.executable).with_name("agentbus"))
+        procs.append(
+            subprocess.Popen([agentbus, "forwarder", "--config", str(config_file)], env=env)
+        )
+        _wait(lambda: _status(run_dir, "forwarder"), 20, "the forwarder")
+        collector = subprocess.Popen(
+            [sys.executable, "-m", "collectors.logcollector", "--config", str(config_file)],
+            env=env,
+            cwd=ROOT,
+        )
+        procs.append(collector)
+        _wait(lambda: _status(run_dir, "logcollector"), 20, "the logcollector")
+
+        staged = base / "burst.log"
+        staged.write_bytes(payload)
+        start = time.monotonic()
+        os.rename(staged, logs / "burst.log")  # appears at once, whole
+        _wait(
+            lambda: _status(run_dir, "logcollector").get("lines", 0) >= lines,
+            600,
+            "every line to be committed",
+            poll=0.02,
+        )
+        committed = time.monotonic() - start
+        sink.wait_events(lines, timeout=600)
+        delivered = time.monotonic() - start
+        return {
+            "committed_s": committed,
+            "lines_per_s": lines / committed,
+            "end_to_end_per_s": lines / delivered,
+            "collector_rss_mb": _rss_mb(collector.pid),
+        }
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        sink.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+#: a ROUTER that acks every frame at once without reading it: the collector's own ceiling
+_NULL_INGEST = """
+import sys, zmq, msgpack
+ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
+ok = msgpack.packb({"ok": True, "accepted": 1})
+print("READY", flush=True)
+while True:
+    parts = s.recv_multipart(copy=False)
+    s.send_multipart([parts[0], ok])
+"""
+
+
+def collector_ceiling(lines: int, payload: bytes) -> float:
+    """Lines/s of the logcollector alone, against an ingest that acks without work."""
+    base = Path(tempfile.mkdtemp(prefix="ab-lcc-", dir="/tmp"))
+    null = subprocess.Popen(
+        [sys.executable, "-c", _NULL_INGEST, f"ipc://{base}/ingest.sock"], stdout=subprocess.PIPE
+    )
+    try:
+        assert null.stdout is not None and null.stdout.readline().startswith(b"READY")
+        from agent.config import config_from_dict
+        from collectors.logcollector import LogcollectorService
+
+        (base / "burst.log").write_bytes(payload)
+        config = config_from_dict(
+            {
+                "agent": {"data_dir": str(base / "data"), "run_dir": str(base)},
+                "collectors": {
+                    "logcollector": {"paths": [str(base / "burst.log")], "read_from": "start"}
+                },
+            }
+        )
+        import gc
+
+        gc.set_threshold(100_000, 50, 100)  # as collector_main does
+        service = LogcollectorService(config)
+        service.startup()
+        start = time.monotonic()
+        while service.step():
+            pass
+        took = time.monotonic() - start
+        service.shutdown(time.monotonic() + 5)
+        assert service.counters.get("lines") == lines
+        return lines / took
+    finally:
+        null.kill()
+        null.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=300_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    payload = syslog_payload(args.lines)
+    if not payload.endswith(b"\n"):
+        payload += b"\n"
+    line_bytes = len(payload) / args.lines
+    print(describe())
+    print(
+        f"logcollector → forwarder: {args.lines} lines of ~{line_bytes:.0f} bytes, {args.runs} runs"
+    )
+    results = []
+    for i in range(args.runs):
+        r = one_run(args.lines, payload)
+        results.append(r)
+        print(
+            f"  run {i + 1}: {r['lines_per_s']:,.0f} lines/s committed by the forwarder "
+            f"({r['committed_s']:.2f} s), {r['end_to_end_per_s']:,.0f} lines/s at the sink, "
+            f"collector peak RSS {r['collector_rss_mb']:.0f} MB"
+        )
+    med = statistics.median(r["lines_per_s"] for r in results)
+    e2e = statistics.median(r["end_to_end_per_s"] for r in results)
+    print(f"median: {med:,.0f} lines/s into the forwarder; {e2e:,.0f} lines/s end to end")
+    from loguru import logger
+
+    logger.remove()  # the in-process ceiling run would log every file it opens
+    ceilings = [collector_ceiling(args.lines, payload) for _ in range(args.runs)]
+    print(
+        f"logcollector alone (null ingest, same lines): median "
+        f"{statistics.median(ceilings):,.0f} lines/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
