@@ -212,7 +212,7 @@ class LogcollectorService(CollectorService):
                 tail.close()  # fully read already; keep its row so a glob does not reread it
                 continue
             logger.info("finishing {} (rotated from {} while stopped)", path, row.path)
-            tail.path = path
+            tail.path = row.path  # its lines keep the path they were found under
             self._retire(tail)
 
     # -- reading ---------------------------------------------------------------------

@@ -81,6 +81,14 @@ def test_create_modify_delete(make_config, sink, run_service, tmp_path):
     assert second[first[str(c)]["id"]]["operation"] == "delete"
     assert "data" not in second[first[str(c)]["id"]]
     assert second[str(d)]["operation"] == "create"
+    # The server's fim index mirrors the directory as it is now.
+    docs = sink.server.documents("wazuh-states-fim")
+    assert {doc["data"]["file"]["path"] for doc in docs} == {
+        str(a),
+        str(b),
+        str(d),
+        str(watched / "link"),
+    }
 
 
 def test_same_size_same_mtime_content_change_is_seen(make_config, sink, run_service, tmp_path):

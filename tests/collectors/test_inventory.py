@@ -101,6 +101,10 @@ def test_sends_only_differences_and_deletes(make_config, sink, run_service, tmp_
                 ("create", hashlib.sha1(f"{uuid}:deb:delta:amd64".encode()).hexdigest()),
             ]
         )
+        # The server's packages index now holds exactly what is installed, alpha upgraded.
+        docs = sink.server.documents("wazuh-states-inventory-packages")
+        versions = {d["data"]["package"]["name"]: d["data"]["package"]["version"] for d in docs}
+        assert versions == {"alpha": "1.1", "gamma": "3.0", "delta": "0.1"}
         delete = next(
             e for e in second if e["operation"] == "delete" and e["collector"] == "packages"
         )
