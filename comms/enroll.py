@@ -40,7 +40,7 @@ from comms.errors import AlreadyEnrolled, BadResponse, NotEnrolled, ServerReject
 from comms.hostinfo import host_facts
 from comms.http import make_session, send, timeouts
 from comms.private_files import remove_private
-from comms.tokens import LOCK_FILE, TOKEN_FILE
+from comms.tokens import TOKEN_FILE
 
 #: default port of the comms API
 COMMS_PORT = 27000
@@ -184,8 +184,8 @@ def enroll(
     )
     save_credentials(data_dir, credentials)
     # A cached token of the previous identity would be refused; it must go.
+    # (The lock file stays: a running service may hold it, and it carries no data.)
     remove_private(data_dir / TOKEN_FILE)
-    remove_private(data_dir / LOCK_FILE)
     logger.info("enrolled agent {} ({}) with {}", name, agent_id, enroll_url)
     return credentials
 

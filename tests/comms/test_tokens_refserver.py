@@ -197,5 +197,5 @@ def test_calls_reuse_one_kept_alive_connection(enrolled_agent: EnrolledAgent) ->
     for _ in range(20):
         assert client.post_events("stateless", body(creds)).status == 204
     pools = client.session.get_adapter(server.url).poolmanager.pools
-    [pool] = [pools[key] for key in pools.keys()]
+    [pool] = [pools[key] for key in pools.keys()]  # noqa: SIM118 - no __iter__ on this container
     assert pool.num_connections == 1  # opened once, kept alive for the 19 others
