@@ -182,3 +182,28 @@ def test_password_from_stdin_and_real_exit_codes(refserver: RefServer, config_fi
     assert again.stderr.count("\n") == 1 and "already enrolled" in again.stderr
     doc = json.loads((data_dir(config_file) / "credentials.json").read_text())
     assert set(doc) >= {"uuid", "key", "name", "groups", "server_url"}
+
+
+def test_self_signed_server_full_mode_fails_then_its_ca_file_works(  # type: ignore[no-untyped-def]
+    refserver_factory, register, config_file: Path, tmp_path: Path, run_dir: Path
+) -> None:
+    server = refserver_factory(self_signed=True)
+    code, _, err = register(server, "--verification-mode", "full")
+    assert code == 3 and err.count("\n") == 1
+    assert err.startswith(f"agentbus: TLS check of {server.url} failed: ")
+    assert "self-signed certificate" in err
+    cfg = tmp_path / "tls.toml"
+    cfg.write_text(
+        f'[agent]\ndata_dir = "{tmp_path / "tlsdata"}"\nrun_dir = "{run_dir}"\n'
+        f'ca_file = "{server.ca_file}"\n'
+    )
+    argv = ["register", "--config", str(cfg), "--enroll-url", server.url, "--user",
+            server.user, "--password", server.password, "--connect-url", server.url]  # fmt: skip
+    assert main(argv) == 0
+
+
+def test_verification_none_enrolls_and_notes_the_services_mode(refserver_factory, register) -> None:  # type: ignore[no-untyped-def]
+    server = refserver_factory(self_signed=True)
+    code, out, err = register(server, "--verification-mode", "none")
+    assert code == 0 and out.startswith("enrolled ")
+    assert "note: the services check TLS with agent.verification_mode = 'full'" in err
