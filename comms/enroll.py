@@ -39,7 +39,7 @@ from comms.credentials import (
 from comms.errors import AlreadyEnrolled, BadResponse, NotEnrolled, ServerRejected
 from comms.hostinfo import host_facts
 from comms.http import make_session, send, timeouts
-from comms.private_files import remove_private
+from comms.private_files import remove_private, write_private
 from comms.tokens import TOKEN_FILE
 
 #: default port of the comms API
@@ -57,6 +57,10 @@ class EnrollmentUsage(AgentbusError):
     """The enrollment request is wrong before anything was sent (bad URL, name, key)."""
 
     exit_code = EXIT_USAGE
+
+
+class CredentialsNotSaved(AgentbusError):
+    """The data dir cannot hold the credentials (permissions, full disk)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +143,8 @@ def enroll(
     """
     data_dir = config.data_dir
     _refuse_if_enrolled(data_dir, request.force)
+    # Before the server creates the agent: an agent enrolled but not stored is an orphan.
+    _check_writable(data_dir)
     enroll_url = check_url(request.enroll_url, "--enroll-url")
     connect_url = check_url(request.connect_url or default_connect_url(enroll_url), "--connect-url")
     name = check_name(request.name if request.name is not None else socket.gethostname())
@@ -182,12 +188,30 @@ def enroll(
         verification_mode=mode,
         enrolled_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    save_credentials(data_dir, credentials)
+    try:
+        save_credentials(data_dir, credentials)
+    except OSError as exc:
+        raise CredentialsNotSaved(
+            f"agent {agent_id} was enrolled but its credentials could not be written to "
+            f"{credentials_path(data_dir)}: {exc.strerror or exc}"
+        ) from None
     # A cached token of the previous identity would be refused; it must go.
     # (The lock file stays: a running service may hold it, and it carries no data.)
     remove_private(data_dir / TOKEN_FILE)
     logger.info("enrolled agent {} ({}) with {}", name, agent_id, enroll_url)
     return credentials
+
+
+def _check_writable(data_dir: Path) -> None:
+    probe = data_dir / f".register-probe-{secrets.token_hex(4)}"
+    try:
+        write_private(probe, b"")
+        remove_private(probe)
+    except OSError as exc:
+        raise CredentialsNotSaved(
+            f"cannot write to the data dir {data_dir}: {exc.strerror or exc} "
+            "(run as the agent's user, or set agent.data_dir)"
+        ) from None
 
 
 def _refuse_if_enrolled(data_dir: Path, force: bool) -> None:

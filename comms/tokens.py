@@ -122,6 +122,7 @@ class TokenManager:
         self._streak = 0
         self._streak_gate = float("-inf")
         self._rejected: ServerRejected | None = None
+        self._lock_warned = False
         #: authentications made by this process (for status)
         self.authentications = 0
         #: tokens taken over from the cache (restart, or another process renewed)
@@ -323,8 +324,20 @@ class TokenManager:
     def _file_lock(self) -> Iterator[None]:
         # A separate lock file: token.json itself is replaced on every write, and a lock
         # on a replaced inode would protect nothing.
-        ensure_private_dir(self._lock_path.parent)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            ensure_private_dir(self._lock_path.parent)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            # Still serve tokens; only the sharing with the other process is lost.
+            if not self._lock_warned:
+                self._lock_warned = True
+                logger.warning(
+                    "cannot open the token lock {}: {}; renewing without it",
+                    self._lock_path,
+                    exc.strerror or exc,
+                )
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -150,3 +150,18 @@ def test_garbled_login_answer_is_a_bad_response(make_config, answer: str) -> Non
         m.post(MGMT + "/security/user/authenticate", text=answer)
         with pytest.raises(BadResponse):
             enroll(make_config(), request(), facts={})
+
+
+def test_unwritable_data_dir_fails_before_the_server_is_asked(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    from comms.enroll import CredentialsNotSaved
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config = make_config({"agent": {"data_dir": str(blocker / "data")}})
+    with requests_mock.Mocker() as m:
+        with pytest.raises(CredentialsNotSaved, match="cannot write to the data dir") as info:
+            enroll(config, request(), facts={})
+        assert m.call_count == 0  # no orphan agent on the server
+    assert info.value.exit_code == 1

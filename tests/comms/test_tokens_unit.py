@@ -351,3 +351,17 @@ def test_status_counters(config, clock) -> None:
         status = tm.status()
     assert status["token_expires_in"] == pytest.approx(800)
     assert (status["token_authentications"], status["token_failures"]) == (1, 0)
+
+
+def test_unwritable_data_dir_still_gives_tokens(make_config, clock, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config = make_config({"agent": {"data_dir": str(blocker / "data")}})
+    token = make_jwt()
+    with requests_mock.Mocker() as m, captured_logs() as logs:
+        m.post(AUTH, json={"token": token})
+        tm = manager(config, clock)
+        assert tm.token() == token
+        assert tm.renew(token) == token
+    assert sum("cannot open the token lock" in line for line in logs) == 1
+    assert any("cannot write the token cache" in line for line in logs)
