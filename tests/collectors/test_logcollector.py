@@ -277,3 +277,27 @@ def test_offsets_saved_only_after_the_forwarder_commits(
     got = [d["event"]["original"] for d in stub_ingest.data()]
     assert got[:20] == [f"line {i}" for i in range(20)]
     assert sorted(set(got[20:])) == sorted(f"line {i}" for i in range(20, 30))
+
+
+@pytest.mark.timeout(120)
+def test_a_full_forwarder_delays_lines_without_losing_or_repeating_them(
+    make_config, start_pipeline, run_service, tmp_path
+):
+    # A tiny queue and a server that answers 503: the forwarder fills up and says "full".
+    sink = start_pipeline(max_queue_bytes="64KB", backoff_initial="100ms", backoff_max="500ms")
+    sink.server.set_fault(status=503, path="/api/v1/events/stateless")
+    log = tmp_path / "app.log"
+    fmt = "full-test line {:05d} " + "x" * 60
+    _append(log, range(1000), fmt=fmt)
+    svc = run_service(LogcollectorService(_config(make_config, [str(log)])))
+    # The first batch fills the (empty) queue past its bound; it cannot drain.
+    wait_for(lambda: svc.service.counters.get("lines") == 1000, timeout=30)
+    _append(log, range(1000, 3000), fmt=fmt)
+    wait_for(lambda: svc.service.counters.get("forwarder_full") >= 2, timeout=30)
+    assert svc.service.counters.get("lines") == 1000  # the rest is held back, not dropped
+
+    sink.server.clear_faults()
+    wait_for(lambda: sink.count() >= 3000, timeout=60)
+    wait_for(lambda: svc.service.counters.get("lines") == 3000, timeout=10)
+    seen = Counter(o.split()[2] for o in _originals(sink))
+    assert len(seen) == 3000 and set(seen.values()) == {1}
