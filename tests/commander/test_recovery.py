@@ -23,13 +23,14 @@ pytestmark = pytest.mark.timeout(120)
 def setup(enroll_agent, run_forwarder, tmp_path):
     """(config, server, config file) of an enrolled agent whose forwarder runs."""
 
-    def make(**commander):
+    def make(forwarder: bool = True, **commander):
         sections = {
             "commander": {"republish_interval": "200ms", "hello_grace": "500ms", **commander},
             "forwarder": {"batch_interval": "50ms"},
         }
         config, _creds, server = enroll_agent(sections=sections)
-        run_forwarder(config)
+        if forwarder:
+            run_forwarder(config)
         return config, server, write_config(config, tmp_path / "agent.toml")
 
     return make
@@ -139,3 +140,27 @@ def test_restart_with_a_supervisor_asks_it_and_reports_0_when_back(setup, procs)
         assert results_of(server, doc) == [(2, "Restarting the agent"), (0, "Agent restarted")]
     finally:
         supervisor.stop()
+
+
+def test_restart_under_agentbus_run_restarts_every_service(setup, procs, tmp_path):
+    """The real supervisor: the commander asks it, every child restarts, 0 is reported."""
+    config, server, _ = setup(forwarder=False)
+    off = {"enabled": False}
+    cfg = write_config(
+        config,
+        tmp_path / "run.toml",
+        {"collectors.logcollector": off, "collectors.inventory": off, "collectors.fim": off},
+    )
+    from tests.fixtures.forwarder import forwarder_status
+
+    procs("agentbus-run", "-m", "agent.main", "run", "--config", str(cfg))
+    before = wait_status(config, "commander", timeout=30)
+    wait_for(lambda: status(config)["live_executors"] == 1, 20)
+    forwarder_pid_before = forwarder_status(config).get("pid")
+    doc = server.queue_command(server.agents()[0]["id"], name="restart")
+    wait_for(lambda: len(server.command_results(doc)) >= 2, 40)
+    assert results_of(server, doc) == [(2, "Restarting the agent"), (0, "Agent restarted")]
+    after = wait_status(config, "commander")
+    assert after["pid"] != before["pid"]  # a new process, started by the supervisor
+    if forwarder_pid_before is not None:
+        assert forwarder_status(config).get("pid") != forwarder_pid_before
