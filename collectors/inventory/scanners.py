@@ -109,8 +109,12 @@ def scan_hardware() -> dict[str, Item]:
 
 
 def stable_hardware(data: dict[str, Any]) -> dict[str, Any]:
-    memory = {k: v for k, v in data["host"]["memory"].items() if k not in HARDWARE_VOLATILE}
-    return {**data, "host": {**data["host"], "memory": memory}}
+    """The hardware document without what moves between scans: used memory, and the CPU
+    clock (the current frequency when the maximum is unknown, which scaling changes)."""
+    host = data["host"]
+    memory = {k: v for k, v in host["memory"].items() if k not in HARDWARE_VOLATILE}
+    cpu = {k: v for k, v in host["cpu"].items() if k != "speed"}
+    return {**data, "host": {**host, "memory": memory, "cpu": cpu}}
 
 
 # -- packages -----------------------------------------------------------------------

@@ -67,3 +67,20 @@ def test_node_collector_learns_of_rejected_events(node_example, pipeline, make_c
     )
     assert done.returncode == 1
     assert "rejected" in done.stderr and "module" in done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_node_collector_fast_path(node_example, sink, make_config):
+    run_dir = make_config({}).agent.run_dir
+    done = subprocess.run(
+        ["node", "collector.js", "--run-dir", run_dir, "--fast", "--collector", "push"],
+        cwd=node_example,
+        input="".join(f"pushed {i}\n" for i in range(300)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: sink.count() >= 300, timeout=30)
+    originals = [e["data"]["event"]["original"] for e in sink.snapshot()]
+    assert sorted(originals) == sorted(f"pushed {i}" for i in range(300))
