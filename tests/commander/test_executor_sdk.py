@@ -134,3 +134,29 @@ def test_handler_result_shapes():
     assert _normalise((3, "late")) == (3, "late")
     assert _normalise((7, "x"))[0] == 1
     assert msgpack  # keep the import honest for readers: the wire is msgpack
+
+
+def test_the_example_executor_runs_as_a_script(fake_commander, run_dir):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "executor.py"
+    env = {**os.environ, "AGENTBUS_AGENT_RUN_DIR": str(run_dir)}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    try:
+        fake_commander.wait_subscribed("example", timeout=15)
+        fake_commander.publish("example", cmd("e1", "example.echo", text="hello"))
+        fake_commander.publish("example", cmd("e2", "example.disk-usage", path="/"))
+        fake_commander.publish("example", cmd("e3", "example.disk-usage", path=5))
+        assert fake_commander.wait(lambda m: m.get("id") == "e1") == {
+            "id": "e1",
+            "code": 0,
+            "message": "hello",
+        }
+        assert "% used" in fake_commander.wait(lambda m: m.get("id") == "e2")["message"]
+        assert fake_commander.wait(lambda m: m.get("id") == "e3")["code"] == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
