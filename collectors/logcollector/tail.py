@@ -125,8 +125,8 @@ def split_lines(
     A line longer than ``max_line`` bytes is cut there and flagged; the rest of it, up to
     its newline, is skipped — if the newline has not been written yet, the returned state
     says so (``skipping``) and the caller persists it, so a restart skips it too. A trailing
-    ``\\r`` is dropped (CRLF files). Without ``final`` an unterminated last line is held back
-    until its newline arrives.
+    ``\\r`` is dropped (CRLF files) and empty lines are skipped. Without ``final`` an
+    unterminated last line is held back until its newline arrives.
     """
     lines: list[Line] = []
     pos = 0
@@ -143,6 +143,9 @@ def split_lines(
         raw = data[pos:nl]
         if raw[-1:] == b"\r":
             raw = raw[:-1]
+        if not raw:  # an empty line carries nothing: no event
+            pos = nl + 1
+            continue
         truncated = len(raw) > max_line
         if truncated:
             raw = raw[:max_line]
