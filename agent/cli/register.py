@@ -47,10 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from agent.cli.common import config_of
+    from agent.logs import setup_logging
     from comms.enroll import EnrollRequest, enroll
 
     config = config_of(args)
+    # The outcome is printed below; the log shows only what needs attention (e.g. TLS off).
+    setup_logging(dataclasses.replace(config.log, level="WARNING"), "register")
     credentials = enroll(
         config,
         EnrollRequest(
