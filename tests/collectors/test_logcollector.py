@@ -301,3 +301,17 @@ def test_a_full_forwarder_delays_lines_without_losing_or_repeating_them(
     wait_for(lambda: svc.service.counters.get("lines") == 3000, timeout=10)
     seen = Counter(o.split()[2] for o in _originals(sink))
     assert len(seen) == 3000 and set(seen.values()) == {1}
+
+
+def test_deleted_and_recreated_file_is_read_from_its_start(
+    make_config, sink, run_service, tmp_path
+):
+    log = tmp_path / "app.log"
+    _append(log, [f"old {i}" for i in range(20)])
+    run_service(LogcollectorService(_config(make_config, [str(log)])))
+    wait_for(lambda: len(_originals(sink)) == 20)
+    log.unlink()
+    # The new file often gets the freed inode back; it must not resume at the old offset.
+    _append(log, ["new 0", "new 1"])
+    wait_for(lambda: len(_originals(sink)) >= 22)
+    assert _originals(sink)[20:] == ["new 0", "new 1"]
