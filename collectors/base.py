@@ -2,10 +2,11 @@
 
 A collector is an ordinary :class:`agent.service.Service` (``startup`` → ``main_loop`` →
 ``shutdown``; SIGTERM sets ``stop_event``) that puts its events on the bus through the
-acknowledged path (:class:`bus.client.Ingest`). :class:`AckSender` hides the retries: it
-returns only once every event of a call is committed by the forwarder, or when the
-service is asked to stop — so a collector saves its own state (offsets, baselines) only
-for what was committed, and nothing is ever lost.
+acknowledged path (the ingest socket: a DEALER, as in :class:`bus.client.Ingest`, but
+every wait also watches the stop flag). :class:`AckSender` hides the retries: it returns
+only once every event of a call is committed by the forwarder, or when the service is
+asked to stop — so a collector saves its own state (offsets, baselines) only for what was
+committed, and nothing is ever lost.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class AckSender:
         self.endpoint = endpoint
         self.stop_event = stop_event
         self.counters = counters or Counters()
-        # Keep frames well below the limit: the msgpack size of a batch is estimated.
+        # Keep frames well below the limit; a batch encoded bigger than this is halved.
         self.max_frame_bytes = max(64 * 1024, max_message_bytes // 2)
         self.batch_events = batch_events
         self.timeout = timeout
