@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shift the server clock used for token iat/exp (negative: behind)",
     )
     serve.add_argument(
+        "--key-hash-rounds",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="PBKDF2 rounds of stored agent keys (lower it only for tests and benchmarks)",
+    )
+    serve.add_argument(
         "--admin-any-host", action="store_true", help="answer the admin API from any address"
     )
     serve.add_argument(
@@ -140,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.key_hash_rounds < 1:
+        print("agentbus server: --key-hash-rounds must be at least 1", file=sys.stderr)
+        return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("agentbus server: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -166,6 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
         command_hold=args.command_hold,
         clock_skew=args.clock_skew,
         admin_any_host=args.admin_any_host,
+        key_hash_rounds=args.key_hash_rounds,
     )
     try:
         return serve(options, log_level=args.log_level)

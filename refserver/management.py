@@ -47,7 +47,8 @@ async def enroll(request: Request) -> Response:
     except orjson.JSONDecodeError:
         raise bad_request("body invalid JSON")
     agent = validate_agent(body)
-    key_hash = await asyncio.to_thread(hash_secret, agent["key"])
+    rounds = state_of(request).options.key_hash_rounds
+    key_hash = await asyncio.to_thread(hash_secret, agent["key"], iterations=rounds)
     try:
         state_of(request).store.add_agent(
             uuid=agent["id"],

@@ -33,6 +33,8 @@ class ServerOptions:
     clock_skew: float = 0.0
     #: allow the admin API from any client (default: loopback only)
     admin_any_host: bool = False
+    #: PBKDF2 rounds for new agent keys (lower only for tests and benchmarks)
+    key_hash_rounds: int = 100_000
 
     @property
     def tls(self) -> bool:

@@ -121,3 +121,12 @@ def test_enrollment_body_must_be_json(refserver) -> None:
         timeout=10,
     )
     assert error_of(r) == (400, "body input should be a valid dictionary", 400)
+
+
+def test_key_hash_rounds_are_configurable_and_recorded_in_the_hash(refserver_factory) -> None:
+    server = refserver_factory(key_hash_rounds=100_000)
+    enroll(server.url)
+    db = sqlite3.connect(server.data_dir / "server.db")
+    (stored,) = db.execute("SELECT key_hash FROM agents").fetchone()
+    db.close()
+    assert stored.split("$")[1] == "100000"
