@@ -104,12 +104,17 @@ class Event:
         ts = obj.get("ts")
         if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
             raise InvalidEvent("wrong_type", f"ts must be a number, got {_kind(ts)}")
+        if ts is not None:
+            try:
+                ts = float(ts)
+            except OverflowError:  # a Python int beyond any float (msgpack never sends one)
+                raise InvalidEvent("bad_value", "ts is out of range") from None
         if etype == "stateless":
             return cls(
                 module=module,
                 collector=_name(obj, "collector"),
                 data=_data(obj),
-                ts=None if ts is None else float(ts),
+                ts=ts,
             )
         if module not in STATEFUL_MODULES:
             raise _bad(
@@ -136,7 +141,7 @@ class Event:
             type="stateful",
             id=doc_id,
             operation=operation,
-            ts=None if ts is None else float(ts),
+            ts=ts,
         )
 
 
@@ -182,7 +187,12 @@ def _kind(value: Any) -> str:
 
 
 def _bad(field: str, value: Any, why: str) -> InvalidEvent:
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    try:
+        shown = repr(value)
+    except (RecursionError, ValueError):  # ~1000 nested levels; an int of over 4300 digits
+        shown = f"<{_kind(value)}>"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
     return InvalidEvent("bad_value", f"{field} {shown} is not accepted: {why}")
 
 
