@@ -66,6 +66,24 @@ class Backoff:
                 self._cond.wait(min(max(wait, 0.001), 0.1))
             return None
 
+    def wait_ready(self, stop: threading.Event) -> bool:
+        """Wait, without taking a turn, until a request could go; False if stopped.
+
+        Senders call this before they take a batch from the queue, so that during an
+        outage only the probe holds a batch and the rest stays in the queue (where
+        ``drop_oldest`` can still drop it).
+        """
+        with self._cond:
+            while not stop.is_set():
+                if self.attempts == 0:
+                    return True
+                now = self._clock()
+                if now >= self._until and not self._probing:
+                    return True
+                wait = self._until - now if now < self._until else 0.1
+                self._cond.wait(min(max(wait, 0.001), 0.1))
+            return False
+
     def success(self, ticket: int) -> None:
         with self._cond:
             if self.attempts:

@@ -44,6 +44,10 @@ from forwarder.store import Store
 SPLIT_STATUSES = (400, 413)
 
 
+class _Dropped(Exception):
+    """Every chunk of the pieces being sent was dropped by drop_oldest meanwhile."""
+
+
 class ReplyLike(Protocol):
     status: int
     body: bytes
@@ -119,6 +123,8 @@ class Sender:
     # -- work ----------------------------------------------------------------------
     def _work(self) -> None:
         while not self.stop_event.is_set():
+            if not self.backoff.wait_ready(self.stop_event):
+                return
             try:
                 batch = self.batcher.next_batch(self.stop_event)
             except Exception as exc:  # a queue read error: log, wait, go on
@@ -140,9 +146,13 @@ class Sender:
         todo: deque[list[Piece]] = deque([batch.pieces])
         while todo:
             pieces = todo.popleft()
-            reply = self._post(pieces)
-            if reply is None:
+            try:
+                answer = self._post(pieces)
+            except _Dropped:
+                continue
+            if answer is None:
                 return False
+            reply, pieces = answer
             if 200 <= reply.status < 300:
                 events = sum(p.events for p in pieces)
                 with self._lock:
@@ -159,13 +169,24 @@ class Sender:
             todo.extendleft([halves[1], halves[0]])  # left half first: order is kept
         return True
 
-    def _post(self, pieces: list[Piece]) -> ReplyLike | None:
-        """POST until the server gives a final answer (2xx, 400, 413); None if stopped."""
-        events = sum(p.events for p in pieces)
+    def _post(self, pieces: list[Piece]) -> tuple[ReplyLike, list[Piece]] | None:
+        """POST until the server gives a final answer (2xx, 400, 413); None if stopped.
+
+        Returns the answer and the pieces it answers (those not dropped meanwhile).
+
+        Raises :class:`_Dropped` when drop_oldest deleted every chunk of ``pieces``
+        while they waited for a retry.
+        """
         while True:
             ticket = self.backoff.acquire(self.stop_event)
             if ticket is None:
                 return None
+            live = [p for p in pieces if not self.store.voided(p.chunk)]
+            if not live:
+                self.backoff.release(ticket)
+                raise _Dropped
+            pieces = live
+            events = sum(p.events for p in pieces)
             with self._lock:
                 self.in_flight += 1
             try:
@@ -192,7 +213,7 @@ class Sender:
                 self.backoff.success(ticket)
                 with self._lock:
                     self.last_success_at = time.time()
-                return reply  # type: ignore[no-any-return]
+                return reply, pieces
             self._failed(
                 ticket,
                 reply.retry_after(),

@@ -182,6 +182,10 @@ class Store:
         self._cursor = 0
         self.inflight_events = 0
         self.inflight_bytes = 0
+        #: chunks handed to senders and not acked yet: id → (events, bytes), oldest first
+        self._inflight: dict[int, tuple[int, int]] = {}
+        #: in-flight chunks that drop_oldest deleted under a sender's feet
+        self._voided: set[int] = set()
         #: events dropped to make room (drop_oldest)
         self.dropped_events = 0
         self._head_ts: float | None = None
@@ -191,7 +195,7 @@ class Store:
     def has_room(self, nbytes: int) -> bool:
         """Whether ``nbytes`` more fit (dropping old chunks if the policy allows)."""
         with self.cond:
-            return self._fits(nbytes) or (self.drop_oldest and self._droppable() >= nbytes)
+            return self._fits(nbytes) or self.drop_oldest
 
     def put(self, chunk: Chunk, *, force: bool = False) -> bool:
         """Commit a chunk; False (nothing stored) when the queue is full and may not drop.
@@ -225,28 +229,41 @@ class Store:
         # An empty queue takes any chunk, however big, so nothing can deadlock.
         return used == 0 or used + need <= self.max_bytes
 
-    def _droppable(self) -> int:
-        return self.bytes - self.inflight_bytes
-
     def _drop_until_fits(self, need: int) -> None:
-        # Only rows nobody is sending can go; the oldest are right after the cursor.
+        # The oldest chunks nobody is sending are right after the cursor. When those are
+        # not enough (a long outage: the probe's batch holds the oldest events), chunks in
+        # flight go too; their sender notices and stops resending them.
         while not self._fits(need):
             heads = self._q.heads(self._cursor, 64)
-            if not heads:
+            if heads:
+                victims = [(h[0], h[1], h[2]) for h in heads]
+            elif self._inflight:
+                victims = [(cid, ev, nb) for cid, (ev, nb) in self._inflight.items()]
+            else:
                 return
-            victims: list[tuple[int, int, int, float]] = []
+            chosen: list[tuple[int, int, int]] = []
             freed = 0
-            for head in heads:
-                victims.append(head)
-                freed += head[2]
+            for victim in victims:
+                chosen.append(victim)
+                freed += victim[2]
                 if self.bytes + self._reserved - freed + need <= self.max_bytes:
                     break
-            self._q.delete_ids([v[0] for v in victims])
-            self.rows -= len(victims)
-            self.events -= sum(v[1] for v in victims)
+            self._q.delete_ids([v[0] for v in chosen])
+            events = sum(v[1] for v in chosen)
+            self.rows -= len(chosen)
+            self.events -= events
             self.bytes -= freed
-            self.dropped_events += sum(v[1] for v in victims)
+            self.dropped_events += events
+            for cid, ev, nb in chosen:
+                if self._inflight.pop(cid, None) is not None:
+                    self._voided.add(cid)
+                    self.inflight_events -= ev
+                    self.inflight_bytes -= nb
             self._head_known = False
+
+    def voided(self, chunk_id: int) -> bool:
+        """Whether drop_oldest deleted this in-flight chunk (do not send it any more)."""
+        return chunk_id in self._voided
 
     # -- sender side -----------------------------------------------------------------
     @property
@@ -281,20 +298,26 @@ class Store:
                 return []
             bodies = self._q.bodies([h[0] for h in chosen])
             self._cursor = chosen[-1][0]
+            for h in chosen:
+                self._inflight[h[0]] = (h[1], h[2])
             self.inflight_events += nevents
             self.inflight_bytes += nbytes
             self._head_known = False
         return [StoredChunk(h[0], h[1], bodies[h[0]], h[3]) for h in chosen if h[0] in bodies]
 
     def ack(self, chunks: list[StoredChunk]) -> None:
-        """The server has these chunks: delete them in one transaction."""
-        if not chunks:
-            return
-        self._q.delete_ids([c.id for c in chunks])
-        events = sum(c.events for c in chunks)
-        nbytes = sum(len(c.body) for c in chunks)
+        """The server has these chunks (or they were dropped): delete them in one transaction."""
         with self.cond:
-            self.rows -= len(chunks)
+            live = [c for c in chunks if c.id not in self._voided]
+            self._voided.difference_update(c.id for c in chunks)
+        if live:
+            self._q.delete_ids([c.id for c in live])
+        events = sum(c.events for c in live)
+        nbytes = sum(len(c.body) for c in live)
+        with self.cond:
+            for c in live:
+                self._inflight.pop(c.id, None)
+            self.rows -= len(live)
             self.events -= events
             self.bytes -= nbytes
             self.inflight_events -= events

@@ -1,17 +1,90 @@
-"""`agentbus quarantine` (not built yet)."""
+"""`agentbus quarantine list|retry|drop`: act on events the server refused one by one.
+
+The forwarder owns ``queue/quarantine.db``; this command asks the running forwarder over
+its control socket, so it works while events keep flowing.
+
+    agentbus quarantine list [--limit N] [--json]
+    agentbus quarantine retry (ID ... | --all)     # back to the queue, sent again
+    agentbus quarantine drop (ID ... | --all)      # forget them for good
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from typing import Any
 
-HELP = "quarantine (not built yet)"
+HELP = "list, retry or drop events the server refused (the forwarder's quarantine)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    p = sub.add_parser("list", help="show quarantined events")
+    p.add_argument("--limit", type=int, default=100, help="entries to show (default 100)")
+    p.add_argument("--after", type=int, default=0, help="only entries with a larger id")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON")
+    for name, text in (
+        ("retry", "move entries back to the queue"),
+        ("drop", "delete entries for good"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("ids", nargs="*", type=int, metavar="ID", help="entry ids (see list)")
+        p.add_argument("--all", action="store_true", help="every entry")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("agentbus: 'quarantine' is not built yet", file=sys.stderr)
-    return 1
+    from agent.cli.common import config_of
+    from agent.service import endpoints_from_config
+    from bus.control import request
+    from bus.errors import EXIT_RUNTIME, EXIT_USAGE, BusTimeout
+
+    config = config_of(args)
+    endpoint = endpoints_from_config(config).control("forwarder")
+    if args.action == "list":
+        message: dict[str, Any] = {"cmd": "quarantine_list", "limit": args.limit}
+        message["after"] = args.after
+    else:
+        if bool(args.ids) == bool(args.all):
+            print(f"agentbus quarantine {args.action}: give entry ids or --all", file=sys.stderr)
+            return EXIT_USAGE
+        message = {"cmd": f"quarantine_{args.action}"}
+        message.update({"all": True} if args.all else {"ids": args.ids})
+    try:
+        reply = request(endpoint, message, timeout=10.0)
+    except BusTimeout:
+        print(
+            "agentbus: the forwarder is not running (its control socket did not answer)",
+            file=sys.stderr,
+        )
+        return EXIT_RUNTIME
+    if not reply.get("ok"):
+        print(
+            f"agentbus: {reply.get('error', 'the forwarder refused the request')}", file=sys.stderr
+        )
+        return EXIT_RUNTIME
+    if args.action == "list":
+        _print_list(reply, args.json)
+    elif args.action == "retry":
+        print(f"moved {reply['retried']} event(s) back to the queue")
+    else:
+        print(f"dropped {reply['dropped']} event(s)")
+    missing = int(reply.get("missing") or 0)
+    if missing:
+        print(f"agentbus: {missing} id(s) were not in the quarantine", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _print_list(reply: dict[str, Any], as_json: bool) -> None:
+    entries = reply.get("entries", [])
+    if as_json:
+        print(json.dumps({"total": reply.get("total", len(entries)), "entries": entries}))
+        return
+    print(f"{reply.get('total', len(entries))} event(s) in quarantine")
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
+        print(f"#{e['id']}  {when}  {e['kind']}  HTTP {e['status']}: {e['message']}")
+        print(f"    {e['event']}")

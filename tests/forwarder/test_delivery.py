@@ -13,16 +13,7 @@ from bus.client import Ingest, Publisher
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.common import wait_for
 from tests.fixtures.forwarder import ForwarderThread
-
-FAST = {"batch_interval": "100ms", "backoff_initial": "50ms", "backoff_max": "500ms"}
-
-
-def stateless(seq: int) -> dict[str, Any]:
-    return {"module": "logcollector", "collector": "file", "data": {"seq": seq, "msg": "x" * 50}}
-
-
-def seqs(events: list[dict[str, Any]]) -> list[int]:
-    return [e["data"]["seq"] for e in events]
+from tests.forwarder.helpers import FAST, seqs, stateless
 
 
 @pytest.fixture
@@ -41,11 +32,14 @@ def test_fast_path_events_arrive_exactly(
     agent.server.wait_for_events(2001, module="logcollector", timeout=20)
     got = agent.server.events(module="logcollector")
     assert sorted(seqs(got)) == list(range(2001))
+    assert all(e["collector"] == "file" for e in got)
     wait_for(lambda: fw.status()["acked"] == 2001)
     status = fw.status()
     assert status["received"] == 2001
     assert status["persisted"] == 2001
     assert status["queue_events"] == 0
+    assert status["requests_204"] >= 1
+    assert status["quarantine_events"] == 0
 
 
 def test_acknowledged_path_commits_before_reply(
@@ -55,16 +49,35 @@ def test_acknowledged_path_commits_before_reply(
     with Ingest(endpoints_from_config(agent.config).ingest) as ingest:
         result = ingest.send([stateless(i) for i in range(10)])
         # the reply came after the commit: the events are counted as persisted already
-        assert fw.status()["persisted"] >= 10
+        assert fw.status()["persisted"] == 10
     assert result.ok and result.accepted == 10
     agent.server.wait_for_events(10, module="logcollector")
+
+
+def test_a_req_client_gets_its_reply_with_the_delimiter(
+    agent: EnrolledAgent, run_forwarder: Callable[[Config], ForwarderThread]
+) -> None:
+    import msgpack
+    import zmq
+
+    run_forwarder(agent.config)
+    ctx = zmq.Context.instance()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(endpoints_from_config(agent.config).ingest)
+    try:
+        req.send(msgpack.packb([stateless(1), stateless(2)]))
+        assert req.poll(5000)
+        assert msgpack.unpackb(req.recv()) == {"ok": True, "accepted": 2}
+    finally:
+        req.close()
 
 
 def test_stateful_events_keep_their_order(
     agent: EnrolledAgent, run_forwarder: Callable[[Config], ForwarderThread]
 ) -> None:
     run_forwarder(agent.config)
-    events = []
+    events: list[dict[str, Any]] = []
     for i in range(300):
         op = "create" if i == 0 else ("delete" if i % 50 == 49 else "update")
         ev: dict[str, Any] = {
@@ -86,3 +99,16 @@ def test_stateful_events_keep_their_order(
     assert [e["data"]["file"]["n"] for e in got if e["data"]] == [
         e["data"]["file"]["n"] for e in events if "data" in e
     ]
+
+
+def test_events_wait_on_disk_until_the_agent_is_enrolled(
+    make_config: Callable[..., Config], run_forwarder: Callable[[Config], ForwarderThread]
+) -> None:
+    config = make_config({"forwarder": FAST})
+    fw = run_forwarder(config)
+    with Ingest(endpoints_from_config(config).ingest) as ingest:
+        assert ingest.send([stateless(i) for i in range(5)]).ok
+    wait_for(lambda: "register" in str(fw.status().get("last_error") or ""))
+    status = fw.status()
+    assert status["queue_events"] == 5
+    assert status["acked"] == 0
