@@ -184,3 +184,19 @@ def test_server_errors_back_off_and_polling_resumes(agent, executors):
         assert "500" in status(config)["last_error"]
         doc = server.queue_command(server.agents()[0]["id"], name="myapp.ok")
         assert wait_results(server, doc, timeout=20) == [(0, "fine")]
+
+
+def test_revoked_token_is_renewed_and_408_polls_again_at_once(agent, executors):
+    config, server = agent
+    executors(["myapp"], handlers={"ok": lambda c: "fine"})
+    with commander_thread(config, None):
+        # The fixture's server holds a poll 2 s, then answers 408: the next poll follows.
+        wait_for(lambda: status(config).get("polls_408", 0) >= 1, 10)
+        assert status(config).get("poll_errors", 0) == 0
+        server.revoke_tokens()
+        # The poll held at the moment keeps its answer; the next one is refused with 403,
+        # the client renews the token and polls again without counting an error.
+        wait_for(lambda: server.request_count(path="/api/v1/commands", status=403) >= 1, 10)
+        doc = server.queue_command(server.agents()[0]["id"], name="myapp.ok")
+        assert wait_results(server, doc) == [(0, "fine")]
+        assert status(config).get("poll_errors", 0) == 0
