@@ -16,8 +16,11 @@ The control socket answers ``status`` and the quarantine commands (``quarantine_
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -31,6 +34,8 @@ from forwarder.quarantine import Quarantine
 from forwarder.receiver import KINDS, Receiver
 from forwarder.sender import Sender
 from forwarder.store import Store
+
+_T = TypeVar("_T")
 
 #: quarantine entries listed per request at most
 MAX_LIST = 1000
@@ -55,16 +60,24 @@ class Forwarder(Service):
         fw = self.config.forwarder
         queue_dir = self.config.data_dir / "queue"
         self.stores = {
-            "stateless": Store(
-                queue_dir,
-                "stateless",
-                max_bytes=fw.max_queue_bytes,
-                drop_oldest=fw.when_full == "drop_oldest",
+            "stateless": self._open(
+                queue_dir / "stateless.db",
+                lambda: Store(
+                    queue_dir,
+                    "stateless",
+                    max_bytes=fw.max_queue_bytes,
+                    drop_oldest=fw.when_full == "drop_oldest",
+                ),
             ),
             # Stateful events are never dropped: the documents would silently diverge.
-            "stateful": Store(queue_dir, "stateful", max_bytes=fw.max_queue_bytes),
+            "stateful": self._open(
+                queue_dir / "stateful.db",
+                lambda: Store(queue_dir, "stateful", max_bytes=fw.max_queue_bytes),
+            ),
         }
-        self.quarantine = Quarantine(queue_dir / "quarantine.db")
+        self.quarantine = self._open(
+            queue_dir / "quarantine.db", lambda: Quarantine(queue_dir / "quarantine.db")
+        )
         for kind, store in self.stores.items():
             if store.events:
                 logger.info(
@@ -104,6 +117,33 @@ class Forwarder(Service):
         for sender in self.senders.values():
             sender.start()
         self._next_upkeep = time.monotonic() + fw.clear_acked_interval
+
+    def _open(self, path: Path, opener: Callable[[], _T]) -> _T:
+        """Open a queue file; a corrupt one is moved aside and a fresh one started.
+
+        A file SQLite cannot read (not a database, truncated, malformed) would otherwise stop
+        the forwarder at every start, and with it every event of the host. Its events are
+        lost to this agent, but the file is kept next to the queue for a post-mortem.
+        """
+        try:
+            return opener()
+        except sqlite3.DatabaseError as exc:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            moved = []
+            for suffix in ("", "-wal", "-shm"):
+                part = path.with_name(path.name + suffix)
+                if part.exists():
+                    target = path.with_name(f"{path.name}.corrupt-{stamp}{suffix}")
+                    part.rename(target)
+                    moved.append(target.name)
+            message = (
+                f"queue file {path} is unreadable ({exc}); moved aside as {', '.join(moved)} "
+                f"and started an empty queue"
+            )
+            logger.error(message)
+            self.counters.inc("queues_moved_aside")
+            self.counters.set("queue_errors", [*self.counters.get("queue_errors", []), message])
+            return opener()
 
     def main_loop(self) -> None:
         assert self.receiver is not None
