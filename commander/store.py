@@ -240,7 +240,7 @@ class CommandStore:
         """Rows per table and state (for the status)."""
         with self._lock:
             out = {
-                f"commands_{state}": n
+                f"stored_{state}": n
                 for state, n in self._db.execute(
                     "SELECT state, COUNT(*) FROM commands GROUP BY state"
                 )

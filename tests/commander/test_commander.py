@@ -81,7 +81,7 @@ def test_a_command_reaches_its_executor_and_the_result_reaches_the_server(agent,
         assert st["live_executors"] == 1 and st["executors"] == {"myapp-exec": ["myapp"]}
         assert st["polls"] >= 1
         wait_for(
-            lambda: status(config).get("commands_done", 0) == 0 and status(config)["outbox"] == 0
+            lambda: status(config).get("stored_done", 0) == 0 and status(config)["outbox"] == 0
         )
     assert [c["status"] for c in server.commands()] == ["done"]
 

@@ -83,7 +83,8 @@ def test_kill_9_before_publishing_runs_the_command_after_restart(setup, procs):
     wait_status(config, "commander")
     doc = server.queue_command(server.agents()[0]["id"], name="myapp.work", timeout=60)
     wait_for(lambda: status(config).get("commands_received") == 1)
-    assert status(config).get("commands_published", 0) == 0
+    st = status(config)
+    assert st.get("commands_published", 0) == 0 and st["stored_received"] == 1
     first.kill9()
     calls: list[str] = []
     ex = executor_for(config, ["myapp"], handlers={"work": lambda c: calls.append(c.id) or "ok"})
