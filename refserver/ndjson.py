@@ -157,7 +157,33 @@ def _check_stateless_header(head: dict[str, Any], n: int) -> dict[str, Any]:
     return head
 
 
+_MODULES = frozenset(STATEFUL_MODULES)
+_COLLECTORS = frozenset(INVENTORY_COLLECTORS)
+_OPERATIONS = frozenset(OPERATIONS)
+
+
 def _check_stateful_header(head: dict[str, Any], n: int) -> dict[str, Any]:
+    # Fast path for the well-formed header (nearly all of them); the checks below it only
+    # run to name the problem.
+    doc_id, module = head.get("id"), head.get("module")
+    operation, collector = head.get("operation"), head.get("collector")
+    if (
+        type(doc_id) is str
+        and doc_id
+        and type(operation) is str
+        and operation in _OPERATIONS
+        and type(module) is str
+        and module in _MODULES
+        and (
+            (type(collector) is str and (module != "inventory" or collector in _COLLECTORS))
+            or (module == "command" and "collector" not in head)
+        )
+    ):
+        return head
+    return _explain_stateful_header(head, n)
+
+
+def _explain_stateful_header(head: dict[str, Any], n: int) -> dict[str, Any]:
     doc_id = _field(head, "header.", "id", str, n, "string")
     if not doc_id:
         raise _bad("header.id string should have at least 1 character", n)

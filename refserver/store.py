@@ -14,9 +14,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -73,9 +72,8 @@ class AgentExists(Exception):
     """An agent with this id is already enrolled."""
 
 
-@dataclass(frozen=True, slots=True)
-class StatefulRow:
-    """One parsed stateful event, ready to store."""
+class StatefulRow(NamedTuple):
+    """One parsed stateful event, ready to store (a tuple: cheap to build per event)."""
 
     header: str  # the header line as received
     data: str | None  # the data line as received (None for delete)
@@ -177,7 +175,6 @@ class Store:
     def add_stateful(self, agent_id: str, rows: Sequence[StatefulRow]) -> list[dict[str, Any]]:
         """Store stateful events and apply them to their documents; one result per event."""
         now = time.time()
-        results: list[dict[str, Any]] = []
         with self._lock, self._transaction():
             self._db.executemany(
                 "INSERT INTO events (agent_id, kind, module, collector, doc_id, operation,"
@@ -188,12 +185,11 @@ class Store:
                 ],
             )
             self._count(agent_id, "stateful", Counter(row.module for row in rows))
-            for row in rows:
-                index = index_name(row.module, row.collector)
+            results = self._apply_documents(agent_id, rows, now)
+            for i, row in enumerate(rows):
                 if row.module == "command":
-                    results.append(self._command_result(index, agent_id, row, now))
-                else:
-                    results.append(self._apply_document(index, agent_id, row, now))
+                    index = index_name(row.module, row.collector)
+                    results[i] = self._command_result(index, agent_id, row, now)
         return results
 
     def _count(self, agent_id: str, kind: str, per_module: Counter[str]) -> None:
@@ -230,27 +226,72 @@ class Store:
             return _item(index, row.doc_id, "not_found", 404)
         return _item(index, row.doc_id, "updated", 200)
 
-    def _apply_document(
-        self, index: str, agent_id: str, row: StatefulRow, now: float
-    ) -> dict[str, Any]:
-        if row.operation == "delete":
-            cursor = self._db.execute(
-                "DELETE FROM documents WHERE idx = ? AND doc_id = ?", (index, row.doc_id)
-            )
-            if cursor.rowcount == 0:
-                return _item(index, row.doc_id, "not_found", 404)
-            return _item(index, row.doc_id, "deleted", 200)
-        cursor = self._db.execute(
-            "UPDATE documents SET data = ?, agent_id = ?, updated = ? WHERE idx = ? AND doc_id = ?",
-            (row.data, agent_id, now, index, row.doc_id),
+    def _apply_documents(
+        self, agent_id: str, rows: Sequence[StatefulRow], now: float
+    ) -> list[dict[str, Any]]:
+        """Apply document events in order, in bulk: one lookup and two executemany per batch.
+
+        Results are decided in memory from which documents exist (before the batch, then as
+        the batch changes them); only each document's final state is written.
+        """
+        keys = [(index_name(r.module, r.collector), r.doc_id) for r in rows]
+        wanted = {key for key, r in zip(keys, rows, strict=True) if r.module != "command"}
+        exists = self._existing(wanted)
+        final: dict[tuple[str, str], str | None] = {}  # key → last data, None when deleted
+        results: list[dict[str, Any]] = []
+        for (index, doc_id), row in zip(keys, rows, strict=True):
+            if row.module == "command":
+                results.append({})  # filled in by the caller
+                continue
+            key = (index, doc_id)
+            if row.operation == "delete":
+                found = key in exists
+                exists.discard(key)
+                final[key] = None
+                results.append(
+                    _item(index, doc_id, "deleted" if found else "not_found", 200 if found else 404)
+                )
+            else:
+                created = key not in exists
+                exists.add(key)
+                final[key] = row.data
+                results.append(
+                    _item(
+                        index, doc_id, "created" if created else "updated", 201 if created else 200
+                    )
+                )
+        self._db.executemany(
+            "DELETE FROM documents WHERE idx = ? AND doc_id = ?",
+            [key for key, data in final.items() if data is None],
         )
-        if cursor.rowcount:
-            return _item(index, row.doc_id, "updated", 200)
-        self._db.execute(
-            "INSERT INTO documents (idx, doc_id, agent_id, data, updated) VALUES (?, ?, ?, ?, ?)",
-            (index, row.doc_id, agent_id, row.data, now),
+        self._db.executemany(
+            "INSERT INTO documents (idx, doc_id, agent_id, data, updated) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (idx, doc_id) DO UPDATE SET data = excluded.data,"
+            " agent_id = excluded.agent_id, updated = excluded.updated",
+            [
+                (idx, doc, agent_id, data, now)
+                for (idx, doc), data in final.items()
+                if data is not None
+            ],
         )
-        return _item(index, row.doc_id, "created", 201)
+        return results
+
+    def _existing(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (index, id) documents are stored."""
+        found: set[tuple[str, str]] = set()
+        by_index: dict[str, list[str]] = {}
+        for index, doc_id in keys:
+            by_index.setdefault(index, []).append(doc_id)
+        for index, ids in by_index.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT doc_id FROM documents WHERE idx = ? AND doc_id IN ({marks})",
+                    (index, *chunk),
+                ).fetchall()
+                found.update((index, row[0]) for row in rows)
+        return found
 
     def events(
         self,

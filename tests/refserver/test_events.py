@@ -328,3 +328,26 @@ def test_result_for_an_unknown_command_fails_on_its_own(shared_server, agent) ->
     assert r.status_code == 200
     assert r.json()["results"][0]["status"] == 404
     assert shared_server.command_results("nope")[0]["code"] == 1
+
+
+def test_documents_keep_their_last_state_across_requests(shared_server, agent) -> None:
+    doc = f"pkg-{agent.id}"
+    head = stateful_header(doc, "inventory", "packages", "create")
+    r1 = agent.post("stateful", [head, dumps({"v": 1})])
+    r2 = agent.post(
+        "stateful", [stateful_header(doc, "inventory", "packages", "update"), dumps({"v": 2})]
+    )
+    assert r1.json()["results"][0]["result"] == "created"
+    assert r2.json()["results"][0]["result"] == "updated"
+    [stored] = [
+        d for d in shared_server.documents("wazuh-states-inventory-packages") if d["id"] == doc
+    ]
+    assert stored["data"] == {"v": 2} and stored["agent_id"] == agent.id
+    r3 = agent.post("stateful", [stateful_header(doc, "inventory", "packages", "delete")])
+    assert r3.json()["results"][0] == {
+        "index": "wazuh-states-inventory-packages",
+        "id": doc,
+        "result": "deleted",
+        "status": 200,
+    }
+    assert all(d["id"] != doc for d in shared_server.documents("wazuh-states-inventory-packages"))
