@@ -200,3 +200,40 @@ def test_revoked_token_is_renewed_and_408_polls_again_at_once(agent, executors):
         doc = server.queue_command(server.agents()[0]["id"], name="myapp.ok")
         assert wait_results(server, doc) == [(0, "fine")]
         assert status(config).get("poll_errors", 0) == 0
+
+
+def test_a_late_subscriber_gets_the_command_at_once_not_at_the_next_republish(
+    enroll_agent, run_forwarder
+):
+    """Slow joiner: the command was published while nobody subscribed (lost, as PUB/SUB
+    does); with republishing every 60 s, only the XPUB subscription notice can explain the
+    subscriber getting it within seconds."""
+    config, _creds, server = enroll_agent(
+        sections={
+            "commander": {"republish_interval": "60s", "hello_grace": "20s"},
+            "forwarder": {"batch_interval": "50ms"},
+        }
+    )
+    run_forwarder(config)
+    eps = endpoints_from_config(config)
+    ctx = zmq.Context.instance()
+    push = make_socket(ctx, zmq.PUSH)
+    sub = make_socket(ctx, zmq.SUB)
+    try:
+        with commander_thread(config, None):
+            connect(push, eps.results)
+            push.send(msgpack.packb({"hello": ["late"], "executor": "raw"}))
+            wait_for(lambda: status(config)["live_executors"] == 1)
+            doc = server.queue_command(server.agents()[0]["id"], name="late.work", timeout=50)
+            wait_for(lambda: status(config).get("publications") == 1)  # into the void
+            sub.setsockopt(zmq.SUBSCRIBE, b"late")
+            connect(sub, eps.commands)
+            assert sub.poll(10_000), "the command was not published again on subscription"
+            topic, body = sub.recv_multipart()
+            assert topic == b"late" and msgpack.unpackb(body)["id"] == doc
+            push.send(msgpack.packb({"ack": doc}))
+            push.send(msgpack.packb({"id": doc, "code": 0, "message": "caught up"}))
+            assert wait_results(server, doc) == [(0, "caught up")]
+    finally:
+        push.close(linger=0)
+        sub.close(linger=0)
