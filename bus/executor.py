@@ -146,6 +146,7 @@ class Executor:
         self.max_message_bytes = max_message_bytes
         #: figures about this executor's work (received, duplicates, results by code, ...)
         self.stats: collections.Counter[str] = collections.Counter()
+        self._stats_lock = threading.Lock()
         self._ctx = context or zmq.Context.instance()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="handler")
         self._stop = threading.Event()
@@ -241,12 +242,12 @@ class Executor:
         command = self._parse(frames)
         if command is None:
             return
-        self.stats["received"] += 1
+        self._count("received")
         # Through the pending queue, like results: right after start the SUB side may be
         # connected before the PUSH side is, and an ack must not be dropped then.
         self._pending.append({"ack": command.id})
         if command.id in self._seen:
-            self.stats["duplicates"] += 1
+            self._count("duplicates")
             return
         self._seen[command.id] = None
         while len(self._seen) > DEDUPE_MEMORY:
@@ -256,7 +257,7 @@ class Executor:
     def _parse(self, frames: list[bytes]) -> Command | None:
         # The commander is trusted, but a stray publisher on a tcp bus is not: never crash.
         if len(frames) != 2:
-            self.stats["bad_input"] += 1
+            self._count("bad_input")
             return None
         topic = frames[0].decode(errors="replace")
         if topic not in self.topics:  # SUBSCRIBE matches prefixes: "agent" gets "agentx" too
@@ -278,7 +279,7 @@ class Executor:
                 topic=topic,
             )
         except Exception:
-            self.stats["bad_input"] += 1
+            self._count("bad_input")
             return None
 
     def _execute(self, command: Command) -> None:
@@ -292,9 +293,14 @@ class Executor:
                 code, message = FAILURE, str(exc) or NOT_VALID
             except Exception as exc:  # a handler bug is this command's failure, not ours
                 code, message = FAILURE, f"{type(exc).__name__}: {exc}"
-        self.stats[f"code_{code}"] += 1
+        with self._stats_lock:  # handlers run in several threads
+            self.stats[f"code_{code}"] += 1
         self._pending.append({"id": command.id, "code": code, "message": message})
         self._wake()
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
 
     def _wake(self) -> None:
         with self._wake_lock:
