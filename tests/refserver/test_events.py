@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 
 import pytest
 import requests
@@ -351,3 +352,29 @@ def test_documents_keep_their_last_state_across_requests(shared_server, agent) -
         "status": 200,
     }
     assert all(d["id"] != doc for d in shared_server.documents("wazuh-states-inventory-packages"))
+
+
+@pytest.mark.timeout(60)
+def test_a_body_slower_than_the_handler_limit_is_408(shared_server, agent) -> None:
+    """The stateless handler gives a body 10 s (the real limit), then answers 408."""
+    import socket
+
+    head = "\n".join([agent.metadata(), stateless_pair()[0]]).encode()
+    request = (
+        f"POST /api/v1/events/stateless HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {agent.token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(head) + 1000}\r\n\r\n"
+    ).encode() + head
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+        sock.sendall(request)  # ...and never the rest of the body
+        started = time.monotonic()
+        answer = b""
+        while not answer.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert answer.endswith(b'{"message":"Request exceeded the processing time limit","code":408}')
+    assert 9 < time.monotonic() - started < 20
+    assert shared_server.count_events(agent=agent.id) == 0
