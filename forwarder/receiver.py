@@ -18,9 +18,9 @@ the chunks to the queues (:mod:`forwarder.store`).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -34,13 +34,15 @@ from bus.errors import InvalidEvent
 from bus.sockets import Binding, SocketOptions, bind, make_socket
 from forwarder.chunker import Chunk, Chunker
 from forwarder.render import Renderer
-from forwarder.store import Store
+from forwarder.store import Commit, Store
 
 #: frames read from one socket before looking at the other and at the clock
 BURST = 2000
 #: longest wait in one poll (seconds): held chunks and the stop flag are checked this often
 POLL_SECONDS = 0.05
 KINDS = ("stateless", "stateful")
+#: least bytes allowed to wait for the disk before the PULL socket stops being read
+MIN_UNCOMMITTED = 4 * 1024 * 1024
 
 
 class RateLimiter:
@@ -91,6 +93,13 @@ class Receiver:
         self._renderer = Renderer()
         self._chunkers = {k: Chunker(chunk_max_bytes, chunk_max_delay) for k in KINDS}
         self._held: dict[str, Chunk] = {}
+        #: chunks handed to the stores, oldest first, until they are committed
+        self._commits: deque[Commit] = deque()
+        self._last_commit: dict[str, Commit] = {}
+        #: ingest replies waiting for their commits: (commits, frames to send)
+        self._replies: deque[tuple[list[Commit], list[bytes]]] = deque()
+        #: above this many bytes waiting for the disk, the PULL socket is not read
+        self.max_uncommitted = max(MIN_UNCOMMITTED, 8 * chunk_max_bytes)
         self._limiter = RateLimiter(max_eps)
         self._log = RateLimitedLog(reject_log_per_minute)
         self._pull: Binding | None = None
@@ -103,7 +112,6 @@ class Receiver:
         self.ingest_full = 0
         self.rejected: dict[str, int] = {}
         self.blocked = False
-        self.last_error: str | None = None
 
     # -- sockets -------------------------------------------------------------------
     def bind(self) -> None:
@@ -121,6 +129,10 @@ class Receiver:
             router.close(linger=0)
             self._pull.close(0)
             raise
+
+    def _router_sock(self) -> zmq.Socket:
+        assert self._router is not None
+        return self._router.sock
 
     def close(self, linger_ms: int = 0) -> None:
         for binding in (self._pull, self._router):
@@ -141,16 +153,18 @@ class Receiver:
             while not stop.is_set():
                 if self._held:
                     self._retry_held()
+                self._reap()
                 wait = self._limiter.wait_time()
                 if wait > 0:
                     stop.wait(min(wait, POLL_SECONDS))
                     continue
+                paused = bool(self._held) or self._too_much_uncommitted()
                 self.blocked = bool(self._held)
-                poller = ingest_only if self._held else both
+                poller = ingest_only if paused else both
                 ready = dict(poller.poll(self._poll_ms()))
                 if router in ready:
                     self._drain_ingest(router)
-                if pull in ready and not self._held:
+                if pull in ready and not paused:
                     self._drain_pull(pull)
                 self._commit_due()
                 if tick is not None:
@@ -159,6 +173,8 @@ class Receiver:
             self.flush(force=True)
 
     def _poll_ms(self) -> int:
+        if self._replies or (self._commits and self._too_much_uncommitted()):
+            return 1  # a commit is about to finish: look again soon
         timeout = POLL_SECONDS
         now = time.monotonic()
         for chunker in self._chunkers.values():
@@ -181,6 +197,8 @@ class Receiver:
                 continue
             self._take_frame(frame)
             if self._held or self._limiter.max_eps and self._limiter.wait_time() > 0:
+                return
+            if self._commits and self._too_much_uncommitted():
                 return
 
     def _take_frame(self, frame: bytes) -> None:
@@ -219,13 +237,14 @@ class Receiver:
             except zmq.Again:
                 return
             self.ingest_requests += 1
-            reply_to, answer = self._answer(msg)
-            try:
-                router.send_multipart([*reply_to, msgpack.packb(answer)], zmq.NOBLOCK)
-            except zmq.ZMQError as exc:  # the client went away: nothing to tell it
-                logger.debug("ingest reply not delivered: {}", exc)
+            reply_to, answer, commits = self._answer(msg)
+            frames = [*reply_to, msgpack.packb(answer)]
+            # The reply waits for the commit of the chunks holding the request's events
+            # (replies leave in order: one client's answers never overtake each other).
+            self._replies.append((commits, frames))
+            self._reap()
 
-    def _answer(self, msg: list[bytes]) -> tuple[list[bytes], dict[str, Any]]:
+    def _answer(self, msg: list[bytes]) -> tuple[list[bytes], dict[str, Any], list[Commit]]:
         identity = msg[0]
         if len(msg) == 2:
             envelope, payload = [identity], msg[1]
@@ -234,11 +253,11 @@ class Receiver:
         else:
             envelope = [identity, b""] if len(msg) > 1 and msg[1] == b"" else [identity]
             text = f"a request must be one frame, got {len(msg) - len(envelope)}"
-            return envelope, self._frame_error("multipart", text)
+            return envelope, self._frame_error("multipart", text), []
         try:
             objs = decode_frame(payload, self.max_message_bytes)
         except InvalidEvent as exc:
-            return envelope, self._frame_error(exc.reason, exc.message)
+            return envelope, self._frame_error(exc.reason, exc.message), []
         good: list[tuple[bool, bytes]] = []
         rejected: list[dict[str, Any]] = []
         for index, obj in enumerate(objs):
@@ -248,38 +267,46 @@ class Receiver:
                 self._reject(exc.reason, exc.message, index, "ingest")
                 rejected.append({"index": index, "reason": exc.reason, "message": exc.message})
         self._limiter.spend(len(objs))
-        if good and not self._accept(good):
-            self.ingest_full += 1
-            return envelope, {"ok": False, "accepted": 0, "error": "full"}
+        commits: list[Commit] = []
+        if good:
+            accepted = self._accept(good)
+            if accepted is None:
+                self.ingest_full += 1
+                return envelope, {"ok": False, "accepted": 0, "error": "full"}, []
+            commits = accepted
         self.received += len(good)
         if rejected:
-            return envelope, {
+            answer = {
                 "ok": False,
                 "accepted": len(good),
                 "error": "rejected",
                 "rejected": rejected,
             }
-        return envelope, {"ok": True, "accepted": len(good)}
+            return envelope, answer, commits
+        return envelope, {"ok": True, "accepted": len(good)}, commits
 
-    def _accept(self, good: list[tuple[bool, bytes]]) -> bool:
-        """Commit the events now (with what is pending); False if a queue has no room."""
+    def _accept(self, good: list[tuple[bool, bytes]]) -> list[Commit] | None:
+        """Hand the events (with what is pending) to the stores now; None if a queue is
+        full. The reply must wait for the returned commits."""
         need = {"stateless": 0, "stateful": 0}
         for stateful, lines in good:
             need["stateful" if stateful else "stateless"] += len(lines) + 1
         kinds = [k for k in KINDS if need[k]]
         for kind in kinds:
             if kind in self._held:
-                return False
+                return None
             if not self.stores[kind].has_room(need[kind] + self._chunkers[kind].nbytes):
-                return False
+                return None
         for stateful, lines in good:
             self._chunkers["stateful" if stateful else "stateless"].add(lines)
-        committed = True
+        commits = []
         for kind in kinds:
-            committed = self._commit(kind) and committed
-        # Not committed (a race with another writer, or a disk error): the events stay
-        # held and will be committed later, but the client must not count on them.
-        return committed
+            if not self._commit(kind):
+                # Held (a race with another writer): the events will be committed later,
+                # but the client must not count on them.
+                return None
+            commits.append(self._last_commit[kind])
+        return commits
 
     def _frame_error(self, reason: str, message: str) -> dict[str, Any]:
         self._reject(reason, message, -1, "ingest")
@@ -298,7 +325,7 @@ class Receiver:
 
     # -- committing ------------------------------------------------------------------
     def _commit(self, kind: str) -> bool:
-        """Store the pending chunk of ``kind``; False if it had to be held."""
+        """Hand the pending chunk of ``kind`` to its store; False if it had to be held."""
         if kind in self._held:
             return False
         chunk = self._chunkers[kind].take()
@@ -307,23 +334,35 @@ class Receiver:
         return self._put(kind, chunk)
 
     def _put(self, kind: str, chunk: Chunk, force: bool = False) -> bool:
-        try:
-            stored = self.stores[kind].put(chunk, force=force)
-        except sqlite3.Error as exc:
-            self.last_error = f"cannot write the {kind} queue: {exc}"
-            self._log.warning(f"store:{kind}", "{}", self.last_error)
-            stored = False
-        if stored:
-            self.persisted += chunk.events
-            self._held.pop(kind, None)
-        else:
+        commit = self.stores[kind].submit(chunk, force=force)
+        if commit is None:
             self._held[kind] = chunk
-        return stored
+            return False
+        self._held.pop(kind, None)
+        self._commits.append(commit)
+        self._last_commit[kind] = commit
+        return True
 
     def _retry_held(self) -> None:
         for kind, chunk in list(self._held.items()):
             if self._put(kind, chunk):
                 self._commit(kind)
+
+    def _reap(self) -> None:
+        """Count committed chunks; send the ingest replies whose chunks are on disk."""
+        commits = self._commits
+        while commits and commits[0].done:
+            self.persisted += commits.popleft().chunk.events
+        replies = self._replies
+        while replies and all(c.done for c in replies[0][0]):
+            _commits, frames = replies.popleft()
+            try:
+                self._router_sock().send_multipart(frames, zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # the client went away: nothing to tell it
+                logger.debug("ingest reply not delivered: {}", exc)
+
+    def _too_much_uncommitted(self) -> bool:
+        return any(s.uncommitted_bytes > self.max_uncommitted for s in self.stores.values())
 
     def _commit_due(self) -> None:
         now = time.monotonic()
@@ -331,9 +370,9 @@ class Receiver:
             if chunker.due(now):
                 self._commit(kind)
 
-    def flush(self, *, force: bool = False) -> None:
-        """Commit everything buffered; ``force`` ignores the byte limit (at shutdown a
-        little over the limit is better than losing events)."""
+    def flush(self, *, force: bool = False, timeout: float = 30.0) -> None:
+        """Commit everything buffered and wait for it; ``force`` ignores the byte limit (at
+        shutdown a little over the limit is better than losing events)."""
         for kind in KINDS:
             held = self._held.get(kind)
             if held is not None and not self._put(kind, held, force=force):
@@ -341,6 +380,10 @@ class Receiver:
             chunk = self._chunkers[kind].take()
             if chunk is not None:
                 self._put(kind, chunk, force=force)
+        deadline = time.monotonic() + timeout
+        for commit in list(self._commits):
+            commit.wait(max(0.0, deadline - time.monotonic()))
+        self._reap()
 
     def figures(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -133,7 +133,16 @@ class Sender:
                 continue
             if batch is None:
                 return
-            if not self.deliver(batch):
+            while True:
+                try:
+                    delivered = self.deliver(batch)
+                    break
+                except Exception as exc:  # a bug or a broken quarantine file: retry later
+                    logger.opt(exception=True).debug("delivering a batch failed")
+                    self._error(f"delivering a {self.kind} batch failed: {exc}")
+                    if self.stop_event.wait(1.0):
+                        return
+            if not delivered:
                 return  # stopping: the chunks stay in the queue and are sent after a restart
             try:
                 self.store.ack(batch.chunks)

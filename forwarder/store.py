@@ -14,10 +14,15 @@ measured on this machine:
   only matters across a restart, and a restart resets it anyway (``resume_unack_tasks``),
   so the senders read rows past an in-memory cursor instead; nothing is written until the
   ack.
-- **Ack deletes, in bulk.** A batch's chunks are acked together in one transaction that
-  deletes them: the same end state as ``ack()`` per row followed by
-  ``clear_acked_data(max_delete=None, keep_latest=None)``, in one commit instead of many.
-  ``clear_acked_data`` still runs regularly for rows acked the ordinary way.
+- **Ack deletes, in bulk.** A batch's chunks are acked by deleting them: the same end
+  state as ``ack()`` per row followed by ``clear_acked_data(max_delete=None,
+  keep_latest=None)``, without rewriting each row first. ``clear_acked_data`` still runs
+  regularly for rows acked the ordinary way.
+- **Group commit.** One writer thread per queue commits every put and every ack that
+  queued up while the previous transaction was being synced, in one transaction: the
+  number of fsyncs follows the disk's speed, not the number of chunks, and neither the
+  receiver nor the senders wait for the disk (the acknowledged ingest path waits for its
+  chunk's :class:`Commit`).
 
 Byte accounting (``max_queue_bytes``) counts every row not yet acked, in flight or not.
 """
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from persistqueue import SQLiteAckQueue
 from persistqueue.sqlbase import with_conditional_transaction
 
@@ -38,8 +44,14 @@ from forwarder.chunker import Chunk
 
 #: rows looked at per take (their small columns only)
 HEAD_ROWS = 256
+#: SQLite page size of a new queue file
+PAGE_SIZE = 65536
+#: the WAL is checkpointed into the file when it grows past this
+WAL_AUTOCHECKPOINT_BYTES = 16 * 1024 * 1024
 #: the WAL file is truncated back to this size after checkpoints
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: pause before a failed write is tried again (seconds)
+WRITE_RETRY_SECONDS = 1.0
 #: persist-queue status values (persistqueue.sqlackqueue.AckStatus)
 READY_BELOW = 2  # inited (0) and ready (1) rows are waiting to be sent
 ACKED = 5
@@ -68,6 +80,20 @@ class ChunkQueue(SQLiteAckQueue):  # type: ignore[misc]
     )
     _SQL_INSERT = "INSERT INTO {table_name} (data, timestamp, events, status) VALUES (?, ?, ?, 0)"
 
+    def _new_db_connection(self, path: str, multithreading: bool, timeout: float) -> Any:
+        """persist-queue's connection, with big pages on a new file (before WAL is on).
+
+        A 256 KB chunk is 64 overflow pages of 4 KB but 4 of 64 KB: measured here, writes
+        went from ~160 to ~290 MB/s. The page size of an existing file does not change.
+        """
+        conn = sqlite3.connect(
+            f"{path}/{self.db_file_name}", timeout=timeout, check_same_thread=not multithreading
+        )
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_BYTES // PAGE_SIZE}")
+        return conn
+
     def __init__(self, directory: str, db_file_name: str) -> None:
         super().__init__(
             directory,
@@ -87,13 +113,6 @@ class ChunkQueue(SQLiteAckQueue):  # type: ignore[misc]
         conn = self._getter
         assert conn is not None
         return conn  # type: ignore[no-any-return]
-
-    def put_chunk(self, chunk: Chunk) -> int:
-        """Insert one chunk (one committed transaction); returns its row id."""
-        rowid = self._insert_into(chunk.body, chunk.ts, chunk.events)
-        self.total += 1
-        self.put_event.set()
-        return int(rowid)
 
     def totals(self) -> tuple[int, int, int]:
         """(rows, events, bytes) of every row not acked."""
@@ -132,11 +151,46 @@ class ChunkQueue(SQLiteAckQueue):  # type: ignore[misc]
             ).fetchone()
         return None if row is None else float(row[0])
 
+    def write(self, chunks: list[Chunk], deletes: list[int]) -> None:
+        """Insert ``chunks`` and delete rows ``deletes`` in ONE transaction (one fsync)."""
+        insert = self._sql_insert
+        putter = self._putter
+        assert putter is not None
+        with self.tran_lock, putter as tran:
+            for chunk in chunks:
+                tran.execute(insert, (chunk.body, chunk.ts, chunk.events))
+            for start in range(0, len(deletes), 500):
+                part = deletes[start : start + 500]
+                tran.execute(
+                    f"DELETE FROM {self._table_name} WHERE _id IN ({','.join('?' * len(part))})",
+                    part,
+                )
+        if chunks:
+            self.total += len(chunks)
+            self.put_event.set()
+
     @with_conditional_transaction
     def delete_ids(self, ids: list[int]) -> tuple[str, list[int]]:
         """Delete rows (our bulk ack) in one transaction."""
         sql = f"DELETE FROM {self._table_name} WHERE _id IN ({','.join('?' * len(ids))})"
         return sql, ids
+
+
+class Commit:
+    """A chunk handed to the store's writer; ``done`` once its transaction committed."""
+
+    __slots__ = ("chunk", "_event")
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.chunk = chunk
+        self._event = threading.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +244,17 @@ class Store:
         self.dropped_events = 0
         self._head_ts: float | None = None
         self._head_known = False
+        #: commits made by the writer, and failed attempts
+        self.commits = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+        self._wcond = threading.Condition()
+        self._puts: list[Commit] = []
+        self._acks: list[int] = []
+        self._closing = False
+        self._close_deadline = 0.0
+        self._writer = threading.Thread(target=self._write_loop, name=f"write-{kind}", daemon=True)
+        self._writer.start()
 
     # -- receiver side ---------------------------------------------------------------
     def has_room(self, nbytes: int) -> bool:
@@ -197,10 +262,17 @@ class Store:
         with self.cond:
             return self._fits(nbytes) or self.drop_oldest
 
-    def put(self, chunk: Chunk, *, force: bool = False) -> bool:
-        """Commit a chunk; False (nothing stored) when the queue is full and may not drop.
+    @property
+    def uncommitted_bytes(self) -> int:
+        """Bytes handed to the writer and not committed yet."""
+        return self._reserved
 
-        ``force`` skips the capacity check (an operator moving events back from quarantine).
+    def submit(self, chunk: Chunk, *, force: bool = False) -> Commit | None:
+        """Hand a chunk to the writer; None (nothing stored) when the queue is full and may
+        not drop. The chunk is on disk once the returned :class:`Commit` is ``done``.
+
+        ``force`` skips the capacity check (shutdown, an operator moving events back from
+        quarantine): a little over the limit is better than losing events.
         """
         need = len(chunk.body)
         with self.cond:
@@ -208,21 +280,63 @@ class Store:
                 if self.drop_oldest:
                     self._drop_until_fits(need)
                 if not self._fits(need):
-                    return False
+                    return None
             self._reserved += need
-        try:
-            self._q.put_chunk(chunk)
-        finally:
-            with self.cond:
-                self._reserved -= need
-        with self.cond:
-            self.rows += 1
-            self.events += chunk.events
-            self.bytes += need
-            if self.ready_events == chunk.events:
-                self._head_known = False  # the queue was empty: this is the new head
-            self.cond.notify_all()
+        commit = Commit(chunk)
+        with self._wcond:
+            self._puts.append(commit)
+            self._wcond.notify()
+        return commit
+
+    def put(self, chunk: Chunk, *, force: bool = False) -> bool:
+        """Store a chunk and wait until it is committed; False when the queue is full."""
+        commit = self.submit(chunk, force=force)
+        if commit is None:
+            return False
+        commit.wait()
         return True
+
+    # -- the writer: group commit ----------------------------------------------------
+    def _write_loop(self) -> None:
+        """Commit every put and ack that queued up meanwhile in one transaction.
+
+        While one fsync runs, the next puts and acks gather; so the number of commits
+        adapts to the disk, not to the number of chunks. A failing disk (full, I/O error)
+        is retried until it works: the receiver stops reading when too much waits here.
+        """
+        while True:
+            with self._wcond:
+                while not self._puts and not self._acks and not self._closing:
+                    self._wcond.wait()
+                if not self._puts and not self._acks:
+                    return
+                puts, self._puts = self._puts, []
+                acks, self._acks = self._acks, []
+            while True:
+                try:
+                    self._q.write([c.chunk for c in puts], acks)
+                    break
+                except sqlite3.Error as exc:
+                    self.write_errors += 1
+                    self.last_error = f"cannot write {self.path}: {exc}"
+                    logger.error("{}; retrying", self.last_error)
+                    if self._closing and time.monotonic() > self._close_deadline:
+                        logger.error("giving up: {} chunk(s) not committed", len(puts))
+                        return
+                    time.sleep(WRITE_RETRY_SECONDS)
+            with self.cond:
+                for commit in puts:
+                    need = len(commit.chunk.body)
+                    self._reserved -= need
+                    self.rows += 1
+                    self.events += commit.chunk.events
+                    self.bytes += need
+                    self.commits += 1
+                if puts and self.ready_events == sum(c.chunk.events for c in puts):
+                    self._head_known = False  # the queue was empty: a new head
+                self.cond.notify_all()
+            for commit in puts:
+                commit._event.set()
 
     def _fits(self, need: int) -> bool:
         used = self.bytes + self._reserved
@@ -306,23 +420,28 @@ class Store:
         return [StoredChunk(h[0], h[1], bodies[h[0]], h[3]) for h in chosen if h[0] in bodies]
 
     def ack(self, chunks: list[StoredChunk]) -> None:
-        """The server has these chunks (or they were dropped): delete them in one transaction."""
+        """The server has these chunks (or they were dropped): the writer deletes them.
+
+        Counted at once; the delete is committed with the next group (should the process
+        die first, the chunks are sent again: a duplicate, never a loss).
+        """
         with self.cond:
             live = [c for c in chunks if c.id not in self._voided]
             self._voided.difference_update(c.id for c in chunks)
-        if live:
-            self._q.delete_ids([c.id for c in live])
-        events = sum(c.events for c in live)
-        nbytes = sum(len(c.body) for c in live)
-        with self.cond:
             for c in live:
                 self._inflight.pop(c.id, None)
+            events = sum(c.events for c in live)
+            nbytes = sum(len(c.body) for c in live)
             self.rows -= len(live)
             self.events -= events
             self.bytes -= nbytes
             self.inflight_events -= events
             self.inflight_bytes -= nbytes
             self.cond.notify_all()
+        if live:
+            with self._wcond:
+                self._acks.extend(c.id for c in live)
+                self._wcond.notify()
 
     # -- upkeep and figures ------------------------------------------------------------
     def clear_acked(self) -> None:
@@ -343,10 +462,22 @@ class Store:
                 "in_flight_events": self.inflight_events,
                 "max_bytes": self.max_bytes,
                 "dropped": self.dropped_events,
+                "uncommitted_bytes": self._reserved,
+                "commits": self.commits,
+                "write_errors": self.write_errors,
             }
         age = self.oldest_age()
         out["oldest_age"] = round(age, 3) if age is not None else None
         return out
 
-    def close(self) -> None:
+    def close(self, deadline: float | None = None) -> bool:
+        """Commit what is pending, stop the writer, close the file; False if not all done."""
+        with self._wcond:
+            self._closing = True
+            self._close_deadline = deadline if deadline is not None else time.monotonic() + 10
+            self._wcond.notify()
+        self._writer.join(max(0.0, self._close_deadline - time.monotonic()) + 1.0)
+        if self._writer.is_alive():
+            return False
         self._q.close()
+        return True
