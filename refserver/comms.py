@@ -23,7 +23,6 @@ from refserver.auth import comms_agent, state_of
 from refserver.errors import HTTPError, bad_request, error_response, json_response
 from refserver.ndjson import BodyParser, Kind
 from refserver.passwords import verify_secret
-from refserver.state import ServerState
 
 router = APIRouter(prefix="/api/v1")
 
@@ -54,7 +53,7 @@ async def authentication(request: Request) -> Response:
         if not isinstance(body[name], str):
             raise bad_request(f"{name} input should be a valid string")
     uuid, key = body["uuid"], body["key"]
-    agent_hash = _key_hash(state, uuid)
+    agent_hash = state.store.key_hash(uuid)
     if agent_hash is None:
         raise HTTPError(403, "Agent does not exist")
     if not state.key_known_good(uuid, key):
@@ -65,14 +64,6 @@ async def authentication(request: Request) -> Response:
     state.store.logged_in(uuid, time.time())
     state.stats.auth_count += 1
     return json_response({"token": token})
-
-
-def _key_hash(state: ServerState, uuid: str) -> str | None:
-    with state.store._lock:  # a one-column read the Store API has no need to expose
-        row = state.store._db.execute(
-            "SELECT key_hash FROM agents WHERE uuid = ?", (uuid,)
-        ).fetchone()
-    return None if row is None else str(row[0])
 
 
 # -- events -----------------------------------------------------------------------------------

@@ -132,6 +132,12 @@ class Store:
             row = self._db.execute("SELECT * FROM agents WHERE uuid = ?", (uuid,)).fetchone()
         return _agent_dict(row) if row else None
 
+    def key_hash(self, uuid: str) -> str | None:
+        """The stored PBKDF2 hash of an agent's key; None for an unknown agent."""
+        with self._lock:
+            row = self._db.execute("SELECT key_hash FROM agents WHERE uuid = ?", (uuid,)).fetchone()
+        return None if row is None else str(row[0])
+
     def agents(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM agents ORDER BY registered_at").fetchall()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import requests
 from starlette.requests import Request
 
@@ -149,3 +150,20 @@ def test_admin_api_refuses_clients_that_are_not_on_loopback() -> None:
         raise AssertionError("a remote client reached the admin API")
     Options.admin_any_host = True
     require_loopback(_request_from("10.1.2.3", State()))
+
+
+def test_given_certificate_and_key_serve_https(refserver_factory, tmp_path) -> None:
+    from refserver.tls import self_signed
+
+    cert, key = self_signed(tmp_path / "mine", "127.0.0.1")
+    server = refserver_factory(tls_cert=cert, tls_key=key)
+    assert server.url.startswith("https://")
+    r = requests.post(
+        f"{server.url}/security/user/authenticate",
+        auth=("wazuh", "wazuh"),
+        verify=str(cert),
+        timeout=10,
+    )
+    assert r.status_code == 200
+    with pytest.raises(requests.ConnectionError):  # plain HTTP is not spoken there
+        requests.get(server.url.replace("https://", "http://") + "/admin/health", timeout=10)
