@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from agent.logs import RateLimitedLog
 from refserver import admin, comms, management
 from refserver.errors import HTTPError, error_response
 from refserver.faults import FaultMiddleware, Faults
@@ -35,8 +36,24 @@ def create_app(options: ServerOptions, state: ServerState | None = None) -> ASGI
     return FaultMiddleware(app, faults, state.stats)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+#: refused requests are logged, at most this many per minute per (path, status)
+_refusals = RateLimitedLog(per_minute=10)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
+    path = request.url.path
+    if not path.startswith("/admin") and exc.status != 408:
+        # Bad input is the client's problem, but an operator should be able to see it.
+        _refusals.warning(
+            f"{path} {exc.status}",
+            "refused {} {} from {}: {} {}",
+            request.method,
+            path,
+            request.client.host if request.client else "?",
+            exc.status,
+            exc.message,
+        )
     return exc.response()
 
 

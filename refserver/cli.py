@@ -154,6 +154,8 @@ def _serve(args: argparse.Namespace) -> int:
         print("agentbus server: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     try:
+        from agent.config import LogSection
+        from agent.logs import setup_logging
         from refserver.options import ServerOptions
         from refserver.server import serve
     except ImportError as exc:
@@ -163,6 +165,8 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # stderr only, "[server]" prefix, and no variable values in tracebacks (tokens, keys).
+    setup_logging(LogSection(level=args.log_level.upper()), "server")
     options = ServerOptions(
         data_dir=Path(args.data_dir).resolve(),
         host=args.host,
