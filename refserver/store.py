@@ -8,6 +8,7 @@ peer, and a crash may lose the last moments — never corrupt the file). Bulk in
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import threading
@@ -94,6 +95,10 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Key hashes live here: owner-only, like every credential file (SQLite gives its
+        # -wal and -shm files the database's mode).
+        path.touch(mode=0o600, exist_ok=True)
+        os.chmod(path, 0o600)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()

@@ -51,6 +51,8 @@ def test_enrollment_201_and_only_a_salted_hash_of_the_key_is_stored(refserver) -
     db.close()
     assert body["key"] not in stored
     assert stored.startswith("pbkdf2_sha256$")
+    for name in ("server.db", "server.db-wal", "keys/private.pem"):
+        assert (refserver.data_dir / name).stat().st_mode & 0o077 == 0, name
     for path in refserver.data_dir.rglob("*"):
         if path.is_file():
             assert body["key"].encode() not in path.read_bytes(), path
