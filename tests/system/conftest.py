@@ -1,0 +1,46 @@
+"""Fixtures of the whole-system tests: an enrolled agent run by `agentbus run`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from agent.config import Config
+from tests.fixtures.agent import EnrolledAgent
+from tests.fixtures.run import AgentProcess
+from tests.fixtures.system import AGENT, COMMANDER, FIGURES, FORWARDER
+
+
+@pytest.fixture
+def start_agent(
+    enroll_agent: Callable[..., EnrolledAgent], agent_process: Callable[..., AgentProcess]
+) -> Callable[..., tuple[AgentProcess, EnrolledAgent]]:
+    """``start_agent(before_start=None, **sections)``: enroll with the test's server and run
+    `agentbus run` with the system tests' quick settings (``sections`` override them);
+    ``before_start(config)`` prepares the data dir first."""
+
+    def start(
+        before_start: Callable[[Config], None] | None = None, **sections: dict[str, Any]
+    ) -> tuple[AgentProcess, EnrolledAgent]:
+        merged: dict[str, dict[str, Any]] = {
+            "agent": dict(AGENT),
+            "forwarder": dict(FORWARDER),
+            "commander": dict(COMMANDER),
+        }
+        for name, values in sections.items():
+            merged.setdefault(name, {}).update(values)
+        enrolled = enroll_agent(sections=merged)
+        if before_start is not None:
+            before_start(enrolled.config)
+        return agent_process(enrolled.config), enrolled
+
+    return start
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("system test figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
