@@ -21,7 +21,9 @@ def setup_logging(section: LogSection, service: str) -> None:
     """Route every log line to stderr (and the configured file) with ``[service]`` prefix."""
     logger.remove()
     logger.configure(extra={"service": service})
-    logger.add(sys.stderr, level=section.level, format=FORMAT, diagnose=False, backtrace=False)
+    # Write to whatever sys.stderr is at the time of the call, not the object of today: a
+    # swapped or closed stream (pytest capture, a daemonising parent) must not break logging.
+    logger.add(_to_stderr, level=section.level, format=FORMAT, diagnose=False, backtrace=False)
     if section.file:
         logger.add(
             section.file,
@@ -34,6 +36,10 @@ def setup_logging(section: LogSection, service: str) -> None:
             backtrace=False,
             enqueue=False,
         )
+
+
+def _to_stderr(message: str) -> None:
+    sys.stderr.write(message)
 
 
 class RateLimitedLog:
