@@ -62,10 +62,16 @@ class ControlServer:
                 if not sock.poll(100, zmq.POLLIN):
                     continue
                 try:
-                    raw = sock.recv()
+                    # every frame: a REP socket may not answer before it read the whole
+                    # request, and a multipart request used to kill this thread (EFSM)
+                    frames = sock.recv_multipart()
                 except zmq.ZMQError:
                     continue
-                sock.send(msgpack.packb(self._answer(raw), use_bin_type=True, default=str))
+                if len(frames) == 1:
+                    answer = self._answer(frames[0])
+                else:
+                    answer = {"ok": False, "error": f"a request is one frame, got {len(frames)}"}
+                sock.send(msgpack.packb(answer, use_bin_type=True, default=str))
         finally:
             self._binding.close(linger_ms=0)
 
