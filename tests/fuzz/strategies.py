@@ -187,8 +187,41 @@ def event_maps(draw: st.DrawFn) -> dict[Any, Any]:
     return out
 
 
-#: one decoded bus item: mostly event-shaped maps, sometimes anything
-RAW_EVENTS = st.one_of(event_maps(), event_maps(), event_maps(), ANY_VALUE)
+GOOD_NAMES = NAMES.filter(lambda n: 0 < len(n) <= 128)
+
+
+@st.composite
+def valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    """An event the bus accepts: weird strings and data, but every field as it should be."""
+    ts = draw(st.one_of(st.just(ABSENT), st.floats(allow_nan=True), HUGE_INTS))
+    out: dict[str, Any] = {} if ts is ABSENT else {"ts": ts}
+    if draw(st.booleans()):
+        out.update(module=draw(GOOD_NAMES), collector=draw(GOOD_NAMES), data=draw(JSON_MAP))
+        if draw(st.booleans()):
+            out["type"] = "stateless"
+        return out
+    module = draw(st.sampled_from(sorted(STATEFUL_MODULES)))
+    operation = draw(st.sampled_from(OPERATIONS))
+    out.update(type="stateful", module=module, operation=operation)
+    out["id"] = draw(WEIRD_STRINGS.filter(lambda i: 0 < len(i) <= 512))
+    if module == "inventory":
+        out["collector"] = draw(st.sampled_from(sorted(INVENTORY_COLLECTORS)))
+    elif module != "command" or draw(st.booleans()):
+        out["collector"] = draw(GOOD_NAMES)
+    if operation != "delete":
+        if module == "command":
+            out["data"] = {
+                "command": {
+                    "result": {"code": draw(st.integers(0, 4)), "message": draw(WEIRD_STRINGS)}
+                }
+            }
+        else:
+            out["data"] = draw(JSON_MAP)
+    return out
+
+
+#: one decoded bus item: valid events, event-shaped maps with random fields, anything
+RAW_EVENTS = st.one_of(valid_events(), event_maps(), valid_events(), event_maps(), ANY_VALUE)
 
 
 def packable(obj: Any) -> bytes | None:
