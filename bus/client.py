@@ -221,7 +221,7 @@ class Ingest(_Client):
                 f"forwarder at {self.endpoint} did not answer within {self.timeout:g}s"
             )
         reply = msgpack.unpackb(self._sock.recv(), raw=False)
-        return _parse_reply(reply)
+        return parse_reply(reply)
 
     def _reset(self) -> None:
         # A late answer would pair with the next request: start over on a fresh socket.
@@ -229,7 +229,8 @@ class Ingest(_Client):
         self._sock = self._open()
 
 
-def _parse_reply(reply: Any) -> IngestResult:
+def parse_reply(reply: Any) -> IngestResult:
+    """The forwarder's answer map as an :class:`IngestResult` (docs/bus-protocol.md, ingest)."""
     if not isinstance(reply, dict) or "ok" not in reply:
         raise BusError(f"forwarder sent an unexpected reply: {reply!r:.100}")
     rejected = [

@@ -28,7 +28,7 @@ from agent.config import Config
 from agent.counters import Counters
 from agent.logs import RateLimitedLog
 from agent.service import Service
-from bus.client import IngestResult, Rejection
+from bus.client import IngestResult, parse_reply
 from bus.envelope import encode_events
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError, BusError, BusTimeout
 from bus.sockets import SocketOptions, connect, make_socket
@@ -215,23 +215,6 @@ class AckSender:
             self.stop_event.wait(random.uniform(delay / 2, delay))
             delay = min(delay * 2, RETRY_MAX)
         return False
-
-
-def parse_reply(reply: Any) -> IngestResult:
-    """The forwarder's answer map as an :class:`IngestResult` (contract in bus-protocol.md)."""
-    if not isinstance(reply, dict) or "ok" not in reply:
-        raise BusError(f"forwarder sent an unexpected reply: {reply!r:.100}")
-    rejected = [
-        Rejection(int(r.get("index", -1)), str(r.get("reason", "")), str(r.get("message", "")))
-        for r in reply.get("rejected") or []
-        if isinstance(r, dict)
-    ]
-    return IngestResult(
-        ok=bool(reply["ok"]),
-        accepted=int(reply.get("accepted", 0)),
-        error=reply.get("error"),
-        rejected=rejected,
-    )
 
 
 class CollectorService(Service):

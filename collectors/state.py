@@ -67,15 +67,25 @@ def digest_of(data: dict[str, Any]) -> str:
     return hashlib.sha1(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def open_state_db(path: Path, schema: str) -> sqlite3.Connection:
+    """A collector's SQLite state file, in autocommit mode, WAL, synchronous NORMAL.
+
+    WAL + NORMAL: a crash of the process loses nothing; a power cut may lose the last
+    writes, which repeats a few events but never loses any (state is saved after commit).
+    """
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(schema)
+    return db
+
+
 class StateStore:
     """The ``collectors/<name>.db`` file of a stateful collector."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db = open_state_db(self.path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from collectors.state import open_state_db
 
 #: bytes of a file's head that make up its fingerprint
 FINGERPRINT_BYTES = 1024
@@ -71,12 +72,7 @@ class OffsetStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        # WAL + NORMAL: a crash of the process loses nothing; a power cut may lose the last
-        # offsets, which repeats a few lines but never loses any.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db = open_state_db(self.path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
