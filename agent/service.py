@@ -56,7 +56,21 @@ class Service:
 
     def control_handlers(self) -> dict[str, Any]:
         """Control commands this service answers; subclasses may add to it."""
-        return {"status": lambda _req: {"ok": True, "service": self.name, **self.status()}}
+        return {
+            "status": lambda _req: {
+                "ok": True,
+                "service": self.name,
+                **self.status(),
+                **self._control_figures(),
+            }
+        }
+
+    def _control_figures(self) -> dict[str, Any]:
+        """Bad requests on the control socket, by reason."""
+        rejected = dict(self._control.rejected) if self._control is not None else {}
+        out: dict[str, Any] = {"control_rejected": sum(rejected.values())}
+        out.update({f"control_rejected_{reason}": n for reason, n in rejected.items()})
+        return out
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> int:

@@ -2,7 +2,9 @@
 
 ``{"cmd": "status"}`` returns the service's counters as a map. Services may register more
 commands (the forwarder's quarantine commands, for instance). Unknown commands and bad
-requests get ``{"ok": false, "error": "..."}``; they never stop the service.
+requests get ``{"ok": false, "error": "..."}`` and are counted by reason
+(:attr:`ControlServer.rejected`, in every service's status as ``control_rejected_<reason>``);
+they never stop the service.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class ControlServer:
         self._stop = threading.Event()
         self._binding: Binding | None = None
         self._thread: threading.Thread | None = None
+        #: bad requests by reason: multipart, too_large, not_msgpack, not_map, unknown_command
+        self.rejected: dict[str, int] = {}
 
     def start(self) -> None:
         """Bind now (so an endpoint conflict raises here) and serve in a daemon thread."""
@@ -70,21 +74,28 @@ class ControlServer:
                 if len(frames) == 1:
                     answer = self._answer(frames[0])
                 else:
-                    answer = {"ok": False, "error": f"a request is one frame, got {len(frames)}"}
+                    answer = self._reject("multipart", f"a request is one frame, got {len(frames)}")
                 sock.send(msgpack.packb(answer, use_bin_type=True, default=str))
         finally:
             self._binding.close(linger_ms=0)
 
+    def _reject(self, reason: str, error: str) -> dict[str, Any]:
+        """Count a bad request by reason (the service's status shows it) and answer it."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        return {"ok": False, "error": error}
+
     def _answer(self, raw: bytes) -> dict[str, Any]:
+        if len(raw) > self._opts.max_message_bytes:
+            return self._reject("too_large", f"request of {len(raw)} bytes is too large")
         try:
             request = msgpack.unpackb(raw, raw=False)
         except Exception:
-            return {"ok": False, "error": "request is not msgpack"}
+            return self._reject("not_msgpack", "request is not msgpack")
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            return {"ok": False, "error": "request must be a map with a string 'cmd'"}
+            return self._reject("not_map", "request must be a map with a string 'cmd'")
         handler = self.handlers.get(request["cmd"])
         if handler is None:
-            return {"ok": False, "error": f"unknown command {request['cmd']!r}"}
+            return self._reject("unknown_command", f"unknown command {request['cmd']!r:.200}")
         try:
             return handler(request)
         except Exception as exc:  # a handler bug must not kill the control thread
