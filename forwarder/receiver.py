@@ -41,8 +41,6 @@ BURST = 2000
 #: longest wait in one poll (seconds): held chunks and the stop flag are checked this often
 POLL_SECONDS = 0.05
 KINDS = ("stateless", "stateful")
-#: receive high-water mark of the PULL socket (frames), at most
-PULL_RCVHWM = 64
 #: least bytes allowed to wait for the disk before the PULL socket stops being read
 MIN_UNCOMMITTED = 4 * 1024 * 1024
 
@@ -119,10 +117,6 @@ class Receiver:
     def bind(self) -> None:
         """Bind both sockets now, so a second forwarder is refused at start."""
         pull = make_socket(self._ctx, zmq.PULL, self.options)
-        # Frames waiting in libzmq's receive pipe live in this process: with the bus's
-        # default HWM (1000) and batch frames of 40 KB that is 40 MB of RSS doing nothing.
-        # The queue on disk is the buffer; a short pipe is enough to keep the reader busy.
-        pull.setsockopt(zmq.RCVHWM, min(self.options.hwm, PULL_RCVHWM))
         try:
             self._pull = bind(pull, self.events_endpoint, self.options)
         except BaseException:

@@ -38,7 +38,9 @@ def test_drop_oldest_keeps_the_newest_and_counts_every_drop(
     with Publisher(endpoints_from_config(agent.config).events) as pub:
         for start in range(0, 2000, 20):
             pub.send_batch([stateless(i, pad=100) for i in range(start, start + 20)])
-    wait_for(lambda: fw.status()["persisted"] == 2000, timeout=20)
+        # keep the socket open until everything is handed over (closing drops what is
+        # still in the publisher's buffer after its linger)
+        wait_for(lambda: fw.status()["persisted"] == 2000, timeout=20)
     status = fw.status()
     dropped = status["dropped"]
     assert dropped > 1000  # 2000 events of ~150 bytes do not fit in 64 KB
