@@ -28,10 +28,9 @@ from tests.fixtures.system import (
 
 pytestmark = pytest.mark.system
 
-#: how long the server stays down. The issue asks for a minute; 20 s keeps `make
-#: test-system` within its budget and is already past the back-off ceiling used below,
-#: which is what the minute was meant to show (the agent settles at its slowest retry pace).
-OUTAGE = 20.0
+#: how long the server stays down: the minute of the issue (the suite stays within its
+#: budget; the agent reaches its slowest retry pace, backoff_max, after a few seconds)
+OUTAGE = 60.0
 BACKOFF = {"backoff_initial": "500ms", "backoff_max": "4s"}
 
 
@@ -46,7 +45,7 @@ def expected_attempts(span: float, initial: float, maximum: float, low: float) -
     return n
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_server_down_for_a_while_then_back_everything_delivered(start_agent):
     agent, enrolled = start_agent(forwarder=BACKOFF, commander=BACKOFF)
     server = enrolled.server
