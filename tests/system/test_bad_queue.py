@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from agent.config import Config
 from forwarder.chunker import Chunk
 from forwarder.store import Store
+from tests.fixtures.run import clean_env
 from tests.fixtures.system import (
     EventLoad,
     forwarder_counters,
@@ -57,6 +60,14 @@ def test_corrupt_and_truncated_queues_are_moved_aside_and_do_not_block_the_agent
     assert counters["queues_moved_aside"] == 2
     status_text = " ".join(counters["queue_errors"])
     assert "stateless" in status_text and "stateful" in status_text and "moved aside" in status_text
+    table = subprocess.run(
+        [sys.executable, "-m", "agent.main", "status", "--config", str(agent.config_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean_env(),
+    ).stdout
+    assert "queue problem at start" in table and "moved aside" in table, table
     log = agent.log.read_text(errors="replace")
     assert "moved aside" in log
     assert agent.status()["services"]["agent"]["counters"]["children"]["forwarder"]["restarts"] == 0
