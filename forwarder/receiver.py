@@ -98,6 +98,8 @@ class Receiver:
         self._last_commit: dict[str, Commit] = {}
         #: ingest replies waiting for their commits: (commits, frames to send)
         self._replies: deque[tuple[list[Commit], list[bytes]]] = deque()
+        #: replies waiting in ``_replies``, by client identity
+        self._waiting: dict[bytes, int] = {}
         #: above this many bytes waiting for the disk, the PULL socket is not read
         self.max_uncommitted = max(MIN_UNCOMMITTED, 8 * chunk_max_bytes)
         self._limiter = RateLimiter(max_eps)
@@ -239,9 +241,17 @@ class Receiver:
             self.ingest_requests += 1
             reply_to, answer, commits = self._answer(msg)
             frames = [*reply_to, msgpack.packb(answer)]
-            # The reply waits for the commit of the chunks holding the request's events
-            # (replies leave in order: one client's answers never overtake each other).
-            self._replies.append((commits, frames))
+            client = reply_to[0]
+            if not commits and not self._waiting.get(client):
+                # Nothing to commit (refused, "full") and no earlier answer of this client
+                # pending: answer now, not behind other clients' commits (a full disk
+                # holds those for as long as it stays full).
+                self._send_reply(frames)
+            else:
+                # The reply waits for the commit of the chunks holding the request's
+                # events (one client's answers never overtake each other).
+                self._replies.append((commits, frames))
+                self._waiting[client] = self._waiting.get(client, 0) + 1
             self._reap()
 
     def _answer(self, msg: list[bytes]) -> tuple[list[bytes], dict[str, Any], list[Commit]]:
@@ -294,6 +304,10 @@ class Receiver:
         kinds = [k for k in KINDS if need[k]]
         for kind in kinds:
             if kind in self._held:
+                return None
+            if self.stores[kind].failing:
+                # The disk refuses writes (full, I/O error): say so now rather than hold
+                # the reply for a commit that may take hours.
                 return None
             if not self.stores[kind].has_room(need[kind] + self._chunkers[kind].nbytes):
                 return None
@@ -356,10 +370,16 @@ class Receiver:
         replies = self._replies
         while replies and all(c.done for c in replies[0][0]):
             _commits, frames = replies.popleft()
-            try:
-                self._router_sock().send_multipart(frames, zmq.NOBLOCK)
-            except zmq.ZMQError as exc:  # the client went away: nothing to tell it
-                logger.debug("ingest reply not delivered: {}", exc)
+            left = self._waiting.pop(frames[0], 1) - 1
+            if left:
+                self._waiting[frames[0]] = left
+            self._send_reply(frames)
+
+    def _send_reply(self, frames: list[bytes]) -> None:
+        try:
+            self._router_sock().send_multipart(frames, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the client went away: nothing to tell it
+            logger.debug("ingest reply not delivered: {}", exc)
 
     def _too_much_uncommitted(self) -> bool:
         return any(s.uncommitted_bytes > self.max_uncommitted for s in self.stores.values())
