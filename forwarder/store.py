@@ -253,6 +253,8 @@ class Store:
         self.commits = 0
         self.write_errors = 0
         self.last_error: str | None = None
+        #: the last write failed and none succeeded since (a full or failing disk)
+        self.failing = False
         self._wcond = threading.Condition()
         self._puts: list[Commit] = []
         self._acks: list[int] = []
@@ -320,8 +322,10 @@ class Store:
             while True:
                 try:
                     self._q.write([c.chunk for c in puts], acks)
+                    self.failing = False
                     break
                 except sqlite3.Error as exc:
+                    self.failing = True
                     self.write_errors += 1
                     self.last_error = f"cannot write {self.path}: {exc}"
                     logger.error("{}; retrying", self.last_error)
