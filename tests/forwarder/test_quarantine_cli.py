@@ -1,0 +1,78 @@
+"""`agentbus quarantine list|retry|drop` against a running forwarder (real control socket)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.config import Config
+from agent.service import endpoints_from_config
+from bus.client import Ingest
+from tests.fixtures.agent import EnrolledAgent
+from tests.fixtures.common import wait_for
+from tests.fixtures.forwarder import REPO, ForwarderThread, write_config
+from tests.forwarder.helpers import FAST, fim
+
+
+def cli(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.main", "quarantine", "--config", str(config_file), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_list_retry_and_drop_quarantined_events(
+    enroll_agent: Callable[..., EnrolledAgent],
+    run_forwarder: Callable[[Config], ForwarderThread],
+    tmp_path: Path,
+) -> None:
+    agent = enroll_agent(sections={"forwarder": FAST})
+    fw = run_forwarder(agent.config)
+    config_file = write_config(tmp_path / "cli.toml", agent.config)
+    with Ingest(endpoints_from_config(agent.config).ingest) as ingest:
+        # two deletes of documents the server does not have: item status 404 each
+        events = [fim(1, "create"), fim(2, "delete", doc="gone-1"), fim(3, "delete", doc="gone-2")]
+        assert ingest.send(events).ok
+    wait_for(lambda: fw.status()["quarantine_events"] == 2)
+
+    listed = cli(config_file, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)
+    assert doc["total"] == 2
+    ids = [e["id"] for e in doc["entries"]]
+    assert all(e["status"] == 404 and e["kind"] == "stateful" for e in doc["entries"])
+    human = cli(config_file, "list")
+    assert "2 event(s) in quarantine" in human.stdout and "gone-1" in human.stdout
+
+    # the document exists now: retrying the delete of gone-1 succeeds
+    with Ingest(endpoints_from_config(agent.config).ingest) as ingest:
+        assert ingest.send([fim(4, "create", doc="gone-1")]).ok
+    agent.server.wait_for_events(4, module="fim")
+    retried = cli(config_file, "retry", str(ids[0]))
+    assert retried.returncode == 0 and "moved 1 event(s)" in retried.stdout
+    agent.server.wait_for_events(5, module="fim")
+    wait_for(lambda: fw.status()["quarantine_events"] == 1 and fw.status()["queue_events"] == 0)
+
+    dropped = cli(config_file, "drop", "--all")
+    assert dropped.returncode == 0 and "dropped 1 event(s)" in dropped.stdout
+    assert fw.status()["quarantine_events"] == 0
+
+    missing = cli(config_file, "drop", "12345")
+    assert missing.returncode == 2 and "not in the quarantine" in missing.stderr
+    usage = cli(config_file, "retry")
+    assert usage.returncode == 2
+
+
+def test_quarantine_cli_says_when_the_forwarder_is_not_running(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    config_file = write_config(tmp_path / "cli.toml", make_config())
+    result = cli(config_file, "list")
+    assert result.returncode == 1
+    assert "forwarder is not running" in result.stderr
