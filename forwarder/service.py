@@ -229,9 +229,9 @@ class Forwarder(Service):
             out["quarantine_events"] = self.quarantine.count()
         for store in self.stores.values():
             if store.last_error:
-                errors.append((time.time(), store.last_error))
+                errors.append((store.last_error_at or 0.0, store.last_error))
         if errors and "last_error" not in out:
-            out["last_error"] = max(errors)[1]
+            out["last_error_at"], out["last_error"] = max(errors)
         if self.link is not None:
             out["token_expires_in"] = self.link.token_expires_in()
         return out

@@ -253,6 +253,7 @@ class Store:
         self.commits = 0
         self.write_errors = 0
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
         #: the last write failed and none succeeded since (a full or failing disk)
         self.failing = False
         self._wcond = threading.Condition()
@@ -328,6 +329,7 @@ class Store:
                     self.failing = True
                     self.write_errors += 1
                     self.last_error = f"cannot write {self.path}: {exc}"
+                    self.last_error_at = time.time()
                     logger.error("{}; retrying", self.last_error)
                     if self._closing and time.monotonic() > self._close_deadline:
                         logger.error("giving up: {} chunk(s) not committed", len(puts))
