@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import queue
+import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -80,7 +82,7 @@ class Commander(Service):
         cfg = self.config.commander
         if self.client is None:
             self.client = _server_client(self.config)
-        self.store = CommandStore(self.config.data_dir / "commands.db")
+        self.store = self._open_store(self.config.data_dir / "commands.db")
         self.store.prune_executed()
         ctx: zmq.Context = zmq.Context.instance()
         opts = self.socket_options
@@ -133,6 +135,34 @@ class Commander(Service):
             on_answered=self._wake_reporter,
         )
         self._poller.start()
+
+    def _open_store(self, path: Path) -> CommandStore:
+        """Open commands.db; a corrupt file is moved aside and a fresh one started.
+
+        A file SQLite cannot read would otherwise stop the commander at every start, and
+        with it every command for this host. The commands it held get no result from this
+        agent; the file is kept next to the new one for a post-mortem.
+        """
+        try:
+            return CommandStore(path)
+        except sqlite3.DatabaseError as exc:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            moved = []
+            for suffix in ("", "-wal", "-shm"):
+                part = path.with_name(path.name + suffix)
+                if part.exists():
+                    target = path.with_name(f"{path.name}.corrupt-{stamp}{suffix}")
+                    part.rename(target)
+                    moved.append(target.name)
+            message = (
+                f"{path} is unreadable ({exc}); moved aside as {', '.join(moved)} and "
+                f"started an empty one"
+            )
+            logger.error("commander: {}", message)
+            self.counters.inc("stores_moved_aside")
+            self.counters.set("store_errors", [message])
+            self.counters.error(message)
+            return CommandStore(path)
 
     def main_loop(self) -> None:
         assert self.fanout is not None and self._mailbox_pull is not None
