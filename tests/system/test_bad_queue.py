@@ -16,9 +16,12 @@ from forwarder.store import Store
 from tests.fixtures.run import clean_env
 from tests.fixtures.system import (
     EventLoad,
+    commander_counters,
     forwarder_counters,
     report,
+    tally_commands,
     tally_events,
+    wait_commands_done,
     wait_delivered,
 )
 
@@ -26,7 +29,9 @@ pytestmark = pytest.mark.system
 
 
 def spoil_queues(config: Config) -> None:
-    """stateless.db: not a database at all; stateful.db: a real queue cut in half."""
+    """stateless.db: not a database at all; stateful.db: a real queue cut in half;
+    commands.db (the commander's queue of commands): not a database either."""
+    (Path(config.agent.data_dir) / "commands.db").write_bytes(b"\x00garbage" * 1000)
     queue = Path(config.agent.data_dir) / "queue"
     queue.mkdir(parents=True, exist_ok=True)
     (queue / "stateless.db").write_bytes(b"this is not an SQLite file\n" * 4096)
@@ -41,20 +46,33 @@ def spoil_queues(config: Config) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_corrupt_and_truncated_queues_are_moved_aside_and_do_not_block_the_agent(start_agent):
+def test_corrupt_and_truncated_queue_files_are_moved_aside_and_do_not_block_the_agent(start_agent):
     agent, enrolled = start_agent(before_start=spoil_queues)  # returns once every service is up
     queue = Path(enrolled.config.agent.data_dir) / "queue"
     counters = forwarder_counters(agent)
     events = EventLoad(enrolled.config, "badqueue").start()
+    commands = [
+        enrolled.server.queue_command(enrolled.credentials.uuid, name="fetch-config")
+        for _ in range(5)
+    ]
     try:
         events.wait_acked(2000)
     finally:
         events.stop()
     wait_delivered(enrolled.server, events)
+    wait_commands_done(enrolled.server, commands)
     ev = tally_events(enrolled.server, events)
-    aside = sorted(p.name for p in queue.iterdir() if ".corrupt-" in p.name)
+    cmd = tally_commands(enrolled.server, commands)
+    data_dir = Path(enrolled.config.agent.data_dir)
+    aside = sorted(p.name for p in [*queue.iterdir(), *data_dir.iterdir()] if ".corrupt-" in p.name)
     report(ev.line("corrupt queue") + f" (moved aside: {', '.join(aside)})")
+    report(cmd.line("corrupt queue"))
     assert ev.lost == 0
+    assert cmd.lost == 0 and cmd.conflicting == 0
+    assert any(n.startswith("commands.db.corrupt-") for n in aside)
+    commander = commander_counters(agent)
+    assert commander["stores_moved_aside"] == 1
+    assert "moved aside" in " ".join(commander["store_errors"])
     assert any(n.startswith("stateless.db.corrupt-") for n in aside)
     assert any(n.startswith("stateful.db.corrupt-") for n in aside)
     assert counters["queues_moved_aside"] == 2
