@@ -68,7 +68,10 @@ def push_frames(endpoint: str, payload: list[bytes]) -> float:
 class ForwarderUnderTest:
     """One forwarder process against ``server_url``; use as a context manager."""
 
-    def __init__(self, server_url: str, **forwarder: Any) -> None:
+    def __init__(self, server_url: str, *, plain_install: bool = False, **forwarder: Any) -> None:
+        #: emulate an install without the [server] extra: no ``cryptography`` (the dev venv
+        #: has it for the reference server, and pyjwt imports it when present: ~10 MB RSS)
+        self.plain_install = plain_install
         self.tmp = Path(tempfile.mkdtemp(prefix="abfw-", dir="/tmp"))
         self.data_dir = self.tmp / "data"
         self.run_dir = self.tmp / "run"
@@ -106,8 +109,23 @@ class ForwarderUnderTest:
     def start(self) -> ForwarderUnderTest:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
         log = open(self.tmp / "forwarder.log", "ab")  # noqa: SIM115 - the child owns it
+        if self.plain_install:
+            code = (
+                "import sys; sys.modules['cryptography'] = None; from agent.main import main; "
+                f"sys.exit(main(['forwarder', '--config', {str(self.config_file)!r}]))"
+            )
+            cmd = [sys.executable, "-c", code]
+        else:
+            cmd = [
+                sys.executable,
+                "-m",
+                "agent.main",
+                "forwarder",
+                "--config",
+                str(self.config_file),
+            ]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.main", "forwarder", "--config", str(self.config_file)],
+            cmd,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -149,6 +149,8 @@ class Sender:
             except Exception as exc:
                 # Not acked: the chunks are sent again after a restart (a duplicate, no loss).
                 self._error(f"cannot ack in the {self.kind} queue: {exc}")
+            # do not keep the delivered batch alive while waiting for the next one (RSS)
+            del batch
 
     def deliver(self, batch: Batch) -> bool:
         """Send every event of ``batch`` (or quarantine it); False when stopped first."""
@@ -216,6 +218,8 @@ class Sender:
             finally:
                 with self._lock:
                     self.in_flight -= 1
+                # a 1 MB body must not stay alive through a back-off wait (RSS)
+                body = b""
             status = int(reply.status)
             self._count(str(status))
             if 200 <= status < 300 or status in SPLIT_STATUSES:
