@@ -99,3 +99,22 @@ def test_block_answers_full_and_pushes_back_without_losing_anything(
         agent.server.wait_for_events(len(expected), module="logcollector", timeout=60)
     assert set(seqs(agent.server.events(module="logcollector"))) == expected
     assert fw.status()["dropped"] == 0
+
+
+def test_max_eps_slows_the_intake_without_losing_anything(
+    enroll_agent: Callable[..., EnrolledAgent],
+    run_forwarder: Callable[[Config], ForwarderThread],
+) -> None:
+    import time
+
+    agent = enroll_agent(sections={"forwarder": {**FAST, "max_eps": 500}})
+    fw = run_forwarder(agent.config)
+    started = time.monotonic()
+    with Ingest(endpoints_from_config(agent.config).ingest) as ingest:
+        for start in range(0, 1500, 100):
+            assert ingest.send([stateless(i) for i in range(start, start + 100)]).ok
+    elapsed = time.monotonic() - started
+    # a burst of one second's worth, then 500 events/s: 1,500 events take about 2 s
+    assert elapsed >= 1.5, elapsed
+    agent.server.wait_for_events(1500, module="logcollector")
+    assert fw.status()["received"] == 1500

@@ -83,3 +83,25 @@ def test_sigterm_commits_what_is_buffered_and_a_restart_sends_it(
     forwarder_process(config, **OPTIONS)
     server.wait_for_events(1000, module="logcollector", timeout=30)
     assert sorted(seqs(server.events(module="logcollector"))) == list(range(1000))
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_abandons_a_slow_request_at_the_deadline_and_resends_it(
+    enrolled_agent: EnrolledAgent, forwarder_process: Callable[..., ForwarderProcess]
+) -> None:
+    import dataclasses
+    import time
+
+    config, _creds, server = enrolled_agent
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, stop_timeout=1.0))
+    server.set_fault(delay=30, path="/api/v1/events")  # the request hangs
+    first = forwarder_process(config, **OPTIONS)
+    with Ingest(endpoints_from_config(config).ingest) as ingest:
+        assert ingest.send([stateless(i) for i in range(100)]).ok
+    wait_for(lambda: first.status()["queues"]["stateless"]["in_flight"] == 1)
+    started = time.monotonic()
+    assert first.terminate() == 0
+    assert time.monotonic() - started < 10  # the deadline, not the 30 s request
+    server.clear_faults()
+    forwarder_process(config, **OPTIONS)
+    wait_for(lambda: set(seqs(server.events(module="logcollector"))) >= set(range(100)), 30)
