@@ -22,7 +22,11 @@ HELP = "list, retry or drop events the server refused (the forwarder's quarantin
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    p = sub.add_parser("list", help="show quarantined events")
+    # --config also after the action (`agentbus quarantine list --config F`); SUPPRESS so
+    # that an absent one does not hide a --config given before the action
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
+    p = sub.add_parser("list", help="show quarantined events", parents=[config])
     p.add_argument("--limit", type=int, default=100, help="entries to show (default 100)")
     p.add_argument("--after", type=int, default=0, help="only entries with a larger id")
     p.add_argument("--json", action="store_true", help="print the entries as JSON")
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("retry", "move entries back to the queue"),
         ("drop", "delete entries for good"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, parents=[config])
         p.add_argument("ids", nargs="*", type=int, metavar="ID", help="entry ids (see list)")
         p.add_argument("--all", action="store_true", help="every entry")
 

@@ -47,7 +47,13 @@ def test_list_retry_and_drop_quarantined_events(
     assert doc["total"] == 2
     ids = [e["id"] for e in doc["entries"]]
     assert all(e["status"] == 404 and e["kind"] == "stateful" for e in doc["entries"])
-    human = cli(config_file, "list")
+    human = subprocess.run(
+        [sys.executable, "-m", "agent.main", "quarantine", "list", "--config", str(config_file)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "2 event(s) in quarantine" in human.stdout and "gone-1" in human.stdout
 
     # the document exists now: retrying the delete of gone-1 succeeds
