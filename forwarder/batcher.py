@@ -96,12 +96,14 @@ class Batcher:
         max_events: int,
         interval: float,
         wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.max_bytes = max_bytes
         self.max_events = max(1, max_events)
         self.interval = interval
         self._wall = wall
+        self._clock = clock
 
     def due_in(self) -> float | None:
         """Seconds until a batch may be taken: 0 now, None when nothing is ready.
@@ -116,7 +118,11 @@ class Batcher:
         head = store.head_ts()
         if head is None:
             return None
-        return max(0.0, head + self.interval - self._wall())
+        # Arrival times are wall-clock (they survive restarts); the monotonic bound keeps a
+        # clock stepped backwards from holding a batch longer than one interval.
+        by_wall = head + self.interval - self._wall()
+        by_clock = store.head_seen + self.interval - self._clock()
+        return max(0.0, min(by_wall, by_clock))
 
     def next_batch(self, stop: threading.Event, *, poll: float = 0.25) -> Batch | None:
         """Block until a batch is due and take it; None when ``stop`` is set first."""

@@ -249,6 +249,8 @@ class Store:
         self.dropped_events = 0
         self._head_ts: float | None = None
         self._head_known = False
+        #: monotonic time the current head was first looked at
+        self.head_seen = 0.0
         #: commits made by the writer, and failed attempts
         self.commits = 0
         self.write_errors = 0
@@ -405,6 +407,7 @@ class Store:
             heads = self._q.heads(self._cursor, 1)
             self._head_ts = heads[0][3] if heads else None
             self._head_known = True
+            self.head_seen = time.monotonic()
         return self._head_ts
 
     def take(self, max_bytes: int, max_events: int) -> list[StoredChunk]:

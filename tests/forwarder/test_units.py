@@ -193,6 +193,12 @@ def test_batcher_waits_for_the_interval_unless_the_batch_is_full(tmp_path: Path)
     wall[0] = 1001.5
     with store.cond:
         assert batcher.due_in() == pytest.approx(0.5)
+    wall[0] = 0.0  # the clock stepped back by half an hour: one interval at most
+    with store.cond:
+        assert 0.9 < batcher.due_in() <= 1.0  # type: ignore[operator]
+    store.head_seen -= 1.0
+    with store.cond:
+        assert batcher.due_in() == 0.0
     for i in (2, 3):
         store.put(chunk(i))
     with store.cond:
