@@ -399,15 +399,47 @@ CONTROL_REQUESTS = st.one_of(
 )
 
 
+#: the control commands each service answers
+CONTROL_COMMANDS = {
+    "forwarder": {"status", "quarantine_list", "quarantine_retry", "quarantine_drop"},
+    "commander": {"status"},
+}
+
+
+def _control_verdict(frames: list[bytes], handlers: set[str]) -> str | None:
+    """The reason a control request is refused for, None when a handler gets it."""
+    if len(frames) != 1:
+        return "multipart"
+    try:
+        request = msgpack.unpackb(frames[0], raw=False)
+    except Exception:
+        return "not_msgpack"
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        return "not_map"
+    return None if request["cmd"] in handlers else "unknown_command"
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("service", ["forwarder", "commander"])
 def test_control_sockets_answer_every_request_and_keep_serving(
     agent: EnrolledAgent, service: str, request: pytest.FixtureRequest, ctx: zmq.Context
 ) -> None:
-    """Found by this test: a multipart request killed the control thread (REP may not
-    answer before it read every frame), so the service stopped answering status."""
+    """Every request is answered, bad ones are counted by reason in ``status``
+    (``control_rejected_<reason>``), and the service goes on answering. Found by this
+    test: a multipart request killed the control thread (REP may not answer before it
+    read every frame), so the service stopped answering status."""
     process = request.getfixturevalue(service)
     endpoint = endpoints_from_config(agent.config).control(service)
+    handlers = CONTROL_COMMANDS[service]
+    expected: Counter[str] = Counter()
+
+    def counted() -> dict[str, int]:
+        status = _status(endpoint)  # not counted: a good request
+        return {
+            k.removeprefix("control_rejected_"): v
+            for k, v in status.items()
+            if k.startswith("control_rejected_") and v
+        }
 
     @fuzz_settings(max_examples=50)
     @given(st.lists(CONTROL_REQUESTS, min_size=1, max_size=3), st.one_of(st.none(), st.binary()))
@@ -422,13 +454,15 @@ def test_control_sockets_answer_every_request_and_keep_serving(
             empty, body = dealer.recv_multipart()
             reply = msgpack.unpackb(body, raw=False)
             assert empty == b"" and isinstance(reply, dict) and "ok" in reply, reply
-            if len(frames) > 1:
-                assert reply["ok"] is False
         finally:
             dealer.close(linger=0)
+        reason = _control_verdict(frames, handlers)
+        if reason is not None:
+            expected[reason] += 1
+            assert reply["ok"] is False and reply["error"], reply
         if raw is not None:
             _raw_garbage(endpoint, raw)
-        assert _status(endpoint)["ok"] is True
+        assert counted() == dict(expected)
 
     run()
     popen = process.proc if service == "forwarder" else process.popen
