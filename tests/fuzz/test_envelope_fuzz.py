@@ -177,14 +177,18 @@ def test_wire_frames_are_rejected_with_a_reason_or_accepted_by_the_server(frame:
 
 
 @fuzz_settings(max_examples=150)
-@given(event_maps(), st.sampled_from(["ts", "type", "module", "id", "operation"]), OVERSIZED_INTS)
+@given(
+    event_maps(),
+    st.sampled_from(["ts", "type", "module", "id", "operation", "data"]),
+    OVERSIZED_INTS,
+)
 def test_python_values_msgpack_cannot_carry_are_rejected_too(
     obj: dict[Any, Any], field: str, value: int
 ) -> None:
     """Python collectors build events with ``bus.client.make_event`` (Event.from_wire), so
     values that never come out of msgpack (integers beyond 64 bits) must get a clear
     rejection as well, not an OverflowError."""
-    obj = {**obj, field: value}
+    obj = {**obj, field: {"n": [value]} if field == "data" else value}
     check_items([obj])
     try:
         make_event(

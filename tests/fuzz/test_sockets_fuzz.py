@@ -1,6 +1,7 @@
 """Fuzz every bus socket of a real running forwarder and commander (subprocesses, as in
-production): random bytes, random msgpack values, event-shaped maps, multipart messages,
-and raw garbage written straight into the ipc socket files.
+production) — events PULL, ingest ROUTER, results PULL, commands XPUB (what subscribers
+send), control REP: random bytes, random msgpack values, event-shaped maps, multipart
+messages, and raw garbage written straight into the ipc socket files.
 
 After each example the service must still answer ``status`` and its rejection counters
 must match, reason by reason, what the oracle (the pure functions fuzzed in
@@ -352,14 +353,38 @@ def test_commander_results_socket_survives_anything_and_still_runs_commands(
     def counted(status: dict[str, Any]) -> dict[str, int]:
         return {k: v for k, v in status.items() if (k.startswith("bad_input_") or k in keys) and v}
 
+    # The commands XPUB reads what subscribers send too: (un)subscriptions, or anything an
+    # XSUB peer writes. Nothing is counted there; the commander must simply carry on.
+    xsub = ctx.socket(zmq.XSUB)
+    xsub.setsockopt(zmq.LINGER, 0)
+    xsub.connect(eps.commands)
+
     @fuzz_settings(max_examples=60)
-    @given(st.lists(RESULT_MESSAGES, min_size=1, max_size=8), st.one_of(st.none(), st.binary()))
-    def run(messages: list[list[bytes]], raw: bytes | None) -> None:
+    @given(
+        st.lists(RESULT_MESSAGES, min_size=1, max_size=8),
+        st.one_of(st.none(), st.binary()),
+        st.lists(
+            st.lists(
+                st.one_of(
+                    st.binary(max_size=16), st.binary(max_size=12).map(lambda b: b"\x01" + b)
+                ),
+                min_size=1,
+                max_size=3,
+            ),
+            max_size=3,
+        ),
+    )
+    def run(
+        messages: list[list[bytes]], raw: bytes | None, subscriptions: list[list[bytes]]
+    ) -> None:
+        for frames in subscriptions:
+            xsub.send_multipart(frames)
         for frames in messages:
             push.send_multipart(frames)
             _expected_commander_counts(frames, config.bus.max_message_bytes, expected)
         if raw is not None:
             _raw_garbage(eps.results, raw)
+            _raw_garbage(eps.commands, raw)
         wait_for(lambda: counted(_status(control)) == dict(expected), timeout=WAIT)
 
     run()
