@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,14 +12,19 @@ from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.run import AgentProcess
 from tests.fixtures.system import AGENT, COMMANDER, FIGURES, FORWARDER
 
+#: log text that only an unexpected exception produces
+UNEXPECTED = ("Traceback", "stopped on an unexpected error", "failed unexpectedly")
+
 
 @pytest.fixture
 def start_agent(
     enroll_agent: Callable[..., EnrolledAgent], agent_process: Callable[..., AgentProcess]
-) -> Callable[..., tuple[AgentProcess, EnrolledAgent]]:
+) -> Iterator[Callable[..., tuple[AgentProcess, EnrolledAgent]]]:
     """``start_agent(before_start=None, **sections)``: enroll with the test's server and run
     `agentbus run` with the system tests' quick settings (``sections`` override them);
     ``before_start(config)`` prepares the data dir first."""
+
+    started: list[AgentProcess] = []
 
     def start(
         before_start: Callable[[Config], None] | None = None, **sections: dict[str, Any]
@@ -34,9 +39,16 @@ def start_agent(
         enrolled = enroll_agent(sections=merged)
         if before_start is not None:
             before_start(enrolled.config)
-        return agent_process(enrolled.config), enrolled
+        agent = agent_process(enrolled.config)
+        started.append(agent)
+        return agent, enrolled
 
-    return start
+    yield start
+    # Whatever the fault, no service may have met an error it did not expect.
+    for agent in started:
+        text = agent.log.read_text(errors="replace") if agent.log.exists() else ""
+        bad = [line for line in text.splitlines() if any(m in line for m in UNEXPECTED)]
+        assert not bad, f"unexpected errors in {agent.log}:\n" + "\n".join(bad[:20])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
