@@ -24,6 +24,7 @@ from tests.fixtures.system import (
     kill_everything,
     random_pause,
     report,
+    stale_documents,
     tally_commands,
     tally_events,
     wait_commands_done,
@@ -43,7 +44,7 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
     agent, enrolled = start_agent()
     server = enrolled.server
     started = time.monotonic()
-    events = EventLoad(enrolled.config, "kill").start()
+    events = EventLoad(enrolled.config, "kill", stateful=10).start()
     commands = CommandLoad(server, enrolled.credentials.uuid, interval=0.4).start()
     kills = []
     commander_kills: list[float] = []
@@ -68,13 +69,21 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
     wait_delivered(server, events)
     wait_commands_done(server, commands.ids)
     ev = tally_events(server, events)
+    stale = stale_documents(server, events)
     cmd = tally_commands(server, commands.ids)
     cmd.handoff = handoff_losses(server, agent, cmd.missing, commander_kills)
     report(ev.line("kill -9") + f" (seed {SEED}, {len(kills)} kills, {elapsed(started)})")
     report(cmd.line("kill -9"))
+    updates = sum(1 for seq in events.acked if events.document(seq) is not None)
+    report(
+        f"[kill -9] stateful: {updates} updates of {events.documents} documents (included "
+        f"above), {events.documents - len(stale)} documents in their last state, "
+        f"{len(stale)} out of order"
+    )
     report(f"[kill -9] order: {' '.join(kills)}")
     assert ev.lost == 0, f"acknowledged events never delivered: {ev.missing}"
     assert ev.foreign == 0
+    assert not stale, f"stateful updates out of order: {stale}"
     lost = [doc for doc in cmd.missing if doc not in cmd.handoff]
     assert cmd.lost == 0, explain_commands(server, agent, lost)
     assert len(cmd.handoff) <= len(commander_kills)

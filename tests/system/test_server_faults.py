@@ -20,6 +20,7 @@ from tests.fixtures.system import (
     elapsed,
     forwarder_counters,
     report,
+    stale_documents,
     tally_commands,
     tally_events,
     wait_commands_done,
@@ -49,7 +50,7 @@ def expected_attempts(span: float, initial: float, maximum: float, low: float) -
 def test_server_down_for_a_while_then_back_everything_delivered(start_agent):
     agent, enrolled = start_agent(forwarder=BACKOFF, commander=BACKOFF)
     server = enrolled.server
-    events = EventLoad(enrolled.config, "outage").start()
+    events = EventLoad(enrolled.config, "outage", stateful=10).start()
     commands = CommandLoad(server, enrolled.credentials.uuid, interval=0.5).start()
     events.wait_acked(1000)
     fw_before = forwarder_counters(agent)
@@ -76,6 +77,7 @@ def test_server_down_for_a_while_then_back_everything_delivered(start_agent):
     drained = elapsed(up_at)
     wait_commands_done(server, commands.ids)
     ev = tally_events(server, events)
+    stale = stale_documents(server, events)
     cmd = tally_commands(server, commands.ids)
 
     fw_requests = fw_during.get("requests_error", 0) - fw_before.get("requests_error", 0)
@@ -95,6 +97,7 @@ def test_server_down_for_a_while_then_back_everything_delivered(start_agent):
         f"until the backlog was delivered: {after}"
     )
     assert ev.lost == 0, f"acknowledged events never delivered: {ev.missing}"
+    assert not stale, f"stateful updates out of order: {stale}"
     assert cmd.lost == 0 and cmd.conflicting == 0, cmd
     assert 1 <= fw_requests <= fw_bound
     assert 1 <= polls <= poll_bound
@@ -106,7 +109,7 @@ def test_tokens_revoked_every_few_seconds_lose_nothing(start_agent):
     agent, enrolled = start_agent()
     server = enrolled.server
     auth_before = server.auth_count()
-    events = EventLoad(enrolled.config, "revoke").start()
+    events = EventLoad(enrolled.config, "revoke", stateful=10).start()
     commands = CommandLoad(server, enrolled.credentials.uuid, interval=0.5).start()
     revocations = 0
     try:
@@ -122,6 +125,7 @@ def test_tokens_revoked_every_few_seconds_lose_nothing(start_agent):
     wait_delivered(server, events)
     wait_commands_done(server, commands.ids)
     ev = tally_events(server, events)
+    stale = stale_documents(server, events)
     cmd = tally_commands(server, commands.ids)
     refused = server.request_count(status=403)
     renewals = server.auth_count() - auth_before
@@ -132,6 +136,7 @@ def test_tokens_revoked_every_few_seconds_lose_nothing(start_agent):
     )
     report(cmd.line("tokens revoked"))
     assert ev.lost == 0, f"acknowledged events never delivered: {ev.missing}"
+    assert not stale, f"stateful updates out of order: {stale}"
     assert cmd.lost == 0 and cmd.conflicting == 0, cmd
     assert refused >= 1  # the revocations did bite
     # One renewal per revocation, shared by the forwarder's threads and the commander (a
@@ -144,7 +149,7 @@ def test_tokens_revoked_every_few_seconds_lose_nothing(start_agent):
 def test_a_server_slower_than_the_request_timeout_then_recovery(start_agent):
     agent, enrolled = start_agent(forwarder={"request_timeout": "1s", **BACKOFF})
     server = enrolled.server
-    events = EventLoad(enrolled.config, "slow").start()
+    events = EventLoad(enrolled.config, "slow", stateful=10).start()
     commands = CommandLoad(server, enrolled.credentials.uuid, interval=0.5).start()
     try:
         events.wait_acked(500)
@@ -160,6 +165,7 @@ def test_a_server_slower_than_the_request_timeout_then_recovery(start_agent):
     wait_delivered(server, events)
     wait_commands_done(server, commands.ids)
     ev = tally_events(server, events)
+    stale = stale_documents(server, events)
     cmd = tally_commands(server, commands.ids)
     timeouts = during.get("requests_error", 0) - before.get("requests_error", 0)
     report(
@@ -168,6 +174,7 @@ def test_a_server_slower_than_the_request_timeout_then_recovery(start_agent):
     )
     report(cmd.line("slow server"))
     assert ev.lost == 0, f"acknowledged events never delivered: {ev.missing}"
+    assert not stale, f"stateful updates out of order: {stale}"
     assert cmd.lost == 0 and cmd.conflicting == 0, cmd
     assert timeouts >= 1
     assert (
