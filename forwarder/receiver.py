@@ -38,6 +38,8 @@ from forwarder.store import Commit, Store
 
 #: frames read from one socket before looking at the other and at the clock
 BURST = 2000
+#: longest time spent reading the PULL socket before looking at the rest (seconds)
+BURST_SECONDS = 0.02
 #: longest wait in one poll (seconds): held chunks and the stop flag are checked this often
 POLL_SECONDS = 0.05
 KINDS = ("stateless", "stateful")
@@ -186,7 +188,12 @@ class Receiver:
         return int(timeout * 1000)
 
     def _drain_pull(self, pull: zmq.Socket) -> None:
-        for _ in range(BURST):
+        # Bounded in frames and in time, so ingest requests, due chunks and commits are
+        # looked at often even under a flood of big frames.
+        until = time.monotonic() + BURST_SECONDS
+        for i in range(BURST):
+            if i & 63 == 63 and time.monotonic() > until:
+                return
             try:
                 frame = pull.recv(zmq.NOBLOCK)
             except zmq.Again:
