@@ -16,6 +16,7 @@ from forwarder.store import Store
 from tests.fixtures.run import clean_env
 from tests.fixtures.system import (
     EventLoad,
+    children,
     commander_counters,
     forwarder_counters,
     report,
@@ -88,5 +89,5 @@ def test_corrupt_and_truncated_queue_files_are_moved_aside_and_do_not_block_the_
     assert "queue problem at start" in table and "moved aside" in table, table
     log = agent.log.read_text(errors="replace")
     assert "moved aside" in log
-    assert agent.status()["services"]["agent"]["counters"]["children"]["forwarder"]["restarts"] == 0
+    assert children(agent)["forwarder"]["restarts"] == 0
     assert agent.stop() == 0

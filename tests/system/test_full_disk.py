@@ -96,7 +96,7 @@ def test_a_full_disk_stops_intake_cleanly_and_it_resumes_when_space_is_back(
         acked_when_full = events.acked_count()
         refusals = {r: n for r, n in events.replies.items() if r != "ok"}
         status = forwarder_counters(agent)
-        assert agent.status()["summary"]["healthy"]  # still running, still answering
+        wait_for(lambda: agent.status()["summary"]["healthy"], timeout=10)  # still answering
         assert events.acked_count() == acked_when_full  # and taking nothing meanwhile
 
         os.unlink(ballast)  # space comes back

@@ -24,6 +24,7 @@ from tests.fixtures.system import (
     EventLoad,
     children,
     commander_counters,
+    counters_of,
     forwarder_counters,
     report,
     tally_events,
@@ -208,9 +209,8 @@ def test_garbage_and_oversized_frames_on_every_socket_are_counted_and_good_event
     wait_for(
         lambda: counted(commander_counters(agent), "bad_input_", want_cmd) == dict(want_cmd), 30
     )
-    status = agent.status()["services"]
     controls = {
-        name: counted(status[name]["counters"], "control_rejected_", want_ctl)
+        name: counted(counters_of(agent, name), "control_rejected_", want_ctl)
         for name in ("agent", "forwarder", "commander")
     }
 
