@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,27 @@ class Child:
             "last_exit": self.last_exit,
             "last_exit_at": self.last_exit_at,
         }
+
+
+#: prctl(2) option: the signal a process gets when its parent dies (Linux)
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel for SIGTERM when ``parent`` dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not after
+    sigterm = int(signal.SIGTERM)
+
+    def ask() -> None:
+        prctl(PR_SET_PDEATHSIG, sigterm)
+        if os.getppid() != parent:  # the parent died before we asked
+            os._exit(1)
+
+    return ask
 
 
 def child_commands(config: Config) -> list[tuple[str, list[str]]]:
@@ -161,8 +183,12 @@ class Supervisor(Service):
 
     def _start(self, child: Child) -> None:
         # Children get their own process group so a Ctrl-C at the terminal reaches only
-        # the supervisor, which then stops them in order.
-        child.process = subprocess.Popen(child.argv, start_new_session=True)
+        # the supervisor, which then stops them in order. If the supervisor dies without
+        # stopping them (kill -9, a crash), the kernel sends them SIGTERM: orphans would
+        # keep the bus sockets and every child of the next `agentbus run` would fail.
+        child.process = subprocess.Popen(
+            child.argv, start_new_session=True, preexec_fn=_stop_with_parent(os.getpid())
+        )
         child.started_at = time.time()
         child.next_start = 0.0
         logger.info("started {} (pid {})", child.name, child.process.pid)
