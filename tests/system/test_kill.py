@@ -22,6 +22,7 @@ from tests.fixtures.system import (
     handoff_losses,
     kill_child,
     kill_everything,
+    kill_supervisor,
     random_pause,
     report,
     stale_documents,
@@ -34,8 +35,9 @@ from tests.fixtures.system import (
 pytestmark = pytest.mark.system
 
 ROUNDS = 3
-#: the victims of one round; "agent" is the supervisor together with all its children
-VICTIMS = ("forwarder", "commander", "agent-executor", "agent")
+#: the victims of one round; "agent" is the supervisor together with all its children,
+#: "supervisor" the supervisor alone (its children must follow it)
+VICTIMS = ("forwarder", "commander", "agent-executor", "agent", "supervisor")
 
 
 @pytest.mark.timeout(300)
@@ -55,10 +57,12 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
             rng.shuffle(victims)
             for victim in victims:
                 pause = random_pause(rng, 0.2, 2.0)
-                if victim in ("agent", "commander"):
+                if victim in ("agent", "commander", "supervisor"):
                     commander_kills.append(time.time())
                 if victim == "agent":
                     kill_everything(agent)
+                elif victim == "supervisor":
+                    kill_supervisor(agent)
                 else:
                     kill_child(agent, victim)
                 kills.append(f"{victim}@{pause:.2f}s")
