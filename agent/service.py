@@ -21,7 +21,7 @@ from agent.config import Config
 from agent.counters import Counters
 from bus.control import ControlServer
 from bus.endpoints import Endpoints
-from bus.errors import EXIT_OK, EXIT_RUNTIME
+from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
 from bus.sockets import SocketOptions
 
 
@@ -38,6 +38,8 @@ class Service:
         self.socket_options = socket_options_from_config(config)
         self._signals = 0
         self._control: ControlServer | None = None
+        #: set by fail(): run() raises it after a clean shutdown
+        self.fatal: AgentbusError | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
@@ -84,10 +86,10 @@ class Service:
             self._control.start()
             logger.info("{} started (pid {})", self.name, os.getpid())
             self.main_loop()
-            return EXIT_OK
+            code = EXIT_OK
         except Exception:
             logger.exception("{} stopped on an unexpected error", self.name)
-            return EXIT_RUNTIME
+            code = EXIT_RUNTIME
         finally:
             deadline = time.monotonic() + self.config.agent.stop_timeout
             try:
@@ -95,6 +97,16 @@ class Service:
             finally:
                 self._control.stop()
                 logger.info("{} stopped", self.name)
+        if self.fatal is not None:
+            raise self.fatal  # the CLI prints it as one line, with its exit code
+        return code
+
+    def fail(self, error: AgentbusError) -> None:
+        """Stop because of an error no retry can mend (e.g. the server refuses our key)."""
+        if self.fatal is None:
+            logger.error("{} stops: {}", self.name, error)
+            self.fatal = error
+        self.stop_event.set()
 
     def request_stop(self) -> None:
         """Ask for a graceful stop (thread-safe; also what the first signal does)."""

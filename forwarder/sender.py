@@ -33,7 +33,7 @@ from loguru import logger
 
 from agent.logs import RateLimitedLog
 from bus.errors import AgentbusError
-from comms.errors import ServerUnreachable
+from comms.errors import ServerRejected, ServerUnreachable
 from comms.ndjson import NEWLINE
 from forwarder.backoff import Backoff
 from forwarder.batcher import Batch, Batcher, Piece, pieces_of_events, split
@@ -88,6 +88,8 @@ class Sender:
         self._agent_line = agent_line
         self.workers = 1 if self.stateful else max(1, workers)
         self.stop_event = threading.Event()
+        #: the server's final refusal of our credentials; the service stops on it
+        self.fatal: ServerRejected | None = None
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._log = RateLimitedLog(6)
@@ -208,7 +210,11 @@ class Sender:
             except ServerUnreachable as exc:
                 self._failed(ticket, exc.retry_after, "error", f"server unreachable: {exc}")
                 continue
-            except AgentbusError as exc:  # no credentials, refused renewal, bad answer
+            except ServerRejected as exc:  # invalid key, unknown agent: final, no retry mends it
+                self.fatal = exc
+                self._failed(ticket, None, "error", str(exc))
+                continue
+            except AgentbusError as exc:  # no credentials, a renewal that failed, bad answer
                 self._failed(ticket, None, "error", str(exc))
                 continue
             except Exception as exc:

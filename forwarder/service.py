@@ -178,6 +178,9 @@ class Forwarder(Service):
             self.quarantine.close()
 
     def _upkeep(self) -> None:
+        for sender in self.senders.values():
+            if sender.fatal is not None:
+                self.fail(sender.fatal)  # the data stays queued for a corrected key
         now = time.monotonic()
         if now < self._next_upkeep:
             return

@@ -45,9 +45,6 @@ def test_commander_with_an_invalid_key_exits_3(
     assert server.request_count(path="/api/v1/authentication", status=401) == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="forwarder/sender.py retries ServerRejected instead of exiting 3"
-)
 @pytest.mark.timeout(90)
 def test_forwarder_with_an_invalid_key_exits_3(
     enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path
