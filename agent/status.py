@@ -100,6 +100,11 @@ def _forwarder(service: dict[str, Any], rate: dict[str, float]) -> str:
         out.append(
             f"  rate     {rate.get('received', 0):,.0f} ev/s in, {rate.get('acked', 0):,.0f} ev/s delivered"
         )
+    if c.get("quarantine_events"):
+        out.append(
+            f"  quarantine {c['quarantine_events']:,} events the server refused "
+            "(agentbus quarantine list|retry|drop)"
+        )
     if c.get("backoff"):
         out.append(f"  backing off {c['backoff']:.1f}s")
     if c.get("token_expires_in") is not None:

@@ -55,6 +55,14 @@ def test_list_retry_and_drop_quarantined_events(
         timeout=30,
     )
     assert "2 event(s) in quarantine" in human.stdout and "gone-1" in human.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "agent.main", "status", "--config", str(config_file)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "quarantine 2 events the server refused" in status.stdout
 
     # the document exists now: retrying the delete of gone-1 succeeds
     with Ingest(endpoints_from_config(agent.config).ingest) as ingest:
