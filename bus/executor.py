@@ -55,6 +55,8 @@ from bus.sockets import DEFAULT_MAX_MESSAGE_BYTES, SocketOptions, connect, make_
 HELLO_INTERVAL = 5.0
 #: seconds between attempts while a hello cannot be sent (no commander connected)
 HELLO_RETRY = 0.05
+#: longest sleep of the loop: a SIGTERM only sets a flag, which is seen this soon
+STOP_CHECK = 0.2
 #: how many command ids an executor remembers to recognise a command delivered twice
 DEDUPE_MEMORY = 10_000
 #: result codes of PROTOCOL.md
@@ -228,7 +230,7 @@ class Executor:
                 # commander learns about us within moments, not a whole interval later.
                 next_hello = now + (self.hello_interval if sent else HELLO_RETRY)
             # Retry unsent results soon; otherwise sleep until the next hello.
-            wait = 0.1 if self._pending else max(0.0, next_hello - now)
+            wait = 0.1 if self._pending else min(STOP_CHECK, max(0.0, next_hello - now))
             ready = dict(poller.poll(int(wait * 1000)))
             if wake_pull in ready:
                 while wake_pull.poll(0):
