@@ -28,7 +28,7 @@ from loguru import logger
 from agent.config import Config
 from agent.service import Service
 from bus.control import request
-from bus.errors import BusError, EndpointInUse
+from bus.errors import EXIT_SERVER, EXIT_USAGE, AgentbusError, BusError, EndpointInUse
 
 #: the longest wait between two restarts of a crashing child (seconds)
 MAX_RESTART_DELAY = 30.0
@@ -39,6 +39,14 @@ CHECK_INTERVAL = 0.2
 #: how long the forwarder gets to open its sockets before the others start (seconds)
 FORWARDER_READY_TIMEOUT = 15.0
 PID_FILE = "agentbus.pid"
+
+
+class ChildGaveUp(AgentbusError):
+    """A service stopped on an error that restarting cannot mend; the agent stops too."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -210,6 +218,8 @@ class Supervisor(Service):
         for child in self.children:
             if child.process is not None and child.process.poll() is not None:
                 self._on_exit(child, now)
+            if self.stop_event.is_set():
+                return  # stopping (a signal, or a child that gave up): start nothing
             if child.process is None and now >= child.next_start:
                 child.restarts += 1
                 self.counters.inc("restarts")
@@ -225,6 +235,17 @@ class Supervisor(Service):
         child.last_exit = how
         child.last_exit_at = time.time()
         child.process = None
+        if code in (EXIT_USAGE, EXIT_SERVER):
+            # Not enrolled, a bad config, the server refusing our key: a restart cannot mend
+            # it, and a loop of restarts would hammer the server. Stop, and say why.
+            why = (
+                "a configuration problem; see its log"
+                if code == EXIT_USAGE
+                else "the server refused this agent's credentials; see its log, and enroll "
+                "again with 'agentbus register --force' if the agent was removed"
+            )
+            self.fail(ChildGaveUp(f"{child.name} stopped (exit {code}): {why}", code))
+            return
         child.next_start = now + child.delay
         message = (
             f"{child.name} exited with {how} after {uptime:.1f}s; restarting in {child.delay:.0f}s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -143,3 +144,21 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.timeout(120)
+def test_a_refused_key_stops_the_whole_agent_with_exit_3(enrolled_agent, agent_process):
+    from comms.credentials import load_credentials, save_credentials
+
+    config, _credentials, server = enrolled_agent
+    agent = agent_process(config)
+    creds = load_credentials(config.data_dir)
+    save_credentials(config.data_dir, dataclasses.replace(creds, key="W" * 32))
+    (config.data_dir / "token.json").unlink(missing_ok=True)
+    server.revoke_tokens()  # the next call must authenticate, with the wrong key
+    send_events(config, 10)
+    assert agent.proc is not None
+    assert agent.proc.wait(timeout=60) == 3
+    log = agent.log.read_text()
+    assert "stopped (exit 3): the server refused this agent's credentials" in log
+    assert "agentbus: " in log.splitlines()[-1]
