@@ -28,7 +28,7 @@ from loguru import logger
 from agent.config import Config
 from agent.service import Service
 from bus.control import request
-from bus.errors import EXIT_SERVER, EXIT_USAGE, AgentbusError, BusError, EndpointInUse
+from bus.errors import EXIT_SERVER, AgentbusError, BusError, EndpointInUse
 
 #: the longest wait between two restarts of a crashing child (seconds)
 MAX_RESTART_DELAY = 30.0
@@ -235,16 +235,19 @@ class Supervisor(Service):
         child.last_exit = how
         child.last_exit_at = time.time()
         child.process = None
-        if code in (EXIT_USAGE, EXIT_SERVER):
-            # Not enrolled, a bad config, the server refusing our key: a restart cannot mend
-            # it, and a loop of restarts would hammer the server. Stop, and say why.
-            why = (
-                "a configuration problem; see its log"
-                if code == EXIT_USAGE
-                else "the server refused this agent's credentials; see its log, and enroll "
-                "again with 'agentbus register --force' if the agent was removed"
+        if code == EXIT_SERVER:
+            # The server refused our credentials: a restart cannot mend that, and a loop of
+            # restarts would hammer the server. Stop, and say why. (Exit 2 is restarted: the
+            # config was checked at start, and a socket still held by a child of a previous
+            # run that is shutting down is a reason to try again, not to give up.)
+            self.fail(
+                ChildGaveUp(
+                    f"{child.name} stopped (exit {code}): the server refused this agent's "
+                    "credentials; see its log, and enroll again with 'agentbus register "
+                    "--force' if the agent was removed",
+                    code,
+                )
             )
-            self.fail(ChildGaveUp(f"{child.name} stopped (exit {code}): {why}", code))
             return
         child.next_start = now + child.delay
         message = (
