@@ -26,6 +26,7 @@ from loguru import logger
 from agent.config import Config
 from agent.logs import RateLimitedLog
 from agent.service import Service
+from agent.storage import move_aside
 from bus.control import request as control_request
 from bus.errors import BusError, InvalidEvent
 from bus.sockets import Binding, bind, make_socket
@@ -146,14 +147,7 @@ class Commander(Service):
         try:
             return CommandStore(path)
         except sqlite3.DatabaseError as exc:
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            moved = []
-            for suffix in ("", "-wal", "-shm"):
-                part = path.with_name(path.name + suffix)
-                if part.exists():
-                    target = path.with_name(f"{path.name}.corrupt-{stamp}{suffix}")
-                    part.rename(target)
-                    moved.append(target.name)
+            moved = move_aside(path)
             message = (
                 f"{path} is unreadable ({exc}); moved aside as {', '.join(moved)} and "
                 f"started an empty one"

@@ -28,6 +28,7 @@ from loguru import logger
 
 from agent.config import Config
 from agent.service import Service
+from agent.storage import move_aside
 from forwarder.backoff import Backoff
 from forwarder.batcher import Batcher
 from forwarder.chunker import Chunk
@@ -136,14 +137,7 @@ class Forwarder(Service):
         try:
             return opener()
         except sqlite3.DatabaseError as exc:
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            moved = []
-            for suffix in ("", "-wal", "-shm"):
-                part = path.with_name(path.name + suffix)
-                if part.exists():
-                    target = path.with_name(f"{path.name}.corrupt-{stamp}{suffix}")
-                    part.rename(target)
-                    moved.append(target.name)
+            moved = move_aside(path)
             message = (
                 f"queue file {path} is unreadable ({exc}); moved aside as {', '.join(moved)} "
                 f"and started an empty queue"
