@@ -16,12 +16,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+#: parallel test workers (tests mostly wait on sockets and processes, so more than cores)
+TEST_WORKERS ?= 3
+
 ## make test: the whole test suite (except the slow system tests)
 test: $(STAMP)
 	@# the Node.js collector example's test needs its npm packages (skipped without node)
 	if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
 		(cd examples/node-collector && npm install --no-audit --no-fund --silent); fi
-	$(BIN)/python -m pytest -q -m "not system"
+	$(BIN)/python -m pytest -q -m "not system" -n $(TEST_WORKERS)
 
 ## make test-system: whole-system reliability tests (slow)
 test-system: $(STAMP)
