@@ -49,7 +49,7 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
     events = EventLoad(enrolled.config, "kill", stateful=10).start()
     commands = CommandLoad(server, enrolled.credentials.uuid, interval=0.4).start()
     kills = []
-    commander_kills: list[float] = []
+    commander_kills: list[tuple[float, float]] = []  # when a commander may have died
     try:
         events.wait_acked(500)
         for _round in range(ROUNDS):
@@ -57,8 +57,11 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
             rng.shuffle(victims)
             for victim in victims:
                 pause = random_pause(rng, 0.2, 2.0)
-                if victim in ("agent", "commander", "supervisor"):
-                    commander_kills.append(time.time())
+                now = time.time()
+                if victim in ("agent", "commander"):
+                    commander_kills.append((now, now))
+                elif victim == "supervisor":  # its orphaned commander stops gracefully
+                    commander_kills.append((now, now + enrolled.config.agent.stop_timeout + 1))
                 if victim == "agent":
                     kill_everything(agent)
                 elif victim == "supervisor":
