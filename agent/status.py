@@ -111,6 +111,11 @@ def _forwarder(service: dict[str, Any], rate: dict[str, float]) -> str:
         out.append(f"  token expires in {c['token_expires_in']:.0f}s")
     if c.get("last_error"):
         out.append(f"  last error {_ago(c.get('last_error_at'))}: {c['last_error']}")
+    for kind, q in (c.get("queues") or {}).items():
+        if q.get("write_failing"):
+            out.append(
+                f"  queue {kind} CANNOT WRITE since {_ago(q.get('write_error_at'))}: {q.get('write_error')}"
+            )
     for problem in c.get("queue_errors") or []:  # a corrupt queue file met at start-up
         out.append(f"  queue problem at start: {problem}")
     return "\n".join(out)

@@ -479,6 +479,10 @@ class Store:
                 "uncommitted_bytes": self._reserved,
                 "commits": self.commits,
                 "write_errors": self.write_errors,
+                # the store's own: a sender's last_error (503, timeouts) must not hide it
+                "write_error": self.last_error,
+                "write_error_at": self.last_error_at,
+                "write_failing": self.failing,
             }
         age = self.oldest_age()
         out["oldest_age"] = round(age, 3) if age is not None else None
