@@ -18,16 +18,23 @@ from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.refserver import REPO
 
 
-@pytest.mark.timeout(60)
-def test_commander_with_an_invalid_key_exits_3(
-    enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path
-) -> None:
+def _with_a_wrong_key(enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path) -> Path:
+    """Replace the agent's key by one the server does not know; returns a config file."""
     config, creds, server = enrolled_agent
     wrong = Credentials(uuid=creds.uuid, key="W" * 32, name=creds.name, server_url=server.url)
     save_credentials(config.data_dir, wrong)
     cfg = tmp_path / "agentbus.toml"
     agent = {"data_dir": str(config.data_dir), "run_dir": str(run_dir), "server_url": server.url}
     cfg.write_text(tomli_w.dumps({"agent": agent}))
+    return cfg
+
+
+@pytest.mark.timeout(60)
+def test_commander_with_an_invalid_key_exits_3(
+    enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path
+) -> None:
+    server = enrolled_agent.server
+    cfg = _with_a_wrong_key(enrolled_agent, tmp_path, run_dir)
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.main", "commander", "--config", str(cfg)],
         cwd=REPO,
@@ -49,12 +56,8 @@ def test_commander_with_an_invalid_key_exits_3(
 def test_forwarder_with_an_invalid_key_exits_3(
     enrolled_agent: EnrolledAgent, tmp_path: Path, run_dir: Path
 ) -> None:
-    config, creds, server = enrolled_agent
-    wrong = Credentials(uuid=creds.uuid, key="W" * 32, name=creds.name, server_url=server.url)
-    save_credentials(config.data_dir, wrong)
-    cfg = tmp_path / "agentbus.toml"
-    agent = {"data_dir": str(config.data_dir), "run_dir": str(run_dir), "server_url": server.url}
-    cfg.write_text(tomli_w.dumps({"agent": agent}))
+    server = enrolled_agent.server
+    cfg = _with_a_wrong_key(enrolled_agent, tmp_path, run_dir)
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.main", "forwarder", "--config", str(cfg)],
         cwd=REPO,
