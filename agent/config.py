@@ -78,8 +78,11 @@ class BusSection:
 
 @dataclass(frozen=True, kw_only=True)
 class ForwarderSection:
-    #: a batch is sent when it reaches this many bytes ...
+    #: a stateless batch is sent when it reaches this many bytes ...
     batch_max_bytes: Bytes = 1024 * 1024
+    #: byte limit of a stateful request body: with its headers it must fit one 16 KiB TLS
+    #: record, because the server parses each received piece on its own (docs/protocol.md)
+    stateful_batch_max_bytes: Bytes = 15 * 1024
     #: ... or this many events ...
     batch_max_events: int = 100_000
     #: ... or when its oldest event has waited this long
@@ -103,6 +106,9 @@ class ForwarderSection:
     backoff_max: Seconds = 60.0
     #: how often acked rows are removed from the queue files
     clear_acked_interval: Seconds = 10.0
+    #: refuse at the bus a stateful document the server's index mapping would refuse
+    #: (turn off for a server with other mappings)
+    check_documents: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +178,9 @@ class InventorySection:
     )
     #: dpkg's status file (packages); when absent, rpm is asked if it is installed
     dpkg_status: str = "/var/lib/dpkg/status"
+    #: every document is sent again (as an update) this often, so a server that lost an
+    #: index heals; 0 = never
+    resync_interval: Seconds = 86400.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +193,8 @@ class FimSection:
     interval: Seconds = 43200.0
     #: files larger than this are reported without a hash
     max_file_bytes: Bytes = 1024 * 1024 * 1024
+    #: every document is sent again (as an update) this often; 0 = never
+    resync_interval: Seconds = 86400.0
 
 
 @dataclass(frozen=True, kw_only=True)
