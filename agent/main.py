@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module with ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them up and turns errors into one line on stderr
-and the exit codes of DESIGN.md (0 ok, 1 runtime, 2 usage/config, 3 server).
+and the exit codes of the CLI contract (README; 0 ok, 1 runtime, 2 usage/config, 3 server).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import.
 
 from __future__ import annotations
 
-#: exit codes of the ``agentbus`` command (DESIGN.md, fixed contracts)
+#: exit codes of the ``agentbus`` command (a fixed contract: README, "Exit codes")
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2

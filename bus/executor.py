@@ -29,7 +29,7 @@ What happens on the wire (docs/bus-protocol.md):
 - an action without a handler is answered with code 1 "Command is not valid", a handler
   that raises with code 1 and the exception's text.
 
-Result codes (PROTOCOL.md): 0 success, 1 failure, 2 in progress, 3 timeout, 4 unknown.
+Result codes (docs/protocol.md, "Commands"): 0 success, 1 failure, 2 in progress, 3 timeout, 4 unknown.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ HELLO_RETRY = 0.05
 STOP_CHECK = 0.2
 #: how many command ids an executor remembers to recognise a command delivered twice
 DEDUPE_MEMORY = 10_000
-#: result codes of PROTOCOL.md
+#: result codes of the server protocol (docs/protocol.md)
 SUCCESS, FAILURE, IN_PROGRESS, TIMEOUT, UNKNOWN = 0, 1, 2, 3, 4
-#: the message for an action nobody handles, or bad arguments (PROTOCOL.md wording)
+#: the message for an action nobody handles, or bad arguments (the server protocol's wording, docs/protocol.md)
 NOT_VALID = "Command is not valid"
 #: longest result message sent (longer ones are cut)
 MAX_MESSAGE_CHARS = 4096

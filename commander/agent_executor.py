@@ -12,7 +12,7 @@ Run it as ``python -m commander.agent_executor --config F`` (``agentbus run`` st
   nothing changes.
 - ``fetch-config`` — fetch the files of the current groups again.
 - ``restart`` — answers 2 "in progress"; the commander restarts the agent once that report
-  is with the forwarder, and reports 0 when it is back (PROTOCOL.md).
+  is with the forwarder, and reports 0 when it is back (docs/protocol.md, "Commands").
 - anything else, or bad arguments → 1 "Command is not valid".
 """
 

@@ -13,7 +13,7 @@ from commander.routing import topic_of
 MAX_DOCUMENT_ID_CHARS = 512
 #: longest action name accepted
 MAX_NAME_CHARS = 256
-#: the PROTOCOL.md message for an action that cannot be run as given
+#: the protocol's message (docs/protocol.md) for an action that cannot be run as given
 NOT_VALID = "Command is not valid"
 
 
@@ -50,7 +50,7 @@ class Command:
         return self.received_at + self.timeout
 
     def bus_message(self, now: float | None = None) -> dict[str, Any]:
-        """The map published to executors (DESIGN.md: id, name, args, timeout, issued_at)."""
+        """The map published to executors (docs/bus-protocol.md: id, name, args, timeout, issued_at)."""
         left = self.deadline - (time.time() if now is None else now)
         return {
             "id": self.document_id,
@@ -62,7 +62,7 @@ class Command:
 
     @classmethod
     def from_server(cls, raw: Any, *, default_timeout: float, now: float | None = None) -> Command:
-        """Validate one element of the server's ``commands`` list (PROTOCOL.md, Commands)."""
+        """Validate one element of the server's ``commands`` list (docs/protocol.md, "Commands")."""
         if not isinstance(raw, dict):
             raise BadCommand("not_object", "a command must be a JSON object")
         doc = raw.get("document_id")

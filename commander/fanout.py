@@ -25,7 +25,7 @@ import zmq
 from commander.command import Command
 from commander.results import Hello
 
-#: result codes (PROTOCOL.md)
+#: result codes (docs/protocol.md)
 FAILURE, TIMEOUT = 1, 3
 
 

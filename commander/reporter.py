@@ -27,7 +27,7 @@ RETRY_INITIAL, RETRY_MAX = 0.2, 5.0
 
 
 def result_event(item: OutboxItem) -> dict[str, Any]:
-    """The stateful event of PROTOCOL.md that carries one command result."""
+    """The stateful event (docs/protocol.md, "Commands") that carries one command result."""
     return {
         "module": "command",
         "type": "stateful",

@@ -1,6 +1,6 @@
 """Messages on the results PULL socket, validated like any bus input.
 
-Executors push three kinds of maps (DESIGN.md, bus):
+Executors push three kinds of maps (docs/bus-protocol.md):
 
 - ``{"ack": "<id>"}`` — the command arrived; stop publishing it;
 - ``{"id": "<id>", "code": 0..4, "message": "<text>"}`` — the command's result;
@@ -18,7 +18,7 @@ import msgpack
 
 from bus.errors import InvalidEvent
 
-#: result codes of PROTOCOL.md
+#: result codes (docs/protocol.md)
 CODES = {0: "success", 1: "failure", 2: "in progress", 3: "timeout", 4: "unknown"}
 #: longest result message forwarded to the server (longer ones are cut)
 MAX_MESSAGE_CHARS = 4096

@@ -1,7 +1,7 @@
 """Command routing: which bus topic (module) executes a server action.
 
 ``<module>.<verb>`` goes to topic ``<module>``; a name without a dot (``set-group``,
-``fetch-config``, ``restart``) goes to the built-in topic ``agent`` (DESIGN.md).
+``fetch-config``, ``restart``) goes to the built-in topic ``agent`` (docs/bus-protocol.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Facts about this host sent at enrollment and in every events body (PROTOCOL.md).
+"""Facts about this host sent at enrollment and in every events body (docs/protocol.md).
 
 ``{"hostname", "architecture", "os": {"name", "type", "version"}, "ip": [...]}`` where ``ip``
 lists the addresses of network interfaces that are up, loopback excluded (it says nothing

@@ -1,4 +1,4 @@
-"""The agent metadata line that opens every events body (PROTOCOL.md, events, line 1).
+"""The agent metadata line that opens every events body (docs/protocol.md, "Events", line 1).
 
 ``agent_line(credentials, facts)`` renders it; :class:`AgentLine` keeps it current in a
 long-running service: it re-reads the credentials when ``credentials.json`` changes (new

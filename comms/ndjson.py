@@ -1,4 +1,4 @@
-"""The NDJSON body of an events request (PROTOCOL.md, "Events"), rendered once per event.
+"""The NDJSON body of an events request (docs/protocol.md, "Events"), rendered once per event.
 
 An event becomes its header line, then its data line (a stateful ``delete`` has no data
 line); a body is the agent metadata line followed by the events' lines, joined by ``\\n``,
