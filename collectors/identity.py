@@ -1,6 +1,6 @@
-"""Who this agent is, and the document ids of PROTOCOL.md built from it.
+"""Who this agent is, and the stateful document ids built from it.
 
-Stateful documents are named ``sha1hex(agent_uuid + ":" + primary_key)`` (PROTOCOL.md,
+Stateful documents are named ``sha1hex(agent_uuid + ":" + primary_key)`` (docs/protocol.md,
 Events), so the same package or file always maps to the same document on the server.
 """
 
@@ -45,5 +45,5 @@ def _uuid_from_file(data_dir: Path) -> str:
 
 
 def document_id(uuid: str, primary_key: str) -> str:
-    """``sha1hex(agent_uuid + ":" + primary_key)``, the id rule of PROTOCOL.md."""
+    """``sha1hex(agent_uuid + ":" + primary_key)``, the id rule of docs/protocol.md."""
     return hashlib.sha1(f"{uuid}:{primary_key}".encode()).hexdigest()

@@ -4,6 +4,16 @@ Each scan is compared with the stored state (:mod:`collectors.state`); the diffe
 go to the forwarder as stateful events in batches, and each batch is stored once the
 forwarder committed it. A scan that fails or is interrupted reports nothing for the
 part it did not finish — an incomplete scan must never look like "everything was deleted".
+
+Two things keep the server's documents matching the host over time:
+
+- **Reset on re-enrollment.** Document ids contain the agent uuid. The state remembers
+  whose it is; when the uuid changes (``agentbus register --force``), it starts from empty,
+  so the new agent creates all its documents instead of updating ones it never had.
+- **Periodic full resync.** Every ``resync_interval`` each collector sends every document
+  again, whole, as an ``update``: a server that lost an index heals (the forwarder turns
+  the 404 of an update into a create). When it last happened is stored, so a restart does
+  not bring it forward.
 """
 
 from __future__ import annotations
@@ -17,12 +27,19 @@ from typing import Any
 from loguru import logger
 
 from agent.config import Config
+from bus.indices import index_for
 from collectors.base import CollectorService
 from collectors.identity import agent_uuid, document_id
-from collectors.state import Change, Item, StateStore, Stored
+from collectors.isotime import iso_utc
+from collectors.state import TIMESTAMP, Change, Item, StateStore, Stored
 
 #: changes per acknowledged request; the state is saved after each
 BATCH_CHANGES = 500
+#: meta keys of the state file
+META_AGENT = "agent_uuid"
+META_SYNCED = "full_sync_at:"  # + collector: Unix time of the last full (re)send
+#: counter suffix per kind of change: ``<collector>_created`` and so on
+_DONE = {"create": "created", "update": "updated", "delete": "deleted", "resend": "resent"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +49,18 @@ class SyncResult:
     created: int = 0
     updated: int = 0
     deleted: int = 0
+    resent: int = 0  # unchanged documents sent again by a full resync
     complete: bool = True  # False when stopped before every change was committed
 
     @property
     def total(self) -> int:
-        return self.created + self.updated + self.deleted
+        return self.created + self.updated + self.deleted + self.resent
 
 
 class StatefulCollectorService(CollectorService):
     """Base of inventory and fim: ``scan()`` every ``interval`` (``--once``: one scan)."""
 
-    #: the stateful module of PROTOCOL.md this collector reports as
+    #: the stateful module (docs/protocol.md, Events) this collector reports as
     module = "inventory"
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
@@ -51,15 +69,23 @@ class StatefulCollectorService(CollectorService):
         self.uuid = ""
         self.state: StateStore | None = None
         self.scans = 0
+        #: wall clock of @timestamp and of the resync schedule (tests move it)
+        self.clock: Callable[[], float] = time.time
 
     @property
     def interval(self) -> float:
         raise NotImplementedError
 
+    @property
+    def resync_interval(self) -> float:
+        """Seconds between two full resyncs of a collector; 0: never."""
+        return 0.0
+
     def startup(self) -> None:
         self.uuid = agent_uuid(self.config.data_dir)
         super().startup()
         self.state = StateStore(self.state_path())
+        self.claim_state()
 
     def shutdown(self, deadline: float) -> None:
         if self.state is not None:
@@ -70,6 +96,9 @@ class StatefulCollectorService(CollectorService):
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
+                # Enrolled again while running? The documents of the old uuid are not ours.
+                self.uuid = agent_uuid(self.config.data_dir)
+                self.claim_state()
                 self.scan()
                 self.scans += 1
                 self.counters.inc("scans")
@@ -82,12 +111,55 @@ class StatefulCollectorService(CollectorService):
                 return
             self.stop_event.wait(self.interval)
 
+    def claim_state(self) -> None:
+        """Make the state this agent's: start from empty when it was another uuid's."""
+        assert self.state is not None
+        owner = self.state.meta(META_AGENT)
+        if owner is None:
+            # A state file from before the uuid was remembered: its ids tell whose it is.
+            sample = self.state.sample()
+            if sample is not None and self.doc_id(sample[0]) != sample[1]:
+                owner = "another agent"
+        if owner is not None and owner != self.uuid:
+            forgotten = self.state.count()
+            self.state.reset()
+            self.counters.inc("state_resets")
+            logger.warning(
+                "{}: the agent uuid changed ({} -> {}): state reset, {} stored documents"
+                " forgotten, everything is reported again",
+                self.name,
+                owner,
+                self.uuid,
+                forgotten,
+            )
+        if owner != self.uuid:
+            self.state.set_meta(META_AGENT, self.uuid)
+
     def scan(self) -> None:
         """Scan everything and report the differences (subclasses)."""
         raise NotImplementedError
 
     def doc_id(self, key: str) -> str:
         return document_id(self.uuid, key)
+
+    def _resync_due(self, collector: str, now: float) -> bool:
+        assert self.state is not None
+        if self.resync_interval <= 0:
+            return False
+        last = self.state.meta(META_SYNCED + collector)
+        if last is None:
+            # First scan (everything is a create anyway) or an older state: start the clock.
+            self.state.set_meta(META_SYNCED + collector, repr(now))
+            return False
+        try:
+            since = now - float(last)
+        except ValueError:
+            return True
+        if since < 0:
+            # The clock was set back: count from now rather than wait for the old future.
+            self.state.set_meta(META_SYNCED + collector, repr(now))
+            return False
+        return since >= self.resync_interval
 
     def sync(
         self,
@@ -99,20 +171,46 @@ class StatefulCollectorService(CollectorService):
     ) -> SyncResult:
         """Report the differences between the stored state of ``collector`` and ``current``."""
         assert self.state is not None
-        changes = self.state.diff(collector, current, self.doc_id, stable, previous)
-        counts = {"create": 0, "update": 0, "delete": 0}
+        now = self.clock()
+        resync = self._resync_due(collector, now)
+        index = index_for(self.module, collector)
+        changes = self.state.diff(
+            collector,
+            current,
+            self.doc_id,
+            stable,
+            previous,
+            # @timestamp only where the index has it (fim's has not: strict would refuse it)
+            timestamp=iso_utc(now) if index is None or TIMESTAMP in index.fields else None,
+            nullable=None if index is None else index.fields.keys(),
+            resync=resync,
+        )
+        counts = {"create": 0, "update": 0, "delete": 0, "resend": 0}
         for start in range(0, len(changes), BATCH_CHANGES):
             batch = changes[start : start + BATCH_CHANGES]
             if not self.send([self._event(ch) for ch in batch]):
                 return SyncResult(
-                    counts["create"], counts["update"], counts["delete"], complete=False
+                    counts["create"],
+                    counts["update"],
+                    counts["delete"],
+                    counts["resend"],
+                    complete=False,
                 )
             self.state.apply(batch)
             for ch in batch:
-                counts[ch.operation] += 1
+                counts["resend" if ch.resync else ch.operation] += 1
         for op, n in counts.items():
             if n:
-                self.counters.inc(f"{collector}_{op}d", n)
+                self.counters.inc(f"{collector}_{_DONE[op]}", n)
+        if resync:
+            self.state.set_meta(META_SYNCED + collector, repr(now))
+            self.counters.inc("resyncs")
+            logger.info(
+                "{} {}: full resync, {} unchanged documents sent again",
+                self.name,
+                collector,
+                counts["resend"],
+            )
         if changes:
             logger.info(
                 "{} {}: {} created, {} updated, {} deleted",
@@ -122,7 +220,7 @@ class StatefulCollectorService(CollectorService):
                 counts["update"],
                 counts["delete"],
             )
-        return SyncResult(counts["create"], counts["update"], counts["delete"])
+        return SyncResult(counts["create"], counts["update"], counts["delete"], counts["resend"])
 
     def _event(self, change: Change) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -132,8 +230,9 @@ class StatefulCollectorService(CollectorService):
             "id": change.doc_id,
             "operation": change.operation,
         }
-        if change.data is not None:
-            event["data"] = change.data
+        data = change.wire
+        if data is not None:
+            event["data"] = data
         return event
 
 

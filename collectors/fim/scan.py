@@ -1,29 +1,48 @@
-"""Walking the watched directories: one document per file, with its hash and attributes.
+"""Walking the watched directories: one document per file, with its hashes and attributes.
 
 A file whose size, mtime, ctime and inode are all unchanged since the last scan keeps
-its previous hash without being read again (ctime cannot be set back by a user, so a
-content change always shows there); everything else is hashed with sha256. Symbolic
-links are reported as links (their target), never followed. Files that vanish or cannot
-be read during the walk are skipped or reported without a hash, never a crash.
+its previous hashes and attributes without being read again (ctime cannot be set back by
+a user, and ``chattr`` moves it too, so a change always shows there); everything else is
+read once for md5, sha1 and sha256 together. Symbolic links are reported as links (their
+target), never followed. Files that vanish or cannot be read during the walk are skipped
+or reported without hashes, never a crash. Every field is one of the fim index's
+(:mod:`bus.indices`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import grp
 import hashlib
 import os
 import pwd
 import stat
+import struct
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
+from collectors.isotime import iso_utc_ns
 from collectors.state import Item, Stored
 
 #: read size while hashing
 HASH_CHUNK = 1024 * 1024
+#: the hashes of a file, all computed in one read
+HASHES = ("md5", "sha1", "sha256")
+#: ioctl FS_IOC_GETFLAGS (``lsattr``), and the inode flags worth reporting, by name
+FS_IOC_GETFLAGS = 0x80086601
+INODE_FLAGS = (
+    (0x00000010, "immutable"),
+    (0x00000020, "append_only"),
+    (0x00000001, "secure_deletion"),
+    (0x00000002, "undeletable"),
+    (0x00000004, "compressed"),
+    (0x00000008, "synchronous"),
+    (0x00000040, "no_dump"),
+    (0x00000080, "no_atime"),
+    (0x00000800, "encrypted"),
+)
 
 
 class ScanInterrupted(Exception):
@@ -34,9 +53,14 @@ def stamp_of(st: os.stat_result) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
 
 
-def iso_ns(ns: int) -> str:
-    dt = datetime.fromtimestamp(ns / 1e9, UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def attributes_of(fd: int) -> list[str] | None:
+    """The inode flags of an open file by name (None: the file system has none to tell)."""
+    try:
+        raw = fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4)
+    except OSError:
+        return None
+    flags = struct.unpack("i", raw)[0]
+    return [name for bit, name in INODE_FLAGS if flags & bit]
 
 
 class Scanner:
@@ -137,44 +161,55 @@ class Scanner:
             "owner": self._user(st.st_uid),
             "group": self._group(st.st_gid),
             "inode": str(st.st_ino),
-            "mtime": iso_ns(st.st_mtime_ns),
+            "mtime": iso_utc_ns(st.st_mtime_ns),
         }
         if kind == "symlink":
             try:
                 file["target_path"] = os.readlink(path)
             except OSError:
                 pass
-        elif previous is not None and previous.extra == stamp and "hash" in previous.data["file"]:
-            file["hash"] = previous.data["file"]["hash"]
-        elif st.st_size <= self.max_file_bytes:
-            digest = self._sha256(path)
-            if digest is not None:
-                file["hash"] = {"sha256": digest}
+        elif previous is not None and previous.extra == stamp and _complete(previous.data):
+            was = previous.data["file"]
+            file["hash"] = was["hash"]
+            if was.get("attributes"):
+                file["attributes"] = was["attributes"]
         else:
-            self._error("too_large")
+            too_large = st.st_size > self.max_file_bytes
+            if too_large:
+                self._error("too_large")
+            attributes, hashes = self._read(path, hash_it=not too_large)
+            if attributes:
+                file["attributes"] = attributes
+            if hashes is not None:
+                file["hash"] = hashes
         return Item({"file": file}, stamp)
 
-    def _sha256(self, path: str) -> str | None:
-        h = hashlib.sha256()
+    def _read(self, path: str, *, hash_it: bool) -> tuple[list[str] | None, dict[str, str] | None]:
+        """One open of a regular file: its inode flags and (``hash_it``) its hashes."""
         try:
             # O_NOFOLLOW: the path was a regular file a moment ago; never hash through a
             # link swapped in since. O_NONBLOCK: a fifo swapped in cannot hang the scan.
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             self._error("unreadable_file")
-            return None
+            return None, None
         try:
+            attributes = attributes_of(fd)
+            if not hash_it:
+                return attributes, None
+            hashes = [hashlib.new(name, usedforsecurity=False) for name in HASHES]
             while chunk := os.read(fd, HASH_CHUNK):
-                h.update(chunk)
+                for h in hashes:
+                    h.update(chunk)
                 if self.stop_event.is_set():
                     raise ScanInterrupted()
         except OSError:
             self._error("unreadable_file")
-            return None
+            return None, None
         finally:
             os.close(fd)
         self.hashed += 1
-        return h.hexdigest()
+        return attributes, {name: h.hexdigest() for name, h in zip(HASHES, hashes, strict=True)}
 
     def _user(self, uid: int) -> str:
         if uid not in self._users:
@@ -191,3 +226,9 @@ class Scanner:
             except KeyError:
                 self._groups[gid] = ""
         return self._groups[gid]
+
+
+def _complete(data: dict[str, Any]) -> bool:
+    """Whether a stored document has every hash (an older state may have sha256 only)."""
+    hashes = data.get("file", {}).get("hash") or {}
+    return all(name in hashes for name in HASHES)

@@ -1,8 +1,9 @@
 """The fim service: scan the watched directories at an interval, report what changed.
 
-Module ``fim``, collector ``file``; one document per file, id
-``sha1hex(agent_uuid + ":" + path)``. The baseline is the stored state of the last
-committed scan; the very first scan reports every file as ``create``.
+Module ``fim``, collector ``file``; one document per file of the ``wazuh-states-fim``
+index (no ``@timestamp``: that index has none), id ``sha1hex(agent_uuid + ":" + path)``.
+The baseline is the stored state of the last committed scan; the very first scan reports
+every file as ``create``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class FimService(StatefulCollectorService):
     @property
     def interval(self) -> float:
         return self.settings.interval
+
+    @property
+    def resync_interval(self) -> float:
+        return self.settings.resync_interval
 
     def scan(self) -> None:
         assert self.state is not None

@@ -1,8 +1,9 @@
 """The inventory service: scan the host at an interval, report what changed.
 
 Module ``inventory``; one collector per kind of inventory (``system``, ``hardware``,
-``packages``, ``processes``, ``networks``, ``ports``). Document ids follow PROTOCOL.md:
-``sha1hex(agent_uuid + ":" + primary key)``.
+``packages``, ``processes``, ``networks``, ``ports``), each an index of its own
+(``wazuh-states-inventory-<collector>``, :mod:`bus.indices`). Document ids follow
+docs/protocol.md: ``sha1hex(agent_uuid + ":" + primary key)``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class InventoryService(StatefulCollectorService):
     @property
     def interval(self) -> float:
         return self.settings.interval
+
+    @property
+    def resync_interval(self) -> float:
+        return self.settings.resync_interval
 
     def scan(self) -> None:
         for name, scanner in self.scanners.items():

@@ -192,3 +192,23 @@ def _toml(config: Any, run_dir: Path) -> str:
         f'[agent]\ndata_dir = "{config.agent.data_dir}"\nrun_dir = "{config.agent.run_dir}"\n'
     )
     return str(path)
+
+
+def test_the_servers_document_loses_a_field_the_host_lost(make_config, sink, run_service, tmp_path):
+    """An update is a partial merge: the field that disappeared goes as null, and the
+    server's document no longer has its old value."""
+    status = tmp_path / "dpkg-status"
+    _write_status(status, [_package("alpha", "1.0")])
+    config = make_config(
+        {"collectors": {"inventory": {"collectors": ["packages"], "dpkg_status": str(status)}}}
+    )
+    write_credentials(config)
+    (created,) = _scan(run_service, config, sink)
+    assert created["data"]["package"]["description"] == "the alpha tool"
+    _write_status(status, [_package("alpha", "1.1").replace("Description:", "X-Description:")])
+    (updated,) = _scan(run_service, config, sink)
+    assert updated["operation"] == "update" and updated["data"]["package"]["description"] is None
+    (doc,) = sink.server.documents("wazuh-states-inventory-packages")
+    assert doc["data"]["package"]["version"] == "1.1"
+    assert doc["data"]["package"].get("description") is None
+    assert doc["data"]["@timestamp"] == updated["data"]["@timestamp"]
