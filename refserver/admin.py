@@ -201,6 +201,8 @@ async def stats(request: Request) -> Response:
     return json_response(
         {
             "auth_count": state.stats.auth_count,
+            "stateless_swallowed": state.stats.stateless_swallowed,
+            "documents_refused": state.stats.documents_refused,
             "waiting_polls": state.waiters.count(),
             "clock_skew": state.clock.skew,
             "requests": requests,
@@ -210,7 +212,5 @@ async def stats(request: Request) -> Response:
 
 @router.delete("/stats")
 async def reset_stats(request: Request) -> Response:
-    state = state_of(request)
-    state.stats.auth_count = 0
-    state.stats.requests.clear()
+    state_of(request).stats.reset()
     return Response(status_code=204)

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 
 from agent.logs import RateLimitedLog
 from refserver import admin, comms, management
-from refserver.errors import HTTPError, error_response
+from refserver.errors import HTTPError, error_for
 from refserver.faults import FaultMiddleware, Faults
 from refserver.options import ServerOptions
 from refserver.state import ServerState
@@ -57,17 +57,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
-async def _starlette_error(_request: Request, exc: Exception) -> Response:
+async def _starlette_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    return error_for(request.url.path, exc.status_code, str(exc.detail), headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     error = exc.errors()[0]
     key = ".".join(str(part) for part in error["loc"])
-    return error_response(400, f"{key} {error['msg'].lower()}")
+    return error_for(request.url.path, 400, f"{key} {error['msg'].lower()}")
 
 
-async def _internal_error(_request: Request, exc: Exception) -> Response:
-    return error_response(500, str(exc) or type(exc).__name__)
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return error_for(request.url.path, 500, str(exc) or type(exc).__name__)

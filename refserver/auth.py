@@ -1,7 +1,7 @@
 """Who is calling: Basic users and Bearer tokens of the management API, agent tokens of comms.
 
 The comms API answers every token problem with **403** (not 401), as the real server does;
-the management API answers 401.
+the management API answers 401 in its own shape (``{"title": "Unauthorized", "detail"}``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hmac
 
 from starlette.requests import Request
 
-from refserver.errors import HTTPError
+from refserver.errors import HTTPError, ProblemError
 from refserver.state import ServerState
 from refserver.tokens import COMMS_AUDIENCE, MANAGEMENT_AUDIENCE
 
@@ -43,12 +43,14 @@ def comms_agent(request: Request) -> str:
 
 
 def management_user(request: Request) -> str:
-    """The user of a valid management token; 401 otherwise."""
-    token = _bearer(request, 401)
+    """The user of a valid management token; 401 with the real details otherwise."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProblemError(401, "No authorization token provided")
     try:
-        claims = state_of(request).tokens.decode(token, MANAGEMENT_AUDIENCE)
-    except HTTPError as exc:
-        raise HTTPError(401, exc.message)
+        claims = state_of(request).tokens.decode(token.strip(), MANAGEMENT_AUDIENCE)
+    except HTTPError:
+        raise ProblemError(401, "Invalid token")
     return str(claims.get("sub", ""))
 
 
@@ -58,15 +60,15 @@ def basic_user(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
-        raise HTTPError(401, "Invalid credentials")
+        raise ProblemError(401, "Invalid credentials")
     try:
         user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise HTTPError(401, "Invalid credentials")
+        raise ProblemError(401, "Invalid credentials")
     good_user = hmac.compare_digest(user.encode(), options.user.encode())
     good_password = hmac.compare_digest(password.encode(), options.password.encode())
     if not (sep and good_user and good_password):
-        raise HTTPError(401, "Invalid credentials")
+        raise ProblemError(401, "Invalid credentials")
     return user
 
 

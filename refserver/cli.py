@@ -2,10 +2,12 @@
 
     agentbus server [--host H] [--port P] [--data-dir D] [--self-signed | --tls-cert C --tls-key K]
                     [--user U] [--password P] [--command-hold S] [--clock-skew S]
+                    [--stateful-chunk N] [--allow-uuid7] [--no-strict-documents]
+                    [--upsert-documents]
     agentbus server command --agent ID|--group G --name N [--args JSON] [--timeout S]
     agentbus server events [--module M] [--agent ID] [--count]
     agentbus server agents | commands | results | stats
-    agentbus server fault --status 503 [--count N | --seconds T] [--retry-after S] ...
+    agentbus server fault --status 503 [--count N | --seconds T] [--retry-after S] [--message M]
     agentbus server fault --clear | --list
     agentbus server revoke-tokens | put-file NAME FILE | resend DOCUMENT_ID
 
@@ -74,6 +76,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--admin-any-host", action="store_true", help="answer the admin API from any address"
     )
+    relax = parser.add_argument_group(
+        "relaxing the real server's rules (for experiments; the default is as strict as 6.0.0)"
+    )
+    relax.add_argument(
+        "--allow-uuid7", action="store_true", help="enrollment accepts UUID v7 ids besides v4"
+    )
+    relax.add_argument(
+        "--no-strict-documents",
+        dest="strict_documents",
+        action="store_false",
+        help="store stateful documents without checking them against their index's mapping",
+    )
+    relax.add_argument(
+        "--upsert-documents",
+        action="store_true",
+        help="stateful create/update replace or create the document (no 409, 404 or merge)",
+    )
+    serve.add_argument(
+        "--stateful-chunk",
+        type=int,
+        metavar="N",
+        help="parse each stateful request per N-byte piece (headers included), as the 6.0.0"
+        " comms API parses each receive chunk (16384: one TLS record)",
+    )
     serve.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
@@ -124,6 +150,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--drop", action="store_true", help="close the connection, no answer")
     p.add_argument("--max-body", type=int, help="only bodies above this many bytes (413)")
     p.add_argument("--path", help="only paths starting with this (default: all but /admin)")
+    p.add_argument(
+        "--message",
+        help="the error text of --status (e.g. \"Couldn't connect to the indexer: connection"
+        ' refused")',
+    )
     p.add_argument("--clear", action="store_true", help="remove every fault")
     p.add_argument("--list", action="store_true", help="show the active faults")
 
@@ -149,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     if args.key_hash_rounds < 1:
         print("agentbus server: --key-hash-rounds must be at least 1", file=sys.stderr)
+        return 2
+    if args.stateful_chunk is not None and args.stateful_chunk < 1:
+        print("agentbus server: --stateful-chunk must be at least 1", file=sys.stderr)
         return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("agentbus server: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -181,6 +215,10 @@ def _serve(args: argparse.Namespace) -> int:
         clock_skew=args.clock_skew,
         admin_any_host=args.admin_any_host,
         key_hash_rounds=args.key_hash_rounds,
+        allow_uuid7=args.allow_uuid7,
+        strict_documents=args.strict_documents,
+        upsert_documents=args.upsert_documents,
+        stateful_chunk=args.stateful_chunk,
     )
     try:
         return serve(options, log_level=args.log_level)
@@ -255,6 +293,7 @@ def _fault(client: Any, args: argparse.Namespace) -> int:
         drop=args.drop,
         max_body=args.max_body,
         path=args.path,
+        message=args.message,
     )
     print(json.dumps(rule, separators=(",", ":")))
     return 0

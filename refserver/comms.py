@@ -2,8 +2,10 @@
 
 Each handler keeps the real server's time limit (authentication 20 s, stateful 30 s,
 stateless 10 s → 408). Bodies are read as a stream and parsed line by line
-(:mod:`refserver.ndjson`); storing happens in a worker thread so held long-polls and other
-requests keep being served meanwhile.
+(:mod:`refserver.ndjson`), or, with ``--stateful-chunk``, stateful bodies per fixed-size
+piece as the 6.0.0 server does (:mod:`refserver.chunks`); storing happens in a worker
+thread so held long-polls and other requests keep being served meanwhile. Stateful items
+are applied with the indexer's semantics (:mod:`refserver.documents`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -20,6 +23,7 @@ from starlette.responses import Response
 
 from refserver import errors
 from refserver.auth import comms_agent, state_of
+from refserver.chunks import PieceReader, head_size
 from refserver.errors import HTTPError, bad_request, error_response, json_response
 from refserver.ndjson import BodyParser, Kind
 from refserver.passwords import verify_secret
@@ -75,18 +79,31 @@ async def _parse(request: Request, kind: Kind, limit: float) -> BodyParser:
     if encoding != "identity":
         raise bad_request(f"Content-Encoding {encoding} is not supported")
     parser = BodyParser(kind)
+    reader: BodyParser | PieceReader = parser
+    size = state_of(request).options.stateful_chunk
+    if kind == "stateful" and size is not None:
+        reader = PieceReader(parser, size, _head_size(request))
     try:
         async with asyncio.timeout(limit):
             async for chunk in request.stream():
-                parser.feed(chunk)
+                reader.feed(chunk)
     except TimeoutError:
         raise HTTPError(408, errors.TIMEOUT_MESSAGE)
     except ClientDisconnect:
         raise bad_request(
             "The client disconnected during the stream processing", errors.STREAM_DISCONNECTED
         )
-    parser.finish()
+    reader.finish()
     return parser
+
+
+def _head_size(request: Request) -> int:
+    """The size of the request line and headers as the client sent them."""
+    target = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    if query:
+        target += b"?" + query
+    return head_size(request.method, target.decode("latin-1"), list(request.scope["headers"]))
 
 
 @router.post("/events/stateless")
@@ -95,6 +112,7 @@ async def stateless(request: Request) -> Response:
     state = state_of(request)
     parser = await _parse(request, "stateless", errors.TIMEOUT_STATELESS)
     await asyncio.to_thread(state.store.add_stateless, agent_id, parser.stateless)
+    state.stats.stateless_swallowed += parser.swallowed
     state.store.seen(agent_id, parser.groups, request.headers.get("user-agent"))
     return Response(status_code=204)
 
@@ -104,7 +122,17 @@ async def stateful(request: Request) -> Response:
     agent_id = comms_agent(request)
     state = state_of(request)
     parser = await _parse(request, "stateful", errors.TIMEOUT_STATEFUL)
-    results = await asyncio.to_thread(state.store.add_stateful, agent_id, parser.stateful)
+    options = state.options
+    results = await asyncio.to_thread(
+        partial(
+            state.store.add_stateful,
+            strict=options.strict_documents,
+            upsert=options.upsert_documents,
+        ),
+        agent_id,
+        parser.stateful,
+    )
+    state.stats.documents_refused += sum(1 for item in results if item["status"] == 400)
     state.store.seen(agent_id, parser.groups, request.headers.get("user-agent"))
     return json_response({"results": results})
 

@@ -4,7 +4,10 @@ A :class:`FaultRule` makes the server misbehave for requests whose path starts w
 (default: every request outside ``/admin``): answer ``status`` (with ``Retry-After`` when
 asked), wait ``delay`` seconds first, or drop the connection without an answer. ``max_body``
 limits the rule to requests whose body is larger (413 by default). A rule lasts ``count``
-matching requests, ``seconds`` from now, or until cleared. Off by default.
+matching requests, ``seconds`` from now, or until cleared. Off by default. ``message`` is
+the text of the injected error (e.g. 403 ``Couldn't connect to the indexer: connection
+refused``, the real server's words when its indexer is down), in the body shape of the API
+the path belongs to.
 
 The same layer counts every request by (method, path, status) for the admin API; a dropped
 connection counts with status 0.
@@ -22,6 +25,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from refserver.errors import is_management, problem_body
 from refserver.state import Stats
 
 ADMIN_PREFIX = "/admin"
@@ -37,21 +41,38 @@ class FaultRule:
     drop: bool = False
     max_body: int | None = None
     path: str | None = None
+    #: the error text of an injected status (default ``Injected fault``; 413: its phrase)
+    message: str | None = None
     #: monotonic deadline, set from ``seconds`` when the rule is added
     until: float | None = field(default=None, repr=False)
     hits: int = 0
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> FaultRule:
-        known = {"status", "count", "seconds", "retry_after", "delay", "drop", "max_body", "path"}
+        known = {
+            "status",
+            "count",
+            "seconds",
+            "retry_after",
+            "delay",
+            "drop",
+            "max_body",
+            "path",
+            "message",
+        }
         unknown = set(body) - known
         if unknown:
             raise ValueError(f"unknown fault option(s): {', '.join(sorted(unknown))}")
+        message = body.get("message")
+        if message is not None and not isinstance(message, str):
+            raise ValueError("message must be a string")
         rule = cls(**body)
         if rule.max_body is not None and rule.status is None:
             rule.status = 413
         if rule.status is None and not rule.drop and rule.delay is None:
             raise ValueError("a fault needs status, drop or delay")
+        if rule.message is not None and rule.status is None:
+            raise ValueError("message needs status (it is the text of the injected error)")
         if rule.status is not None and not 100 <= int(rule.status) <= 599:
             raise ValueError("status must be an HTTP status")
         if rule.count is not None and rule.count < 1:
@@ -72,6 +93,7 @@ class FaultRule:
                 ("drop", self.drop or None),
                 ("max_body", self.max_body),
                 ("path", self.path),
+                ("message", self.message),
             )
             if v is not None
         }
@@ -169,7 +191,7 @@ class FaultMiddleware:
                 await self.app(scope, receive, counting_send)
                 return
             await _drain(receive)
-            await _answer(rule, counting_send)
+            await _answer(rule, path, counting_send)
         finally:
             if counted:
                 self.stats.requests[(method, path, status_seen)] += 1
@@ -185,10 +207,15 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _answer(rule: FaultRule, send: Send) -> None:
+async def _answer(rule: FaultRule, path: str, send: Send) -> None:
     assert rule.status is not None
-    message = "Request Entity Too Large" if rule.status == 413 else "Injected fault"
-    body = orjson.dumps({"message": message, "code": rule.status})
+    message = rule.message
+    if message is None:
+        message = "Request Entity Too Large" if rule.status == 413 else "Injected fault"
+    if is_management(path):
+        body = problem_body(rule.status, message)
+    else:
+        body = orjson.dumps({"message": message, "code": rule.status})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if rule.retry_after is not None:
         headers.append((b"retry-after", _seconds(rule.retry_after).encode()))

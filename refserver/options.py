@@ -35,6 +35,16 @@ class ServerOptions:
     admin_any_host: bool = False
     #: PBKDF2 rounds for new agent keys (lower only for tests and benchmarks)
     key_hash_rounds: int = 100_000
+    # -- relaxations of the real server's rules, for experiments (all off: as strict as 6.0.0)
+    #: enrollment also accepts UUID v7 ids (the real validator takes v4 only)
+    allow_uuid7: bool = False
+    #: check stateful documents against their index's mapping (the real indices are strict)
+    strict_documents: bool = True
+    #: stateful create/update as create-or-replace (the real indexer: 409 / 404 / merge)
+    upsert_documents: bool = False
+    #: parse stateful bodies per N-byte piece of the request, as the 6.0.0 comms API parses
+    #: each receive chunk (None: one correct streaming parse)
+    stateful_chunk: int | None = None
 
     @property
     def tls(self) -> bool:

@@ -21,6 +21,14 @@ class Stats:
     auth_count: int = 0
     #: (method, path, status) → requests; status 0 means the connection was dropped
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: stateless data lines the engine's reading took for headers: events lost silently
+    stateless_swallowed: int = 0
+    #: stateful items refused because their document does not fit the index's mapping
+    documents_refused: int = 0
+
+    def reset(self) -> None:
+        self.auth_count = self.stateless_swallowed = self.documents_refused = 0
+        self.requests.clear()
 
 
 class ServerState:

@@ -16,9 +16,15 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
+
+from bus.indices import index_name
+from refserver import documents
+from refserver.documents import Key, StatefulRow
+
+__all__ = ["AgentExists", "StatefulRow", "Store", "index_name", "new_document_id"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -54,35 +60,9 @@ CREATE TABLE IF NOT EXISTS results (
 );
 """
 
-#: the index a stateful module's documents live in (as the real indexer names them)
-INDEX_OF = {
-    "fim": "wazuh-states-fim",
-    "sca": "wazuh-states-sca",
-    "vulnerability": "wazuh-states-vulnerabilities",
-    "command": "wazuh-commands",
-}
-
-
-def index_name(module: str, collector: str | None) -> str:
-    if module == "inventory":
-        return f"wazuh-states-inventory-{collector}"
-    return INDEX_OF.get(module, f"wazuh-states-{module}")
-
 
 class AgentExists(Exception):
     """An agent with this id is already enrolled."""
-
-
-class StatefulRow(NamedTuple):
-    """One parsed stateful event, ready to store (a tuple: cheap to build per event)."""
-
-    header: str  # the header line as received
-    data: str | None  # the data line as received (None for delete)
-    doc_id: str
-    module: str
-    collector: str | None
-    operation: str
-    result: dict[str, Any] | None  # command results: {"code": c, "message": m}
 
 
 def new_document_id() -> str:
@@ -183,22 +163,37 @@ class Store:
             )
             self._count(agent_id, "stateless", Counter(row[0] for row in rows))
 
-    def add_stateful(self, agent_id: str, rows: Sequence[StatefulRow]) -> list[dict[str, Any]]:
-        """Store stateful events and apply them to their documents; one result per event."""
+    def add_stateful(
+        self,
+        agent_id: str,
+        rows: Sequence[StatefulRow],
+        *,
+        strict: bool = True,
+        upsert: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Apply stateful events to their documents as the indexer would
+        (:mod:`refserver.documents`) and record them; one result per event, in order.
+
+        An item refused by the mapping check is neither stored nor recorded as received.
+        """
         now = time.time()
         with self._lock, self._transaction():
+            keys = {documents.key_of(r) for r in rows if r.module != "command"}
+            applied = documents.apply(rows, self._current(keys), strict=strict, upsert=upsert)
+            kept = [r for r, refused in zip(rows, applied.refused, strict=True) if not refused]
             self._db.executemany(
                 "INSERT INTO events (agent_id, kind, module, collector, doc_id, operation,"
                 " header, data, received) VALUES (?, 'stateful', ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (agent_id, r.module, r.collector, r.doc_id, r.operation, r.header, r.data, now)
-                    for r in rows
+                    for r in kept
                 ],
             )
-            self._count(agent_id, "stateful", Counter(row.module for row in rows))
-            results = self._apply_documents(agent_id, rows, now)
+            self._count(agent_id, "stateful", Counter(row.module for row in kept))
+            self._write_documents(agent_id, applied.changes, now)
+            results = applied.results
             for i, row in enumerate(rows):
-                if row.module == "command":
+                if row.module == "command" and not results[i]:
                     index = index_name(row.module, row.collector)
                     results[i] = self._command_result(index, agent_id, row, now)
         return results
@@ -223,7 +218,7 @@ class Store:
         if row.operation == "delete":
             cursor = self._db.execute("DELETE FROM commands WHERE document_id = ?", (row.doc_id,))
             found = cursor.rowcount > 0
-            return _item(
+            return documents.item(
                 index, row.doc_id, "deleted" if found else "not_found", 200 if found else 404
             )
         # Result code 2 means "in progress": the command is not done yet.
@@ -234,46 +229,14 @@ class Store:
             (status, code, message, now, row.doc_id),
         )
         if cursor.rowcount == 0:
-            return _item(index, row.doc_id, "not_found", 404)
-        return _item(index, row.doc_id, "updated", 200)
+            return documents.item(index, row.doc_id, "not_found", 404)
+        return documents.item(index, row.doc_id, "updated", 200)
 
-    def _apply_documents(
-        self, agent_id: str, rows: Sequence[StatefulRow], now: float
-    ) -> list[dict[str, Any]]:
-        """Apply document events in order, in bulk: one lookup and two executemany per batch.
-
-        Results are decided in memory from which documents exist (before the batch, then as
-        the batch changes them); only each document's final state is written.
-        """
-        keys = [(index_name(r.module, r.collector), r.doc_id) for r in rows]
-        wanted = {key for key, r in zip(keys, rows, strict=True) if r.module != "command"}
-        exists = self._existing(wanted)
-        final: dict[tuple[str, str], str | None] = {}  # key → last data, None when deleted
-        results: list[dict[str, Any]] = []
-        for (index, doc_id), row in zip(keys, rows, strict=True):
-            if row.module == "command":
-                results.append({})  # filled in by the caller
-                continue
-            key = (index, doc_id)
-            if row.operation == "delete":
-                found = key in exists
-                exists.discard(key)
-                final[key] = None
-                results.append(
-                    _item(index, doc_id, "deleted" if found else "not_found", 200 if found else 404)
-                )
-            else:
-                created = key not in exists
-                exists.add(key)
-                final[key] = row.data
-                results.append(
-                    _item(
-                        index, doc_id, "created" if created else "updated", 201 if created else 200
-                    )
-                )
+    def _write_documents(self, agent_id: str, changes: dict[Key, str | None], now: float) -> None:
+        """Write each changed document's final state: two executemany per request."""
         self._db.executemany(
             "DELETE FROM documents WHERE idx = ? AND doc_id = ?",
-            [key for key, data in final.items() if data is None],
+            [key for key, data in changes.items() if data is None],
         )
         self._db.executemany(
             "INSERT INTO documents (idx, doc_id, agent_id, data, updated) VALUES (?, ?, ?, ?, ?)"
@@ -281,15 +244,14 @@ class Store:
             " agent_id = excluded.agent_id, updated = excluded.updated",
             [
                 (idx, doc, agent_id, data, now)
-                for (idx, doc), data in final.items()
+                for (idx, doc), data in changes.items()
                 if data is not None
             ],
         )
-        return results
 
-    def _existing(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (index, id) documents are stored."""
-        found: set[tuple[str, str]] = set()
+    def _current(self, keys: set[Key]) -> dict[Key, str]:
+        """The stored text of those (index, id) documents that exist."""
+        found: dict[Key, str] = {}
         by_index: dict[str, list[str]] = {}
         for index, doc_id in keys:
             by_index.setdefault(index, []).append(doc_id)
@@ -298,10 +260,10 @@ class Store:
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    f"SELECT doc_id FROM documents WHERE idx = ? AND doc_id IN ({marks})",
+                    f"SELECT doc_id, data FROM documents WHERE idx = ? AND doc_id IN ({marks})",
                     (index, *chunk),
                 ).fetchall()
-                found.update((index, row[0]) for row in rows)
+                found.update(((index, row[0]), row[1] or "{}") for row in rows)
         return found
 
     def events(
@@ -464,10 +426,6 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def _item(index: str, doc_id: str, result: str, status: int) -> dict[str, Any]:
-    return {"index": index, "id": doc_id, "result": result, "status": status}
 
 
 def _filters(module: str | None, agent: str | None, kind: str | None) -> tuple[str, tuple]:

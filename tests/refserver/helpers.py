@@ -135,3 +135,31 @@ def error_of(response: requests.Response) -> tuple[int, str, int]:
     assert set(body) == {"message", "code"}, body
     assert isinstance(body["message"], str) and isinstance(body["code"], int)
     return response.status_code, body["message"], body["code"]
+
+
+def problem_of(response: requests.Response) -> tuple[int, str, str]:
+    """(status, title, detail) of a management API error; checks the body has that shape."""
+    body = response.json()
+    assert set(body) in ({"title", "detail"}, {"title", "detail", "error"}), body
+    assert isinstance(body["title"], str) and isinstance(body["detail"], str)
+    return response.status_code, body["title"], body["detail"]
+
+
+#: a document each stateful index accepts (its mapping is strict), by (module, collector)
+VALID_DATA: dict[tuple[str, str | None], dict[str, Any]] = {
+    ("fim", None): {"file": {"path": "/etc/hosts", "size": 12}},
+    ("inventory", "hardware"): {"host": {"cpu": {"cores": 4}}},
+    ("inventory", "hotfixes"): {"package": {"hotfix": {"name": "KB500"}}},
+    ("inventory", "networks"): {"interface": {"mtu": 1500}},
+    ("inventory", "packages"): {"package": {"name": "bash", "version": "5.2"}},
+    ("inventory", "ports"): {"source": {"port": 22}},
+    ("inventory", "processes"): {"process": {"pid": 1, "name": "init"}},
+    ("inventory", "system"): {"host": {"hostname": "h1"}},
+    ("sca", None): {"check": {"id": "1", "result": "passed"}},
+    ("vulnerability", None): {"vulnerability": {"id": "CVE-2024-0001"}},
+}
+
+
+def valid_data(module: str, collector: str | None = None) -> str:
+    """A data line the index of ``module`` (and inventory ``collector``) accepts."""
+    return dumps(VALID_DATA[(module, collector if module == "inventory" else None)])

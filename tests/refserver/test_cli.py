@@ -167,3 +167,61 @@ def test_given_certificate_and_key_serve_https(refserver_factory, tmp_path) -> N
     assert r.status_code == 200
     with pytest.raises(requests.ConnectionError):  # plain HTTP is not spoken there
         requests.get(server.url.replace("https://", "http://") + "/admin/health", timeout=10)
+
+
+def test_fault_message_from_the_command_line(refserver) -> None:
+    agent = enroll(refserver.url)
+    text = "Couldn't get key pair: disk full"
+    out = agentbus(
+        "fault",
+        "--url",
+        refserver.url,
+        "--status",
+        "403",
+        "--count",
+        "1",
+        "--path",
+        "/api/v1/authentication",
+        "--message",
+        text,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["message"] == text
+    r = requests.post(
+        f"{refserver.url}/api/v1/authentication",
+        json={"uuid": agent.id, "key": agent.key},
+        timeout=10,
+    )
+    assert r.status_code == 403 and r.json() == {"message": text, "code": 403}
+
+
+def test_stats_show_the_swallowed_stateless_lines(refserver) -> None:
+    agent = enroll(refserver.url)
+    lookalike = stateless_pair("audit", "auditd")[0]  # a data line with module and collector
+    assert agent.post("stateless", [stateless_pair()[0], lookalike]).status_code == 204
+    out = agentbus("stats", "--url", refserver.url)
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    assert stats["stateless_swallowed"] == 1 and stats["documents_refused"] == 0
+
+
+def test_relaxing_flags_reach_the_server(refserver_factory) -> None:
+    import uuid6
+
+    from tests.refserver.helpers import enrollment_body
+
+    server = refserver_factory(
+        extra_args=["--allow-uuid7", "--no-strict-documents", "--upsert-documents"]
+    )
+    token = management_token(server.url)
+    r = requests.post(
+        f"{server.url}/agents",
+        json=enrollment_body(str(uuid6.uuid7())),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    agent = enroll(server.url)
+    head = '{"id":"d","module":"fim","collector":"file","operation":"create"}'
+    results = agent.post("stateful", [head, "{}", head, '{"x":1}']).json()["results"]
+    assert [(i["result"], i["status"]) for i in results] == [("created", 201), ("updated", 200)]

@@ -1,4 +1,4 @@
-"""Long-poll commands (PROTOCOL.md §2, Commands) and files."""
+"""Long-poll commands (docs/protocol.md §2, Commands) and files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Comms API authentication and Bearer checks (PROTOCOL.md §2, Authentication)."""
+"""Comms API authentication and Bearer checks (docs/protocol.md §2, Authentication)."""
 
 from __future__ import annotations
 

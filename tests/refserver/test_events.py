@@ -1,4 +1,4 @@
-"""Events endpoints (PROTOCOL.md §2, Events): every body rule, good form and bad form."""
+"""Events endpoints (docs/protocol.md §2, Events): every body rule, good form and bad form."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import time
 import pytest
 import requests
 
-from tests.refserver.helpers import dumps, error_of, stateful_header, stateless_pair
+from tests.refserver.helpers import (
+    dumps,
+    error_of,
+    stateful_header,
+    stateless_pair,
+    valid_data,
+)
 
 DATA = dumps({"x": 1})
 
@@ -153,46 +159,100 @@ def test_large_stateless_body_is_stored_whole(shared_server, agent) -> None:
     assert shared_server.count_events(agent=agent.id) == 20_000
 
 
+# -- stateless: the engine's reading -----------------------------------------------------------
+def _header(module: str = "logcollector", collector: str = "file") -> str:
+    return dumps({"module": module, "collector": collector})
+
+
+def _data(text: str, **extra: object) -> str:
+    return dumps({"event": {"original": text}, **extra})
+
+
+def test_one_header_covers_every_data_line_after_it(shared_server, agent) -> None:
+    r = agent.post("stateless", [_header(), _data("a"), _data("b"), _data("c")])
+    assert r.status_code == 204
+    events = shared_server.events(agent=agent.id)
+    assert [(e["module"], e["data"]["event"]["original"]) for e in events] == [
+        ("logcollector", "a"),
+        ("logcollector", "b"),
+        ("logcollector", "c"),
+    ]
+
+
+def test_a_data_line_with_module_and_collector_is_swallowed_and_counted(refserver) -> None:
+    from tests.refserver.helpers import enroll
+
+    agent = enroll(refserver.url)
+    lines = [
+        _header(),
+        _data("kept 1"),
+        _header("custom", "tool"),
+        # an event whose own fields look like a header: the engine takes it for one
+        _data("lost", module="audit", collector="auditd"),
+        _header(),
+        _data("kept 2"),
+    ]
+    assert agent.post("stateless", lines).status_code == 204  # no error: lost silently
+    events = refserver.events(agent=agent.id)
+    assert [e["data"]["event"]["original"] for e in events] == ["kept 1", "kept 2"]
+    assert refserver.stateless_swallowed() == 1
+    assert refserver.stats()["stateless_swallowed"] == 1
+    refserver.reset_stats()
+    assert refserver.stateless_swallowed() == 0
+
+
+def test_a_swallowed_line_is_the_header_of_the_lines_after_it(refserver) -> None:
+    from tests.refserver.helpers import enroll
+
+    agent = enroll(refserver.url)
+    lines = [_header(), _data("lost", module="audit", collector="auditd"), _data("next")]
+    assert agent.post("stateless", lines).status_code == 204
+    [event] = refserver.events(agent=agent.id)
+    assert (event["module"], event["collector"]) == ("audit", "auditd")
+    assert event["data"]["event"]["original"] == "next"
+    assert refserver.stateless_swallowed() == 1
+
+
+def test_module_and_collector_that_are_not_both_strings_keep_a_line_data(
+    shared_server, agent
+) -> None:
+    lines = [
+        _header(),
+        _data("a", module=1, collector="c"),
+        _header(),
+        _data("b", module="m"),
+    ]
+    assert agent.post("stateless", lines).status_code == 204
+    assert shared_server.count_events(agent=agent.id) == 2
+
+
 # -- stateful ----------------------------------------------------------------------------------
 def test_stateful_results_one_per_event_in_order(shared_server, agent) -> None:
+    p1, f1, s1, gone = (f"{name}-{agent.id}" for name in ("p1", "f1", "s1", "gone"))
     lines = [
-        stateful_header("p1", "inventory", "packages", "create"),
-        dumps({"package": {"name": "bash"}}),
-        stateful_header("p1", "inventory", "packages", "update"),
-        dumps({"package": {"name": "bash", "version": "5"}}),
-        stateful_header("f1", "fim", "file", "create"),
-        DATA,
-        stateful_header("p1", "inventory", "packages", "delete"),  # no data line follows
-        stateful_header("s1", "sca", "policy", "update"),
-        DATA,
-        stateful_header("gone", "fim", "file", "delete"),
+        stateful_header(p1, "inventory", "packages", "create"),
+        dumps({"package": {"name": "bash", "version": "5.1"}}),
+        stateful_header(p1, "inventory", "packages", "update"),
+        dumps({"package": {"version": "5.2"}}),
+        stateful_header(f1, "fim", "file", "create"),
+        valid_data("fim"),
+        stateful_header(p1, "inventory", "packages", "delete"),  # no data line follows
+        stateful_header(s1, "sca", "policy", "create"),
+        valid_data("sca"),
+        stateful_header(gone, "fim", "file", "delete"),
     ]
     r = agent.post("stateful", lines)
     assert r.status_code == 200
+    packages, fim = "wazuh-states-inventory-packages", "wazuh-states-fim"
     assert r.json() == {
         "results": [
-            {
-                "index": "wazuh-states-inventory-packages",
-                "id": "p1",
-                "result": "created",
-                "status": 201,
-            },
-            {
-                "index": "wazuh-states-inventory-packages",
-                "id": "p1",
-                "result": "updated",
-                "status": 200,
-            },
-            {"index": "wazuh-states-fim", "id": "f1", "result": "created", "status": 201},
-            {
-                "index": "wazuh-states-inventory-packages",
-                "id": "p1",
-                "result": "deleted",
-                "status": 200,
-            },
-            {"index": "wazuh-states-sca", "id": "s1", "result": "created", "status": 201},
+            {"index": packages, "id": p1, "result": "created", "status": 201},
+            {"index": packages, "id": p1, "result": "updated", "status": 200},
+            {"index": fim, "id": f1, "result": "created", "status": 201},
+            {"index": packages, "id": p1, "result": "deleted", "status": 200},
+            {"index": "wazuh-states-sca", "id": s1, "result": "created", "status": 201},
             # an item can fail on its own: deleting a document that is not there
-            {"index": "wazuh-states-fim", "id": "gone", "result": "not_found", "status": 404},
+            {"index": fim, "id": gone, "result": "not_found", "status": 404},
         ]
     }
     events = shared_server.events(agent=agent.id)
@@ -201,25 +261,36 @@ def test_stateful_results_one_per_event_in_order(shared_server, agent) -> None:
         "update",
         "create",
         "delete",
-        "update",
+        "create",
         "delete",
     ]
-    assert events[3]["data"] is None and events[3]["id"] == "p1"
+    assert events[3]["data"] is None and events[3]["id"] == p1
 
 
 @pytest.mark.parametrize(
     "collector", ["hardware", "hotfixes", "packages", "networks", "system", "ports", "processes"]
 )
 def test_every_inventory_collector_is_accepted(agent, collector) -> None:
-    r = agent.post("stateful", [stateful_header("d", "inventory", collector, "create"), DATA])
+    doc = f"d-{agent.id}"
+    lines = [
+        stateful_header(doc, "inventory", collector, "create"),
+        valid_data("inventory", collector),
+    ]
+    r = agent.post("stateful", lines)
     assert r.status_code == 200
+    assert r.json()["results"][0]["status"] == 201, r.json()
 
 
 @pytest.mark.parametrize("module", ["fim", "inventory", "sca", "vulnerability"])
 def test_every_stateful_module_is_accepted(agent, module) -> None:
     collector = "packages" if module == "inventory" else "c"
-    r = agent.post("stateful", [stateful_header("d", module, collector, "update"), DATA])
+    doc = f"d-{agent.id}"
+    r = agent.post(
+        "stateful",
+        [stateful_header(doc, module, collector, "create"), valid_data(module, collector)],
+    )
     assert r.status_code == 200
+    assert r.json()["results"][0]["status"] == 201, r.json()
 
 
 @pytest.mark.parametrize(
@@ -334,16 +405,21 @@ def test_result_for_an_unknown_command_fails_on_its_own(shared_server, agent) ->
 def test_documents_keep_their_last_state_across_requests(shared_server, agent) -> None:
     doc = f"pkg-{agent.id}"
     head = stateful_header(doc, "inventory", "packages", "create")
-    r1 = agent.post("stateful", [head, dumps({"v": 1})])
+    r1 = agent.post("stateful", [head, dumps({"package": {"name": "bash", "version": "1"}})])
     r2 = agent.post(
-        "stateful", [stateful_header(doc, "inventory", "packages", "update"), dumps({"v": 2})]
+        "stateful",
+        [
+            stateful_header(doc, "inventory", "packages", "update"),
+            dumps({"package": {"version": "2"}}),
+        ],
     )
     assert r1.json()["results"][0]["result"] == "created"
     assert r2.json()["results"][0]["result"] == "updated"
     [stored] = [
         d for d in shared_server.documents("wazuh-states-inventory-packages") if d["id"] == doc
     ]
-    assert stored["data"] == {"v": 2} and stored["agent_id"] == agent.id
+    assert stored["data"] == {"package": {"name": "bash", "version": "2"}}
+    assert stored["agent_id"] == agent.id
     r3 = agent.post("stateful", [stateful_header(doc, "inventory", "packages", "delete")])
     assert r3.json()["results"][0] == {
         "index": "wazuh-states-inventory-packages",

@@ -136,3 +136,39 @@ def test_413_on_a_megabyte_body_is_readable_and_the_connection_reusable(refserve
     assert error_of(r) == (413, "Request Entity Too Large", 413)
     small = "\n".join([agent.metadata(), *stateless_pair()]).encode()
     assert session.post(url, data=small, headers=agent.headers(), timeout=30).status_code == 204
+
+
+def test_fault_message_is_the_error_text_of_the_comms_api(refserver) -> None:
+    agent = enroll(refserver.url)
+    text = "Couldn't connect to the indexer: connection refused"
+    rule = refserver.set_fault(status=403, count=1, path="/api/v1/authentication", message=text)
+    assert rule["message"] == text
+    r = requests.post(
+        f"{refserver.url}/api/v1/authentication",
+        json={"uuid": agent.id, "key": agent.key},
+        timeout=10,
+    )
+    assert error_of(r) == (403, text, 403)
+    assert refserver.faults() == []
+    r = requests.post(
+        f"{refserver.url}/api/v1/authentication",
+        json={"uuid": agent.id, "key": agent.key},
+        timeout=10,
+    )
+    assert r.status_code == 200
+
+
+def test_fault_on_the_management_api_answers_in_its_shape(refserver) -> None:
+    refserver.set_fault(status=500, count=1, path="/security/", message="indexer down")
+    r = requests.post(
+        f"{refserver.url}/security/user/authenticate", auth=("wazuh", "wazuh"), timeout=10
+    )
+    assert r.status_code == 500
+    assert r.json() == {"title": "Internal Server Error", "detail": "indexer down"}
+
+
+def test_fault_message_needs_a_status_and_must_be_text(refserver) -> None:
+    with pytest.raises(Exception, match="message needs status"):
+        refserver.set_fault(delay=0.1, message="x")
+    with pytest.raises(Exception, match="message must be a string"):
+        refserver.admin.set_fault(status=500, message=5)

@@ -1,13 +1,20 @@
-"""Management API (PROTOCOL.md §1): user authentication and enrollment, good and bad forms."""
+"""Management API (docs/protocol.md §1): authentication and enrollment, good and bad forms.
+
+Every error is in the management shape ``{"title", "detail"}`` with the real validator's words.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
 import pytest
 import requests
+import uuid6
 
-from tests.refserver.helpers import enroll, enrollment_body, error_of, management_token
+from tests.refserver.helpers import enroll, enrollment_body, management_token, problem_of
+
+NAME_RULE = r"^[\w\-.%]+$"
 
 
 def _enroll(url: str, body: object, token: str | None) -> requests.Response:
@@ -28,7 +35,7 @@ def test_user_authenticate_gives_a_token_in_the_real_shape(refserver) -> None:
 @pytest.mark.parametrize("auth", [("wazuh", "wrong"), ("root", "wazuh"), None])
 def test_user_authenticate_refuses_bad_credentials_with_401(refserver, auth) -> None:
     r = requests.post(f"{refserver.url}/security/user/authenticate", auth=auth, timeout=10)
-    assert error_of(r) == (401, "Invalid credentials", 401)
+    assert problem_of(r) == (401, "Unauthorized", "Invalid credentials")
 
 
 def test_configured_admin_user_is_the_one_accepted(refserver_factory) -> None:
@@ -59,23 +66,72 @@ def test_enrollment_201_and_only_a_salted_hash_of_the_key_is_stored(refserver) -
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "title", "detail"),
     [
-        ({"key": "a" * 31}, "key string should have 32 characters"),
-        ({"key": "a" * 33}, "key string should have 32 characters"),
-        ({"key": "a" * 31 + "!"}, "key string should match pattern '^[A-Za-z0-9]{32}$'"),
-        ({"key": 12345}, "key input should be a valid string"),
-        ({"id": "not-a-uuid"}, "id input should be a valid UUID"),
-        ({"name": "n" * 129}, "name string should have between 1 and 128 characters"),
-        ({"name": ""}, "name string should have between 1 and 128 characters"),
-        ({"host": {"ip": "10.0.0.5"}}, "host.ip input should be a valid list"),
-        ({"host": "h1"}, "host input should be a valid dictionary"),
+        ({"key": "a" * 31}, "Invalid key length", "The key must be 32 characters long"),
+        ({"key": "a" * 33}, "Invalid key length", "The key must be 32 characters long"),
+        (
+            {"key": "a" * 31 + "!"},
+            "Bad Request",
+            "'" + "a" * 31 + "!' does not match '^[A-Za-z0-9]{32}$' - 'key'",
+        ),
+        ({"key": 12345}, "Bad Request", "12345 is not of type 'string' - 'key'"),
+        ({"id": "not-a-uuid"}, "Bad Request", "'not-a-uuid' is not a 'uuid4' - 'id'"),
+        ({"name": "n" * 129}, "Bad Request", f"'{'n' * 129}' is too long - 'name'"),
+        ({"name": ""}, "Bad Request", f"'' does not match '{NAME_RULE}' - 'name'"),
+        ({"name": "web 01"}, "Bad Request", f"'web 01' does not match '{NAME_RULE}' - 'name'"),
+        ({"name": "h/1"}, "Bad Request", f"'h/1' does not match '{NAME_RULE}' - 'name'"),
+        (
+            {"host": {"ip": "10.0.0.5"}},
+            "Bad Request",
+            "'10.0.0.5' is not of type 'array' - 'host.ip'",
+        ),
+        ({"host": "h1"}, "Bad Request", "'h1' is not of type 'object' - 'host'"),
+        ({"host": {"ip": [5]}}, "Bad Request", "5 is not of type 'string' - 'host.ip.0'"),
+        (
+            {"host": {"os": {"type": 1}}},
+            "Bad Request",
+            "1 is not of type 'string' - 'host.os.type'",
+        ),
     ],
 )
-def test_enrollment_rejects_bad_fields_with_400(refserver, change, message) -> None:
+def test_enrollment_rejects_bad_fields_with_400(refserver, change, title, detail) -> None:
     r = _enroll(refserver.url, enrollment_body(**change), management_token(refserver.url))
-    assert error_of(r) == (400, message, 400)
+    assert problem_of(r) == (400, title, detail)
     assert refserver.agents() == []
+
+
+@pytest.mark.parametrize("name", ["h1", "web-01.example.com", "a_b%c", "n" * 128, "é"])
+def test_enrollment_accepts_names_the_rule_allows(refserver, name) -> None:
+    r = _enroll(refserver.url, enrollment_body(name=name), management_token(refserver.url))
+    assert r.status_code == 201, r.text
+    assert [a["name"] for a in refserver.agents()] == [name]
+
+
+def test_a_uuid7_id_is_refused_by_default_with_the_validators_words(refserver) -> None:
+    agent_id = str(uuid6.uuid7())
+    r = _enroll(refserver.url, enrollment_body(agent_id), management_token(refserver.url))
+    assert r.status_code == 400
+    assert r.json() == {"title": "Bad Request", "detail": f"'{agent_id}' is not a 'uuid4' - 'id'"}
+    assert refserver.agents() == []
+
+
+@pytest.mark.parametrize("make", [uuid.uuid1, lambda: uuid.uuid3(uuid.NAMESPACE_DNS, "h1")])
+def test_ids_of_other_versions_are_refused(refserver, make) -> None:
+    agent_id = str(make())
+    r = _enroll(refserver.url, enrollment_body(agent_id), management_token(refserver.url))
+    assert problem_of(r) == (400, "Bad Request", f"'{agent_id}' is not a 'uuid4' - 'id'")
+
+
+def test_allow_uuid7_accepts_v7_and_v4_ids_but_no_other(refserver_factory) -> None:
+    server = refserver_factory(allow_uuid7=True)
+    token = management_token(server.url)
+    v7, v4, v1 = str(uuid6.uuid7()), str(uuid.uuid4()), str(uuid.uuid1())
+    assert _enroll(server.url, enrollment_body(v7), token).status_code == 201
+    assert _enroll(server.url, enrollment_body(v4), token).status_code == 201
+    r = _enroll(server.url, enrollment_body(v1), token)
+    assert problem_of(r) == (400, "Bad Request", f"'{v1}' is not a 'uuid4' - 'id'")
+    assert {a["id"] for a in server.agents()} == {v7, v4}
 
 
 @pytest.mark.parametrize("field", ["id", "name", "key", "type", "version"])
@@ -83,7 +139,7 @@ def test_enrollment_requires_each_field(refserver, field) -> None:
     body = enrollment_body()
     del body[field]
     r = _enroll(refserver.url, body, management_token(refserver.url))
-    assert error_of(r) == (400, f"{field} field required", 400)
+    assert problem_of(r) == (400, "Bad Request", f"'{field}' is a required property")
 
 
 def test_enrollment_of_an_existing_id_is_400_error_1708(refserver) -> None:
@@ -91,38 +147,49 @@ def test_enrollment_of_an_existing_id_is_400_error_1708(refserver) -> None:
     body = enrollment_body()
     assert _enroll(refserver.url, body, token).status_code == 201
     again = enrollment_body(agent_id=body["id"])
-    assert error_of(_enroll(refserver.url, again, token)) == (
-        400,
-        "There is an agent with the same ID",
-        1708,
-    )
+    r = _enroll(refserver.url, again, token)
+    assert r.status_code == 400
+    assert r.json() == {
+        "title": "Bad Request",
+        "detail": "There is an agent with the same ID",
+        "error": 1708,
+    }
 
 
 def test_enrollment_needs_a_management_token(refserver) -> None:
     body = enrollment_body()
-    assert error_of(_enroll(refserver.url, body, None)) == (401, "Not authenticated", 401)
-    assert _enroll(refserver.url, body, "not.a.token").status_code == 401
+    r = _enroll(refserver.url, body, None)
+    assert problem_of(r) == (401, "Unauthorized", "No authorization token provided")
+    r = _enroll(refserver.url, body, "not.a.token")
+    assert problem_of(r) == (401, "Unauthorized", "Invalid token")
     # An agent's comms token is not a management token.
     agent = enroll(refserver.url)
-    assert _enroll(refserver.url, body, agent.token).status_code == 401
+    assert problem_of(_enroll(refserver.url, body, agent.token))[:1] == (401,)
 
 
-def test_enrollment_body_must_be_json(refserver) -> None:
+def test_enrollment_body_must_be_json_of_an_object(refserver) -> None:
+    token = management_token(refserver.url)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    url = f"{refserver.url}/agents"
+    r = requests.post(url, data=b"{not json", headers=headers, timeout=10)
+    assert problem_of(r) == (400, "Bad Request", "Request body is not valid JSON")
+    r = requests.post(url, data=b"[]", headers=headers, timeout=10)
+    assert problem_of(r) == (400, "Bad Request", "[] is not of type 'object'")
+
+
+def test_enrollment_content_type_must_be_json(refserver) -> None:
     token = management_token(refserver.url)
     r = requests.post(
         f"{refserver.url}/agents",
-        data=b"{not json",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        data=b"{}",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
         timeout=10,
     )
-    assert error_of(r) == (400, "body invalid JSON", 400)
-    r = requests.post(
-        f"{refserver.url}/agents",
-        data=b"[]",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        timeout=10,
+    assert problem_of(r) == (
+        415,
+        "Unsupported Media Type",
+        "Invalid Content-type (text/plain), expected ['application/json']",
     )
-    assert error_of(r) == (400, "body input should be a valid dictionary", 400)
 
 
 def test_key_hash_rounds_are_configurable_and_recorded_in_the_hash(refserver_factory) -> None:
