@@ -24,7 +24,8 @@ from bus.indices import check_document, index_for, index_name
 from collectors.fim import FimService
 from collectors.fim.scan import Scanner as FimScanner
 from collectors.inventory import InventoryService
-from collectors.inventory.scanners import STABLE, make_package_scanner, scanners
+from collectors.inventory.packages import make_package_scanner
+from collectors.inventory.scanners import STABLE, scanners
 from collectors.isotime import iso_utc
 from collectors.state import Item, digest_of
 from tests.fixtures.common import wait_for

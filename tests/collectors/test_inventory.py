@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.inventory import InventoryService
-from collectors.inventory.scanners import parse_dpkg_status
+from collectors.inventory.packages import parse_dpkg_status
 from tests.fixtures.collectors import write_credentials
 from tests.fixtures.common import wait_for
 
