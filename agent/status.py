@@ -1,4 +1,8 @@
-"""What ``agentbus status`` shows: every service's state, read from its control socket."""
+"""What ``agentbus status`` shows: every service's state, read from its control socket.
+
+The forwarder and the commander also report ``auth`` (their authentication: state, the
+server's last message, the next try, the token's expiry); docs/enrollment.md lists the keys.
+"""
 
 from __future__ import annotations
 
@@ -107,7 +111,9 @@ def _forwarder(service: dict[str, Any], rate: dict[str, float]) -> str:
         )
     if c.get("backoff"):
         out.append(f"  backing off {c['backoff']:.1f}s")
-    if c.get("token_expires_in") is not None:
+    if isinstance(c.get("auth"), dict):
+        out.append(_auth(c["auth"]))
+    elif c.get("token_expires_in") is not None:
         out.append(f"  token expires in {c['token_expires_in']:.0f}s")
     if c.get("last_error"):
         out.append(f"  last error {_ago(c.get('last_error_at'))}: {c['last_error']}")
@@ -137,9 +143,31 @@ def _commander(service: dict[str, Any]) -> str:
         + (", ".join(f"code {k}: {v}" for k, v in sorted(executed.items())) or "none yet"),
         "  executors " + (", ".join(sorted(c.get("executors") or {})) or "none live"),
     ]
+    if isinstance(c.get("auth"), dict):
+        out.append(_auth(c["auth"]))
     if c.get("last_error"):
         out.append(f"  last error {_ago(c.get('last_error_at'))}: {c['last_error']}")
     return "\n".join(out)
+
+
+def _auth(auth: dict[str, Any]) -> str:
+    """One line: how the service's authentication goes (keys in docs/enrollment.md)."""
+    state = str(auth.get("state"))
+    parts: list[str] = []
+    if state in ("retrying", "refused", "not_enrolled") and auth.get("message"):
+        status = auth.get("http_status")
+        parts.append(f"{auth['message']}" + (f" (HTTP {status})" if status else ""))
+    if state == "retrying":
+        wait = auth.get("next_try_in")
+        when = f"in {wait:.0f}s" if isinstance(wait, int | float) and wait >= 1 else "due"
+        parts.append(f"next try {when} ({int(auth.get('failures') or 0)} failed)")
+    if state == "pending":
+        parts.append("authenticates at the next request")
+    expires = auth.get("token_expires_in")
+    if isinstance(expires, int | float) and state != "refused":
+        parts.append(f"token expires in {expires:.0f}s" if expires > 0 else "token expired")
+    label = state.upper() if state in ("retrying", "refused") else state.replace("_", " ")
+    return f"  auth     {label}" + (": " + "; ".join(parts) if parts else "")
 
 
 def progress(report: dict[str, Any], rate: dict[str, float], start_backlog: int) -> str | None:

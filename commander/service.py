@@ -202,6 +202,13 @@ class Commander(Service):
             out["publications"] = self.fanout.publications
         if self.store is not None:
             out.update(self.store.counts())
+        # how authentication goes: a poller backing off on a server hiccup looks the same
+        # as an idle one otherwise
+        from comms.api import auth_status
+
+        auth = auth_status(self.client)
+        if auth is not None:
+            out["auth"] = auth
         return out
 
     # -- start-up recovery -----------------------------------------------------------

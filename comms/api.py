@@ -1,4 +1,4 @@
-"""The comms API calls the services make: events, commands, files (PROTOCOL.md section 2).
+"""The comms API calls the services make: events, commands, files (docs/protocol.md).
 
 Every call carries the token from the :class:`~comms.tokens.TokenManager`; a 401/403
 answer renews the token and the call is sent once more. What happens next is up to the
@@ -10,6 +10,8 @@ caller, with these rules:
 - ``get_commands`` returns ``[]`` on 408 (the long-poll ended empty) and raises
   :class:`ServerUnreachable` on 429/5xx and :class:`BadResponse` on anything unusable.
 - ``get_file`` returns ``None`` on 404, likewise otherwise.
+
+:func:`auth_status` gives the services the ``auth`` block of ``agentbus status``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import requests
 
 from agent.config import Config
-from comms.credentials import comms_url
-from comms.errors import BadResponse, ServerUnreachable
+from bus.errors import AgentbusError
+from comms.credentials import comms_url, load_credentials
+from comms.errors import BadResponse, ServerUnreachable, error_of
 from comms.http import DEFAULT_POOL_SIZE, make_session, retry_after, send
 from comms.tokens import TokenManager
 
@@ -52,14 +56,8 @@ class Reply:
             ) from None
 
     def message(self) -> str:
-        """The server's ``message`` of an error body, else a short excerpt of the body."""
-        try:
-            doc = json.loads(self.body)
-            if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-                return str(doc["message"])[:300]
-        except ValueError:
-            pass
-        return self.body[:120].decode("utf-8", "replace").strip() or f"HTTP {self.status}"
+        """The server's message of an error body (either shape), else a short excerpt."""
+        return error_of(self.body, self.status)[0]
 
     def retry_after(self) -> float | None:
         """The ``Retry-After`` the server asked for, in seconds."""
@@ -161,3 +159,35 @@ class ServerClient:
             f"unexpected answer for {what}: {reply.message()} (HTTP {reply.status})",
             status=reply.status,
         )
+
+
+def auth_status(client: object | None, data_dir: Path | None = None) -> dict[str, Any] | None:
+    """The ``auth`` block of a service's status; None when ``client`` has no token manager.
+
+    ``client`` None: the service has not built its client yet (the forwarder does so at its
+    first request); ``data_dir`` then tells ``not_enrolled`` from ``pending``. Nothing is
+    built here: a status call must not change what the service will do.
+    """
+    if client is None:
+        if data_dir is None:
+            return None
+        try:
+            load_credentials(data_dir)
+        except AgentbusError as exc:  # missing or unusable: the same fix
+            return _no_tokens("not_enrolled", str(exc))
+        return _no_tokens("pending", None)
+    tokens = getattr(client, "tokens", None)
+    return tokens.auth_status() if isinstance(tokens, TokenManager) else None
+
+
+def _no_tokens(state: str, message: str | None) -> dict[str, Any]:
+    keys = ("http_status", "last_failure_at", "next_try_in", "next_try_at")
+    return {
+        "state": state,
+        "message": message,
+        "failures": 0,
+        **dict.fromkeys(keys),
+        "token_expires_in": None,
+        "token_expires_at": None,
+        "authentications": 0,
+    }

@@ -1,9 +1,14 @@
 """Enrollment: register this agent with the management API and store its credentials.
 
-Steps (PROTOCOL.md section 1): authenticate with the management user (Basic auth) to get a
-token, POST the agent (UUID v7 id, a random 32-character key, name, host facts), and on 201
-write ``credentials.json`` (0600, atomic). An old ``token.json`` belongs to the previous
-identity and is removed.
+Steps (docs/protocol.md, "Management API"): authenticate with the management user (Basic
+auth) to get a token, POST the agent (id, a random 32-character key, name, host facts), and
+on 201 write ``credentials.json`` (0600, atomic). An old ``token.json`` belongs to the
+previous identity and is removed.
+
+The id's version: a UUID v7 unless pinned. A server that accepts only v4 ids (Wazuh 6.0)
+refuses a v7 with 400 ``'<id>' is not a 'uuid4' - 'id'``; nothing was created then, so the
+agent is posted again at once with a v4 id and one line says so. A pinned version is never
+swapped: its refusal is the error.
 
 Which comms URL is stored (``--connect-url`` not given): when the enrollment URL names a
 port, the same scheme and host on port 27000 (the comms API's default port); when it names
@@ -18,6 +23,7 @@ import re
 import secrets
 import socket
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +42,7 @@ from comms.credentials import (
     load_credentials,
     save_credentials,
 )
-from comms.errors import AlreadyEnrolled, BadResponse, NotEnrolled, ServerRejected
+from comms.errors import AlreadyEnrolled, BadResponse, NotEnrolled, ServerRejected, error_of
 from comms.hostinfo import host_facts
 from comms.http import make_session, send, timeouts
 from comms.private_files import remove_private, write_private
@@ -51,6 +57,12 @@ _KEY_ALPHABET = string.ascii_letters + string.digits
 _KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
 #: error code of the management API for an id that already exists
 ERROR_DUPLICATE_ID = 1708
+#: what the server's name validator accepts (with MAX_NAME); ``\w`` as Python reads it
+_NAME_RE = re.compile(r"[\w\-.%]+")
+#: the validator's answer to an id of the wrong version: "'<id>' is not a 'uuid4' - 'id'"
+_WRONG_VERSION_RE = re.compile(r"is not a 'uuid(?P<wanted>\d)'")
+#: id versions the agent can make; None (auto) is v7 with the v4 fallback
+UUID_VERSIONS = (4, 7)
 
 
 class EnrollmentUsage(AgentbusError):
@@ -75,6 +87,8 @@ class EnrollRequest:
     connect_url: str | None = None
     verification_mode: str | None = None
     force: bool = False
+    #: pin the id's version (4 or 7); None: v7, and v4 when the server refuses v7
+    uuid_version: int | None = None
 
 
 def new_key() -> str:
@@ -82,9 +96,15 @@ def new_key() -> str:
     return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH))
 
 
-def new_agent_id() -> str:
-    """A UUID v7: time-ordered, made by the agent."""
-    return str(uuid6.uuid7())
+def new_agent_id(version: int = 7) -> str:
+    """A UUID v7 (time-ordered, the default) or v4 (random), made by the agent."""
+    if version == 7:
+        return str(uuid6.uuid7())
+    if version == 4:
+        import uuid
+
+        return str(uuid.uuid4())
+    raise ValueError(f"the agent id is a UUID v4 or v7, not v{version}")
 
 
 def default_connect_url(enroll_url: str) -> str:
@@ -111,11 +131,28 @@ def check_url(url: str, flag: str) -> str:
     return url.rstrip("/")
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, *, from_hostname: bool = False) -> str:
+    """The server's rule (``^[\\w\\-.%]+$``, 1..128 characters), checked before sending.
+
+    ``from_hostname``: no name was given, so the message points at ``--name``.
+    """
+    fix = "; give a name with --name" if from_hostname else ""
     if not name or not name.strip():
-        raise EnrollmentUsage("the agent name must not be empty")
+        what = "the host name is empty" if from_hostname else "the agent name must not be empty"
+        raise EnrollmentUsage(what + fix)
     if len(name) > MAX_NAME:
-        raise EnrollmentUsage(f"the agent name is {len(name)} characters long; at most {MAX_NAME}")
+        what = "the host name" if from_hostname else "the agent name"
+        raise EnrollmentUsage(f"{what} is {len(name)} characters long; at most {MAX_NAME}{fix}")
+    if not _NAME_RE.fullmatch(name):
+        what = (
+            f"the host name {name!r} is not a valid agent name"
+            if from_hostname
+            else f"the agent name {name!r} is not valid"
+        )
+        bad = "".join(dict.fromkeys(c for c in name if not _NAME_RE.fullmatch(c)))
+        raise EnrollmentUsage(
+            f"{what}: {bad!r} not allowed (only letters, digits, '_', '-', '.', '%'){fix}"
+        )
     return name
 
 
@@ -134,8 +171,12 @@ def enroll(
     *,
     facts: dict[str, Any] | None = None,
     session: requests.Session | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Credentials:
     """Enroll the agent and store its credentials; returns them.
+
+    ``notice`` receives the one line that says the id's version was changed (default: the
+    log, as a warning).
 
     Raises :class:`AlreadyEnrolled` (exit 2) when credentials exist and ``force`` is off,
     :class:`EnrollmentUsage` (exit 2) for bad input, :class:`ServerRejected` (exit 3) when
@@ -147,36 +188,52 @@ def enroll(
     _check_writable(data_dir)
     enroll_url = check_url(request.enroll_url, "--enroll-url")
     connect_url = check_url(request.connect_url or default_connect_url(enroll_url), "--connect-url")
-    name = check_name(request.name if request.name is not None else socket.gethostname())
+    if request.name is not None:
+        name = check_name(request.name)
+    else:
+        name = check_name(socket.gethostname(), from_hostname=True)
     key = check_key(request.key) if request.key is not None else new_key()
+    pinned = request.uuid_version
+    if pinned is not None and pinned not in UUID_VERSIONS:
+        raise EnrollmentUsage(f"--uuid-version must be 4 or 7, not {pinned}")
     mode = request.verification_mode or config.agent.verification_mode
     http = session if session is not None else make_session(config, 2, verification_mode=mode)
 
     token = _management_token(config, http, enroll_url, request.user, request.password)
-    agent_id = new_agent_id()
     from agent import __version__
 
     body = {
-        "id": agent_id,
+        "id": new_agent_id(pinned or 7),
         "name": name,
         "key": key,
         "type": "Endpoint",
         "version": __version__,
         "host": facts if facts is not None else host_facts(),
     }
-    response = send(
-        http,
-        "POST",
-        f"{enroll_url}/agents",
-        data=json.dumps(body, separators=(",", ":")).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        timeout=timeouts(config),
-    )
-    if response.status_code != 201:
-        message, code = _error_of(response)
-        if code == ERROR_DUPLICATE_ID:
-            message = f"{message} (agent id {agent_id} already exists)"
-        raise ServerRejected(response.status_code, message, what="the server refused the agent")
+    refusal = _post_agent(config, http, enroll_url, token, body)
+    fallback = ""
+    if refusal is not None and pinned is None and _wants_v4(refusal, str(body["id"])):
+        # Nothing was created: the same request with a v4 id is the whole fix.
+        refused_id = body["id"]
+        body["id"] = new_agent_id(4)
+        refusal = _post_agent(config, http, enroll_url, token, body)
+        if refusal is None:
+            fallback = (
+                f"the server accepts only UUID v4 agent ids (it refused v7 {refused_id}); "
+                f"enrolled with v4 id {body['id']} instead"
+            )
+        else:
+            refusal.note = f"with a v4 id, after the server refused v7 {refused_id}"
+    if refusal is not None:
+        if pinned is not None and _wants_v4(refusal, str(body["id"])):
+            raise ServerRejected(
+                refusal.status,
+                refusal.message,
+                what=f"the server refused the agent's UUID v{pinned} id",
+                hint="it accepts only v4 ids: use --uuid-version 4, or leave the flag out",
+            )
+        raise refusal.error()
+    agent_id = str(body["id"])
 
     credentials = Credentials(
         uuid=agent_id,
@@ -199,7 +256,59 @@ def enroll(
     # (The lock file stays: a running service may hold it, and it carries no data.)
     remove_private(data_dir / TOKEN_FILE)
     logger.info("enrolled agent {} ({}) with {}", name, agent_id, enroll_url)
+    if fallback:
+        (notice or _log_notice)(fallback)
     return credentials
+
+
+@dataclass
+class _Refusal:
+    """A non-201 answer to ``POST /agents``, read but not raised yet (a retry may follow)."""
+
+    status: int
+    message: str
+    code: int | None
+    agent_id: str
+    #: context for the message (the v4 retry after a refused v7)
+    note: str = ""
+
+    def error(self) -> ServerRejected:
+        message = self.message
+        if self.code == ERROR_DUPLICATE_ID:
+            message = f"{message} (agent id {self.agent_id} already exists)"
+        if self.note:
+            message = f"{message} ({self.note})"
+        return ServerRejected(self.status, message, what="the server refused the agent")
+
+
+def _post_agent(
+    config: Config, http: requests.Session, enroll_url: str, token: str, body: dict[str, Any]
+) -> _Refusal | None:
+    """POST /agents once; None on 201, else what the server said."""
+    response = send(
+        http,
+        "POST",
+        f"{enroll_url}/agents",
+        data=json.dumps(body, separators=(",", ":")).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=timeouts(config),
+    )
+    if response.status_code == 201:
+        return None
+    message, code = _error_of(response)
+    return _Refusal(response.status_code, message, code, str(body["id"]))
+
+
+def _wants_v4(refusal: _Refusal, agent_id: str) -> bool:
+    """The server refused the id for its version only ("'<id>' is not a 'uuid4' - 'id'")."""
+    if refusal.status != 400 or refusal.code == ERROR_DUPLICATE_ID:
+        return False
+    found = _WRONG_VERSION_RE.search(refusal.message)
+    return found is not None and found["wanted"] == "4" and agent_id in refusal.message
+
+
+def _log_notice(text: str) -> None:
+    logger.warning("{}", text)
 
 
 def _check_writable(data_dir: Path) -> None:
@@ -258,16 +367,4 @@ def _management_token(
 
 
 def _error_of(response: requests.Response) -> tuple[str, int | None]:
-    try:
-        doc = response.json()
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        message = doc.get("message") or doc.get("detail") or doc.get("title")
-        code = doc.get("code", doc.get("error"))
-        return (
-            str(message)[:300] if message else f"HTTP {response.status_code}",
-            code if isinstance(code, int) else None,
-        )
-    text = response.text.strip().replace("\n", " ")[:120]
-    return text or response.reason or f"HTTP {response.status_code}", None
+    return error_of(response.content, response.status_code, response.reason or "")

@@ -2,10 +2,12 @@
 
 How a service should react (the contract the forwarder and the commander rely on):
 
-- :class:`ServerRejected` — the server refuses this agent's credentials (401 invalid key,
-  403 agent does not exist) or refused an enrollment. Retrying cannot help: stop with exit 3.
+- :class:`ServerRejected` — the server refuses this agent's credentials (401 ``Invalid key``,
+  403 ``Agent does not exist``) or refused an enrollment. Retrying cannot help: stop with
+  exit 3.
 - :class:`ServerUnreachable` — no answer, or "not now" (connection refused, timeout, TLS
-  failure, 408/429/5xx on authentication). Back off and retry; ``retry_after`` is a hint.
+  failure, and every other failed authentication: 408, 429, 5xx, a 403 such as "Couldn't
+  connect to the indexer: ..."). Back off and retry; ``retry_after`` is a hint.
 - :class:`BadResponse` — the server answered something we cannot use (garbled JSON, a missing
   field, an unexpected status). Back off and retry; it is logged.
 - :class:`NotEnrolled` — there are no usable credentials: run ``agentbus register`` (exit 2).
@@ -13,7 +15,13 @@ How a service should react (the contract the forwarder and the commander rely on
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from bus.errors import EXIT_SERVER, EXIT_USAGE, AgentbusError
+
+#: longest server message kept (one line on stderr, one field in status)
+MAX_MESSAGE = 300
 
 
 class ServerError(AgentbusError):
@@ -25,10 +33,20 @@ class ServerError(AgentbusError):
 class ServerUnreachable(ServerError):
     """No usable answer from the server right now (network, timeout, TLS, busy); retry later."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        server_message: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        #: the HTTP status and the server's own words, when it answered at all
+        self.status = status
+        self.server_message = server_message
 
 
 class TLSFailure(ServerUnreachable):
@@ -54,10 +72,13 @@ class ServerRejected(ServerError):
 class BadResponse(ServerError):
     """The server's answer was unusable: garbled body, missing field, unexpected status."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, server_message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.server_message = server_message
 
 
 class NotEnrolled(AgentbusError):
@@ -70,3 +91,37 @@ class AlreadyEnrolled(AgentbusError):
     """Enrollment refused because the agent is already enrolled and ``--force`` was not given."""
 
     exit_code = EXIT_USAGE
+
+
+def error_of(body: bytes | str, status: int, reason: str = "") -> tuple[str, int | None]:
+    """The server's message and error code from an error body, as one short line.
+
+    Reads both shapes the server uses: the comms API's ``{"message", "code"}`` and the
+    management API's ``{"title", "detail"}`` (sometimes with ``"error": <int>``); the
+    detail says more than the title, so it wins. Anything else: an excerpt of the body.
+    """
+    try:
+        doc: Any = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        message = _text(doc.get("message")) or _text(doc.get("detail")) or _text(doc.get("title"))
+        code = doc.get("code", doc.get("error"))
+        return (
+            message or reason or f"HTTP {status}",
+            code if isinstance(code, int) and not isinstance(code, bool) else None,
+        )
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return _one_line(text)[:120] or reason or f"HTTP {status}", None
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):  # a validator may send a list or an object
+        value = json.dumps(value, separators=(",", ":"), default=str)
+    return _one_line(value)[:MAX_MESSAGE]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

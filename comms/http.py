@@ -32,7 +32,7 @@ VERIFICATION_MODES = ("full", "certificate", "none")
 
 
 def user_agent() -> str:
-    """``agentbus/<version> (Endpoint; <arch>; <os type>)`` as PROTOCOL.md asks."""
+    """``agentbus/<version> (Endpoint; <arch>; <os type>)`` as the server expects (docs/protocol.md)."""
     from agent import __version__
 
     return f"agentbus/{__version__} (Endpoint; {platform.machine()}; {platform.system()})"

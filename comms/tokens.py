@@ -17,8 +17,18 @@ Shared by the forwarder and the commander (separate processes, several threads e
   the system-wide monotonic clock (valid while the boot id is the same).
 - **Back-off** with full jitter while the server is unreachable or answers nonsense;
   callers get :class:`ServerUnreachable` with ``retry_after`` instead of a blocked thread.
-- **Final refusals** (401 invalid key, 403 agent does not exist, 400) raise
-  :class:`ServerRejected` (exit 3) and stay raised: the credentials will not get better.
+- **Final refusals are known by their meaning, not their status** (docs/protocol.md,
+  "Authentication"): only 401 ``Invalid key`` and 403 ``Agent does not exist`` raise
+  :class:`ServerRejected` (exit 3) and stay raised — the credentials will not get better. The server also answers 403 when *it* is in trouble
+  (``Couldn't connect to the indexer: ...``, ``Couldn't get key pair: ...``); that and every
+  other failure (408, 429, 5xx, network) is temporary and backed off, or a whole fleet would
+  stop at its next renewal during a server hiccup.
+- **400 is temporary too.** The agent's request is fixed (``{"uuid", "key"}``, nothing the
+  user typed), so a 400 says the server or a proxy in between is broken, not the
+  credentials. Backing off costs one request a minute; stopping would need a person on
+  every host. The message says so.
+- **State for status** (:meth:`TokenManager.auth_status`): ``ok``, ``pending``,
+  ``retrying`` or ``refused``, the server's last message, the earliest next attempt.
 
 No log line ever contains the key or a token.
 """
@@ -35,15 +45,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import requests
 from loguru import logger
 
 from agent.config import Config
+from bus.errors import AgentbusError
 from comms.credentials import Credentials, comms_url
-from comms.errors import BadResponse, ServerRejected, ServerUnreachable
+from comms.errors import BadResponse, ServerRejected, ServerUnreachable, error_of
 from comms.http import make_session, retry_after, send, timeouts
 from comms.private_files import ensure_private_dir, write_private
 
@@ -66,6 +77,10 @@ BACKOFF_MAX = 60.0
 FRESH_TOKEN_SECONDS = 30.0
 #: the server answers authentication within 20 s (else 408); leave it room
 AUTH_READ_TIMEOUT = 30.0
+#: the only answers that refuse the credentials for good: (status, message), case-blind
+FINAL_REFUSALS = frozenset({(401, "invalid key"), (403, "agent does not exist")})
+
+AuthState = Literal["ok", "pending", "retrying", "refused", "not_enrolled"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,8 @@ class TokenManager:
         self._streak_gate = float("-inf")
         self._rejected: ServerRejected | None = None
         self._lock_warned = False
+        #: the last failed attempt for status: (wall time, message, HTTP status or None)
+        self._last_failure: tuple[float, str, int | None] | None = None
         #: authentications made by this process (for status)
         self.authentications = 0
         #: tokens taken over from the cache (restart, or another process renewed)
@@ -172,6 +189,38 @@ class TokenManager:
             "token_authentications": self.authentications,
             "token_adopted": self.adopted,
             "token_failures": self._failures,
+        }
+
+    def auth_status(self) -> dict[str, Any]:
+        """The ``auth`` block of ``agentbus status`` (keys in docs/enrollment.md).
+
+        A snapshot read without the lock: a status call must never wait for a renewal.
+        """
+        now, wall = self._clock(), self._wall()
+        cur, failure = self._current, self._last_failure
+        expires_in = None if cur is None else cur.received + cur.lifetime - now
+        state: AuthState
+        if self._rejected is not None:
+            state = "refused"
+        elif self._failures:
+            state = "retrying"
+        elif cur is not None and now < cur.expires_at:
+            state = "ok"
+        else:
+            state = "pending"  # no token yet, or it ran out while nobody needed one
+        failing = state in ("retrying", "refused")
+        next_in = max(0.0, self._not_before - now) if state == "retrying" else None
+        return {
+            "state": state,
+            "message": failure[1] if failing and failure else None,
+            "http_status": failure[2] if failing and failure else None,
+            "failures": self._failures,
+            "last_failure_at": failure[0] if failure else None,
+            "next_try_in": next_in,
+            "next_try_at": None if next_in is None else wall + next_in,
+            "token_expires_in": expires_in,
+            "token_expires_at": None if expires_in is None else wall + expires_in,
+            "authentications": self.authentications,
         }
 
     def _ensure(self, *, stale: str | None, forced: bool) -> str:
@@ -227,9 +276,11 @@ class TokenManager:
                 fresh = self._authenticate()
             except ServerRejected as exc:
                 self._rejected = exc
+                self._note_failure(exc)
                 logger.error("{}", exc)
                 raise
             except (ServerUnreachable, BadResponse) as exc:
+                self._note_failure(exc)
                 self._failures += 1
                 delay = self._jitter(self._failures)
                 hinted = getattr(exc, "retry_after", None)
@@ -256,6 +307,12 @@ class TokenManager:
             self._current = fresh
             self._write_cache(fresh)
             return fresh.value
+
+    def _note_failure(self, exc: AgentbusError) -> None:
+        # The server's own words when it answered, else what went wrong on the way.
+        words = getattr(exc, "server_message", None) or getattr(exc, "message", None) or str(exc)
+        status = getattr(exc, "status", None)
+        self._last_failure = (self._wall(), str(words), status if isinstance(status, int) else None)
 
     def _adopt(self, cached: _Token, now: float) -> str:
         self._current = cached
@@ -284,24 +341,8 @@ class TokenManager:
         received = self._clock()
         self.authentications += 1
         status = response.status_code
-        if status in (400, 401, 403):
-            raise ServerRejected(
-                status,
-                _server_message(response),
-                what=f"the server refused agent {self.credentials.name} ({self.credentials.uuid})",
-                hint="enroll it again with 'agentbus register --force'",
-            )
-        if status in (408, 429) or status >= 500:
-            raise ServerUnreachable(
-                f"{self._origin()} could not authenticate now: {_server_message(response)} "
-                f"(HTTP {status})",
-                retry_after=retry_after(response.headers),
-            )
         if status != 200:
-            raise BadResponse(
-                f"unexpected answer to authentication: HTTP {status} {_server_message(response)}",
-                status=status,
-            )
+            self._raise_for(response)
         token = _token_field(response)
         lifetime = _lifetime(token)
         logger.info(
@@ -311,6 +352,40 @@ class TokenManager:
             lifetime * RENEW_AT,
         )
         return _Token(token, lifetime, received)
+
+    def _raise_for(self, response: requests.Response) -> None:
+        """Raise what a non-200 answer means: final only for a refusal of the credentials."""
+        status, message = response.status_code, _server_message(response)
+        who = f"agent {self.credentials.name} ({self.credentials.uuid})"
+        if (status, message.strip().rstrip(".").casefold()) in FINAL_REFUSALS:
+            raise ServerRejected(
+                status,
+                message,
+                what=f"the server refused {who}",
+                hint="enroll it again with 'agentbus register --force'",
+            )
+        if status == 400:
+            # Our body is fixed; a 400 points at the server or a proxy (see the docstring).
+            raise ServerUnreachable(
+                f"{self._origin()} answered 400 to the authentication of {who}: {message}; "
+                "the agent's request is always the same, so the server or a proxy in between "
+                "is at fault, not the credentials (HTTP 400)",
+                retry_after=retry_after(response.headers),
+                status=status,
+                server_message=message,
+            )
+        if status in (401, 403, 408, 429) or status >= 500:
+            raise ServerUnreachable(
+                f"{self._origin()} could not authenticate {who} now: {message} (HTTP {status})",
+                retry_after=retry_after(response.headers),
+                status=status,
+                server_message=message,
+            )
+        raise BadResponse(
+            f"unexpected answer to authentication: {message} (HTTP {status})",
+            status=status,
+            server_message=message,
+        )
 
     def _jitter(self, attempt: int) -> float:
         return self._rng() * min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** max(0, attempt - 1))
@@ -391,15 +466,8 @@ class TokenManager:
 
 
 def _server_message(response: requests.Response) -> str:
-    """The ``message`` of a server error body, or a short excerpt of whatever came back."""
-    try:
-        doc = response.json()
-        if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-            return str(doc["message"])[:300]
-    except ValueError:
-        pass
-    text = response.text.strip().replace("\n", " ")
-    return text[:120] or response.reason or "no message"
+    """The server's message of an error body (either shape), or a short excerpt of it."""
+    return error_of(response.content, response.status_code, response.reason or "")[0]
 
 
 def _token_field(response: requests.Response) -> str:

@@ -1,8 +1,12 @@
 """`agentbus register`: enroll this agent with the server's management API.
 
-Exit codes: 0 enrolled; 2 bad arguments or already enrolled (use ``--force``); 3 the server
-could not be reached (network, TLS) or did not accept the enrollment (wrong user or
-password, agent refused). Every failure is one line on stderr.
+Exit codes: 0 enrolled; 2 bad arguments (a name the server would refuse, also a host name
+used as the default name) or already enrolled (use ``--force``); 3 the server could not be
+reached (network, TLS) or did not accept the enrollment (wrong user or password, agent
+refused, a pinned ``--uuid-version`` refused). Every failure is one line on stderr.
+
+The id is a UUID v7 unless ``--uuid-version`` pins one; a server that accepts only v4 ids
+gets a v4 at once, and one line on stderr says so.
 """
 
 from __future__ import annotations
@@ -26,7 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="management API password; '-' reads it from stdin (default: prompt on a "
         "terminal, else read stdin)",
     )
-    parser.add_argument("--name", help="agent name (default: the hostname; at most 128 chars)")
+    parser.add_argument(
+        "--name",
+        help="agent name: 1-128 letters, digits, '_', '-', '.', '%%' (default: the hostname)",
+    )
+    parser.add_argument(
+        "--uuid-version",
+        type=int,
+        choices=[4, 7],
+        metavar="4|7",
+        help="pin the agent id's UUID version (default: v7, and v4 when the server accepts "
+        "only v4)",
+    )
     parser.add_argument(
         "--key", help="agent key, 32 characters [A-Za-z0-9] (default: a random one)"
     )
@@ -67,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
             connect_url=args.connect_url,
             verification_mode=args.verification_mode,
             force=args.force,
+            uuid_version=args.uuid_version,
         ),
+        notice=_note,
     )
     print(
         f"enrolled {credentials.name} as {credentials.uuid}; comms URL {credentials.server_url}; "
@@ -81,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _note(text: str) -> None:
+    print(f"agentbus: note: {text}", file=sys.stderr)
 
 
 def _password(value: str | None) -> str:

@@ -134,3 +134,19 @@ def test_connection_refused_is_unreachable(make_config: Callable[..., Config]) -
 def test_unknown_kind_is_a_programming_error(client: ServerClient) -> None:
     with pytest.raises(ValueError):
         client.post_events("other", b"x")  # type: ignore[arg-type]
+
+
+def test_auth_status_of_a_service(client: ServerClient, make_config: Callable[..., Config]) -> None:
+    from comms.api import auth_status
+    from comms.credentials import save_credentials
+
+    assert auth_status(client)["state"] == "pending"  # type: ignore[index]
+    assert auth_status(object()) is None  # a test double without tokens
+    assert auth_status(None) is None
+    config = make_config()
+    auth = auth_status(None, config.data_dir)  # no client built yet, no credentials
+    assert auth is not None and auth["state"] == "not_enrolled"
+    assert "agentbus register" in auth["message"] and auth["next_try_in"] is None
+    save_credentials(config.data_dir, CREDS)
+    auth = auth_status(None, config.data_dir)  # enrolled: it authenticates when needed
+    assert auth is not None and (auth["state"], auth["message"]) == ("pending", None)

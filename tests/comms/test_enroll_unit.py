@@ -165,3 +165,188 @@ def test_unwritable_data_dir_fails_before_the_server_is_asked(
             enroll(config, request(), facts={})
         assert m.call_count == 0  # no orphan agent on the server
     assert info.value.exit_code == 1
+
+
+# -- the id's version: v7, and v4 when the server accepts only v4 ---------------------------
+
+
+def wrong_version(agent_id: str) -> dict[str, object]:
+    """The 6.0 server's answer to an id that is not a v4 (management API error shape)."""
+    return {"title": "Bad Request", "detail": f"'{agent_id}' is not a 'uuid4' - 'id'"}
+
+
+def v4_only(req, context):  # type: ignore[no-untyped-def]
+    agent_id = json.loads(req.body)["id"]
+    if uuid6.UUID(agent_id).version != 4:
+        context.status_code = 400
+        return wrong_version(agent_id)
+    context.status_code = 201
+    return {"data": {}, "error": 0}
+
+
+def test_a_refused_v7_is_enrolled_again_at_once_as_v4(make_config: Callable[..., Config]) -> None:
+    notices: list[str] = []
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        m.post(MGMT + "/agents", json=v4_only)
+        creds = enroll(make_config(), request(name="n1"), facts={}, notice=notices.append)
+        first, second = (json.loads(r.body) for r in m.request_history[1:])
+    assert uuid6.UUID(first["id"]).version == 7 and uuid6.UUID(second["id"]).version == 4
+    assert second == {**first, "id": second["id"]}  # the same agent, only the id changed
+    assert creds.uuid == second["id"]
+    assert notices == [
+        f"the server accepts only UUID v4 agent ids (it refused v7 {first['id']}); "
+        f"enrolled with v4 id {creds.uuid} instead"
+    ]
+
+
+def test_a_server_that_takes_v7_keeps_it_and_says_nothing(
+    make_config: Callable[..., Config],
+) -> None:
+    notices: list[str] = []
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        m.post(MGMT + "/agents", status_code=201, json={"data": {}, "error": 0})
+        creds = enroll(make_config(), request(), facts={}, notice=notices.append)
+        assert m.call_count == 2
+    assert uuid6.UUID(creds.uuid).version == 7 and notices == []
+
+
+@pytest.mark.parametrize("version", [4, 7])
+def test_a_pinned_version_is_sent(make_config: Callable[..., Config], version: int) -> None:
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        m.post(MGMT + "/agents", status_code=201, json={"data": {}, "error": 0})
+        creds = enroll(make_config(), request(uuid_version=version), facts={})
+    assert uuid6.UUID(creds.uuid).version == version
+
+
+def test_a_pinned_v7_refused_is_a_clear_error_without_fallback(
+    make_config: Callable[..., Config],
+) -> None:
+    config = make_config()
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        m.post(MGMT + "/agents", json=v4_only)
+        with pytest.raises(ServerRejected) as info:
+            enroll(config, request(uuid_version=7), facts={})
+        assert m.call_count == 2  # login and one POST: no second id
+        refused = json.loads(m.request_history[1].body)["id"]
+    text = str(info.value)
+    assert info.value.exit_code == 3 and "\n" not in text
+    assert text == (
+        f"the server refused the agent's UUID v7 id: '{refused}' is not a 'uuid4' - 'id' "
+        "(HTTP 400); it accepts only v4 ids: use --uuid-version 4, or leave the flag out"
+    )
+    assert not (config.data_dir / "credentials.json").exists()
+
+
+def test_a_v4_refused_for_another_reason_says_both(make_config: Callable[..., Config]) -> None:
+    answers = iter([None, {"title": "Bad Request", "detail": "name string too long"}])
+
+    def answer(req, context):  # type: ignore[no-untyped-def]
+        doc = next(answers) or wrong_version(json.loads(req.body)["id"])
+        context.status_code = 400
+        return doc
+
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        m.post(MGMT + "/agents", json=answer)
+        with pytest.raises(ServerRejected, match="name string too long .with a v4 id, after"):
+            enroll(make_config(), request(), facts={})
+
+
+def test_the_wrong_version_of_another_id_is_not_mistaken(
+    make_config: Callable[..., Config],
+) -> None:
+    # only a refusal that names *our* id for its version triggers the v4 retry
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        m.post(MGMT + "/agents", status_code=400, json=wrong_version("something-else"))
+        with pytest.raises(ServerRejected, match="is not a 'uuid4'"):
+            enroll(make_config(), request(), facts={})
+        assert m.call_count == 2
+
+
+# -- names: the server's rule, checked before anything is sent ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("web 01", r"^the agent name 'web 01' is not valid: ' ' not allowed"),
+        ("a/b:c", r"'/:' not allowed \(only letters, digits, '_', '-', '.', '%'\)$"),
+        ("web-01\n", r"'web-01\\n' is not valid: '\\n' not allowed"),
+    ],
+)
+def test_names_the_server_refuses_fail_before_anything_is_sent(
+    make_config: Callable[..., Config], name: str, match: str
+) -> None:
+    with requests_mock.Mocker() as m:
+        with pytest.raises(EnrollmentUsage, match=match) as info:
+            enroll(make_config(), request(name=name), facts={})
+        assert m.call_count == 0 and info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["web-01", "host_1.example.com", "50%", "café", "n" * 128])
+def test_names_the_server_accepts(make_config: Callable[..., Config], name: str) -> None:
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        m.post(MGMT + "/agents", status_code=201, json={"data": {}, "error": 0})
+        assert enroll(make_config(), request(name=name), facts={}).name == name
+
+
+@pytest.mark.parametrize(
+    ("hostname", "match"),
+    [
+        ("my host", r"^the host name 'my host' is not a valid agent name: .*; give a name with --name$"),
+        ("h" * 130, r"^the host name is 130 characters long; at most 128; give a name with --name$"),
+    ],
+)  # fmt: skip
+def test_a_hostname_that_is_no_valid_name_points_at_the_flag(
+    make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch, hostname: str, match: str
+) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: hostname)
+    with requests_mock.Mocker() as m:
+        with pytest.raises(EnrollmentUsage, match=match):
+            enroll(make_config(), request(), facts={})
+        assert m.call_count == 0
+
+
+# -- the management API's error shapes ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        ({"title": "Bad Request", "detail": "'name' is too long"}, r": 'name' is too long \(HTTP 400\)$"),
+        ({"title": "Bad Request"}, r": Bad Request \(HTTP 400\)$"),
+        ({"title": "Bad Request", "detail": "There is an agent with the same ID", "error": 1708},
+         "already exists"),
+        ({"detail": ["x", {"y": 1}]}, r': \["x",\{"y":1\}\] \(HTTP 400\)$'),
+        ("<html>\n<b>bad\ngateway</b></html>", r": <html> <b>bad gateway</b></html> \(HTTP 400\)$"),
+    ],
+)  # fmt: skip
+def test_every_refusal_shape_is_one_clear_line(make_config, answer, match: str) -> None:  # type: ignore[no-untyped-def]
+    with requests_mock.Mocker() as m:
+        mock_management(m)
+        if isinstance(answer, str):
+            m.post(MGMT + "/agents", status_code=400, text=answer)
+        else:
+            m.post(MGMT + "/agents", status_code=400, json=answer)
+        with pytest.raises(ServerRejected, match=match) as info:
+            enroll(make_config(), request(), facts={})
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("the server refused the agent: ")
+
+
+def test_login_refusal_in_the_management_shape(make_config: Callable[..., Config]) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(MGMT + "/security/user/authenticate", status_code=401,
+               json={"title": "Unauthorized", "detail": "Invalid credentials"})  # fmt: skip
+        with pytest.raises(ServerRejected) as info:
+            enroll(make_config(), request(), facts={})
+    assert str(info.value) == (
+        f"enrollment login refused: wrong user or password for {MGMT} (Invalid credentials) "
+        "(HTTP 401)"
+    )

@@ -12,7 +12,7 @@ from comms.metadata import AgentLine, agent_line
 from tests.comms.helpers import FakeClock
 
 CREDS = Credentials(uuid="u-1", key="k" * 32, name="h1", groups=("default",), server_url="s")
-FACTS = {"hostname": "h1", "architecture": "x86_64", "ip": ["10.0.0.5"],
+FACTS: dict[str, object] = {"hostname": "h1", "architecture": "x86_64", "ip": ["10.0.0.5"],
          "os": {"name": "Debian GNU/Linux", "type": "Linux", "version": "12"}}  # fmt: skip
 
 

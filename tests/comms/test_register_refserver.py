@@ -52,21 +52,118 @@ def data_dir(config_file: Path) -> Path:
 
 
 def test_happy_path(refserver: RefServer, register, config_file: Path) -> None:  # type: ignore[no-untyped-def]
+    # The default server is strict like Wazuh 6.0: v4 ids only. The v7 is refused, the v4
+    # enrolled at once, and one line says so.
     code, out, err = register(refserver, "--name", "web-01")
-    assert (code, err) == (0, "")
+    assert code == 0, err
     creds = load_credentials(data_dir(config_file))
+    assert uuid6.UUID(creds.uuid).version == 4
+    assert err.count("\n") == 1
+    assert err.startswith(
+        "agentbus: note: the server accepts only UUID v4 agent ids (it refused v7 "
+    )
+    assert err.endswith(f"); enrolled with v4 id {creds.uuid} instead\n")
     assert out.startswith(f"enrolled web-01 as {creds.uuid}; comms URL {refserver.url}")
-    assert uuid6.UUID(creds.uuid).version == 7
     assert len(creds.key) == 32 and creds.key.isalnum()
     assert creds.server_url == refserver.url and creds.groups == ()
-    [agent] = refserver.agents()
+    [agent] = refserver.agents()  # the refused v7 left nothing behind
     assert (agent["id"], agent["name"]) == (creds.uuid, "web-01")
+    assert refserver.request_count(path="/agents", method="POST", status=400) == 1
+    assert refserver.request_count(path="/security/user/authenticate") == 1
     # the key the server stored works: the comms API authenticates it
     from agent.config import load_config
     from comms.tokens import TokenManager
 
     TokenManager(load_config(config_file), creds).token()
     assert refserver.auth_count() == 1
+
+
+def test_a_server_that_allows_v7_keeps_the_v7_id(  # type: ignore[no-untyped-def]
+    refserver_factory, register, config_file: Path
+) -> None:
+    server = refserver_factory(extra_args=["--allow-uuid7"])
+    code, out, err = register(server, "--name", "web-01")
+    assert (code, err) == (0, "")
+    creds = load_credentials(data_dir(config_file))
+    assert uuid6.UUID(creds.uuid).version == 7
+    assert [a["id"] for a in server.agents()] == [creds.uuid]
+    assert server.request_count(path="/agents", method="POST") == 1
+
+
+@pytest.mark.parametrize("allow_uuid7", [False, True])
+def test_uuid_version_4_is_pinned(  # type: ignore[no-untyped-def]
+    refserver_factory, register, config_file: Path, allow_uuid7: bool
+) -> None:
+    server = refserver_factory(extra_args=["--allow-uuid7"] if allow_uuid7 else [])
+    code, _, err = register(server, "--uuid-version", "4")
+    assert (code, err) == (0, "")
+    creds = load_credentials(data_dir(config_file))
+    assert uuid6.UUID(creds.uuid).version == 4
+    assert server.request_count(path="/agents", method="POST") == 1
+
+
+def test_uuid_version_7_is_pinned_where_allowed(  # type: ignore[no-untyped-def]
+    refserver_factory, register, config_file: Path
+) -> None:
+    server = refserver_factory(extra_args=["--allow-uuid7"])
+    code, _, err = register(server, "--uuid-version", "7")
+    assert (code, err) == (0, "")
+    assert uuid6.UUID(load_credentials(data_dir(config_file)).uuid).version == 7
+
+
+def test_a_pinned_v7_refused_is_exit_3_without_fallback(
+    refserver: RefServer, register, config_file: Path
+) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = register(refserver, "--uuid-version", "7")
+    assert code == 3 and out == "" and err.count("\n") == 1
+    assert err.startswith("agentbus: the server refused the agent's UUID v7 id: '")
+    assert "is not a 'uuid4' - 'id' (HTTP 400)" in err
+    assert err.rstrip().endswith("use --uuid-version 4, or leave the flag out")
+    assert refserver.agents() == []
+    assert refserver.request_count(path="/agents", method="POST") == 1
+    assert not (data_dir(config_file) / "credentials.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--name", "web 01"], "agentbus: the agent name 'web 01' is not valid: ' ' not allowed"),
+        (["--name", "a/b"], "agentbus: the agent name 'a/b' is not valid: '/' not allowed"),
+    ],
+)
+def test_a_name_the_server_would_refuse_is_exit_2_before_any_request(
+    refserver: RefServer, register, extra: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = register(refserver, *extra)
+    assert code == 2 and out == ""
+    assert err.startswith(message) and err.count("\n") == 1
+    assert refserver.request_count(path="/security/user/authenticate") == 0
+    assert refserver.request_count(path="/agents") == 0
+
+
+def test_an_unknown_uuid_version_is_exit_2(  # type: ignore[no-untyped-def]
+    refserver: RefServer, register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:  # argparse's own exit, before run()
+        register(refserver, "--uuid-version", "5")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("agentbus: argument --uuid-version: invalid choice: 5")
+    assert refserver.request_count(path="/security/user/authenticate") == 0
+
+
+def test_a_hostname_that_is_no_valid_name_needs_the_flag(  # type: ignore[no-untyped-def]
+    refserver: RefServer, register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "build box")
+    code, _, err = register(refserver)
+    assert code == 2
+    assert err == (
+        "agentbus: the host name 'build box' is not a valid agent name: ' ' not allowed "
+        "(only letters, digits, '_', '-', '.', '%'); give a name with --name\n"
+    )
+    assert refserver.request_count(path="/security/user/authenticate") == 0
+    assert register(refserver, "--name", "build-box")[0] == 0
 
 
 def test_file_modes(refserver: RefServer, register, config_file: Path) -> None:  # type: ignore[no-untyped-def]

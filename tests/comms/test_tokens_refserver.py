@@ -142,6 +142,40 @@ def test_unknown_agent_stops_with_exit_3(enrolled_agent: EnrolledAgent) -> None:
     assert (info.value.status, info.value.exit_code) == (403, 3)
 
 
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (403, "Couldn't connect to the indexer: connection refused"),
+        (403, "Couldn't get key pair: [Errno 2] No such file or directory"),
+        (400, "Injected fault"),
+        (503, "Injected fault"),
+    ],
+)
+def test_server_trouble_at_authentication_is_retried_not_final(
+    enrolled_agent: EnrolledAgent, status: int, message: str
+) -> None:
+    config, creds, server = enrolled_agent
+    clock = FakeClock()
+    tokens = TokenManager(config, creds, clock=clock)
+    client = ServerClient(config, tokens)
+    assert client.post_events("stateless", body(creds)).status == 204
+    server.set_fault(status=status, path="/api/v1/authentication", count=2, message=message)
+    server.revoke_tokens()
+    with pytest.raises(ServerUnreachable) as info:
+        client.post_events("stateless", body(creds))  # 403 on the token, then the fault
+    text = str(info.value)
+    assert message in text and text.endswith(f"(HTTP {status})") and "\n" not in text
+    auth = tokens.auth_status()
+    assert (auth["state"], auth["message"], auth["http_status"]) == ("retrying", message, status)
+    clock.advance(60)
+    with pytest.raises(ServerUnreachable):
+        client.post_events("stateless", body(creds))  # the fault's second answer
+    clock.advance(60)
+    assert client.post_events("stateless", body(creds)).status == 204  # the fault is over
+    assert tokens.auth_status()["state"] == "ok"
+    assert server.count_events(module="logcollector") == 2
+
+
 PROCESS = textwrap.dedent(
     """
     import sys
@@ -196,6 +230,6 @@ def test_calls_reuse_one_kept_alive_connection(enrolled_agent: EnrolledAgent) ->
     client = ServerClient(config, TokenManager(config, creds))
     for _ in range(20):
         assert client.post_events("stateless", body(creds)).status == 204
-    pools = client.session.get_adapter(server.url).poolmanager.pools
+    pools = client.session.get_adapter(server.url).poolmanager.pools  # type: ignore[attr-defined]
     [pool] = [pools[key] for key in pools.keys()]  # noqa: SIM118 - no __iter__ on this container
     assert pool.num_connections == 1  # opened once, kept alive for the 19 others

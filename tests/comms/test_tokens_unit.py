@@ -365,3 +365,144 @@ def test_unwritable_data_dir_still_gives_tokens(make_config, clock, tmp_path: Pa
         assert tm.renew(token) == token
     assert sum("cannot open the token lock" in line for line in logs) == 1
     assert any("cannot write the token cache" in line for line in logs)
+
+
+# -- failures by meaning, not by status ----------------------------------------------------
+
+TEMPORARY = [
+    (403, "Couldn't connect to the indexer: connection refused"),
+    (403, "Couldn't get key pair: [Errno 13] Permission denied"),
+    (403, "Forbidden"),  # a proxy's own page, say
+    (401, "Unauthorized"),
+    (408, "Request timeout"),
+    (500, "Internal server error"),
+    (502, "Bad gateway"),
+]
+
+
+@pytest.mark.parametrize(("status", "message"), TEMPORARY)
+def test_other_failures_are_temporary_and_backed_off(
+    config, clock, status: int, message: str
+) -> None:
+    token = make_jwt()
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, status_code=status, json={"message": message, "code": status})
+        tm = manager(config, clock, rng=lambda: 0.5, wall=lambda: 50_000.0)
+        with pytest.raises(ServerUnreachable) as info:
+            tm.token()
+        assert f"{message} (HTTP {status})" in str(info.value)
+        assert info.value.retry_after == pytest.approx(0.5) and info.value.exit_code == 3
+        auth = tm.auth_status()
+        assert auth["state"] == "retrying"
+        assert (auth["message"], auth["http_status"], auth["failures"]) == (message, status, 1)
+        assert auth["next_try_in"] == pytest.approx(0.5)
+        assert auth["next_try_at"] == pytest.approx(50_000.5)
+        m.post(AUTH, json={"token": token})
+        clock.advance(0.6)
+        assert tm.token() == token  # not latched: the next try goes through
+    auth = tm.auth_status()
+    assert (auth["state"], auth["message"], auth["next_try_in"], auth["failures"]) == (
+        "ok", None, None, 0
+    )  # fmt: skip
+    assert auth["last_failure_at"] == pytest.approx(50_000.0)
+    assert auth["token_expires_in"] == pytest.approx(900)
+
+
+def test_final_messages_are_read_without_regard_to_case_or_a_full_stop(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, status_code=401, json={"message": "Invalid key.", "code": 401})
+        with pytest.raises(ServerRejected):
+            manager(config, clock).token()
+        m.post(AUTH, status_code=403, json={"message": "agent does not exist", "code": 403})
+        with pytest.raises(ServerRejected):
+            TokenManager(config, CREDS, clock=clock, boot_id="b").token()
+
+
+def test_the_final_words_with_another_status_are_temporary(config, clock) -> None:
+    # meaning is status *and* message: "Invalid key" with 403 is not the server's refusal
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, status_code=403, json={"message": "Invalid key", "code": 403})
+        with pytest.raises(ServerUnreachable):
+            manager(config, clock).token()
+
+
+def test_a_400_at_authentication_is_temporary_and_says_why(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, status_code=400, json={"message": "body invalid JSON", "code": 400})
+        tm = manager(config, clock)
+        with pytest.raises(ServerUnreachable) as info:
+            tm.token()
+    text = str(info.value)
+    assert "answered 400 to the authentication of agent h" in text and "\n" not in text
+    assert "body invalid JSON" in text and "the server or a proxy in between is at fault" in text
+    assert tm.auth_status()["state"] == "retrying"
+
+
+def test_an_answer_in_the_management_shape_is_read_too(config, clock) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, status_code=503, json={"title": "Service Unavailable", "detail": "indexer"})
+        tm = manager(config, clock)
+        with pytest.raises(ServerUnreachable, match=r"now: indexer \(HTTP 503\)"):
+            tm.token()
+    assert tm.auth_status()["message"] == "indexer"
+
+
+def test_a_revoked_token_during_an_outage_is_retried_not_fatal(config, clock) -> None:
+    token = make_jwt()
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": token})
+        tm = manager(config, clock, rng=lambda: 1.0)
+        tm.token()
+        indexer = "Couldn't connect to the indexer: connection refused"
+        m.post(AUTH, status_code=403, json={"message": indexer, "code": 403})
+        clock.advance(60)  # an old token, revoked: the caller got a 403 and renews
+        with pytest.raises(ServerUnreachable):
+            tm.renew(token)
+        with pytest.raises(ServerUnreachable, match="postponed"):
+            tm.renew(token)  # inside the back-off: not asked again
+        assert m.call_count == 2
+        assert tm.auth_status()["state"] == "retrying"
+        assert tm.auth_status()["message"] == indexer
+        fresh = make_jwt(iat=5)
+        m.post(AUTH, json={"token": fresh})
+        clock.advance(1.1)
+        assert tm.renew(token) == fresh
+        assert tm.auth_status()["state"] == "ok"
+
+
+def test_network_failures_show_what_went_wrong(config, clock) -> None:
+    import requests
+
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, exc=requests.exceptions.ConnectionError("refused"))
+        tm = manager(config, clock)
+        with pytest.raises(ServerUnreachable):
+            tm.token()
+    auth = tm.auth_status()
+    assert auth["state"] == "retrying" and auth["http_status"] is None
+    assert auth["message"].startswith(f"cannot reach {URL}")
+
+
+def test_auth_status_states(config, clock) -> None:
+    tm = manager(config, clock, wall=lambda: 10_000.0)
+    assert tm.auth_status() == {
+        "state": "pending", "message": None, "http_status": None, "failures": 0,
+        "last_failure_at": None, "next_try_in": None, "next_try_at": None,
+        "token_expires_in": None, "token_expires_at": None, "authentications": 0,
+    }  # fmt: skip
+    with requests_mock.Mocker() as m:
+        m.post(AUTH, json={"token": make_jwt()})
+        tm.token()
+        clock.advance(100)
+        auth = tm.auth_status()
+        assert auth["state"] == "ok" and auth["authentications"] == 1
+        assert auth["token_expires_in"] == pytest.approx(800)
+        assert auth["token_expires_at"] == pytest.approx(10_800)
+        clock.advance(900)  # expired while nobody asked for it: pending, not ok
+        assert tm.auth_status()["state"] == "pending"
+        m.post(AUTH, status_code=401, json={"message": "Invalid key", "code": 401})
+        with pytest.raises(ServerRejected):
+            tm.token()
+    auth = tm.auth_status()
+    assert (auth["state"], auth["message"], auth["http_status"]) == ("refused", "Invalid key", 401)
+    assert auth["next_try_in"] is None
