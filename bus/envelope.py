@@ -11,6 +11,8 @@ An event on the wire is a msgpack map (docs/bus-protocol.md):
     ts         number (epoch seconds), optional: when the event happened
 
 Unknown fields are ignored. A frame holds one such map, or an array of them (a batch).
+The data of a stateless event must not have both a string ``module`` and a string
+``collector``: the server would take its data line for a header.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from bus.errors import InvalidEvent
 EventType = Literal["stateless", "stateful"]
 Operation = Literal["create", "update", "delete"]
 
-#: modules the server accepts on the stateful endpoint (PROTOCOL.md)
+#: modules the server accepts on the stateful endpoint (docs/protocol.md, "Events")
 STATEFUL_MODULES = frozenset({"fim", "inventory", "sca", "vulnerability", "command"})
-#: collectors the server accepts for stateful ``inventory`` events (PROTOCOL.md)
+#: collectors the server accepts for stateful ``inventory`` events (docs/protocol.md)
 INVENTORY_COLLECTORS = frozenset(
     {"hardware", "hotfixes", "packages", "networks", "system", "ports", "processes"}
 )
@@ -68,7 +70,8 @@ class Event:
         return self.type == "stateful"
 
     def header(self) -> dict[str, str]:
-        """The NDJSON header line of PROTOCOL.md for this event (key order as the server's)."""
+        """The NDJSON header line of this event (docs/protocol.md, "Events"; the server's
+        key order)."""
         if self.type == "stateless":
             return {"module": self.module, "collector": self.collector or ""}
         head: dict[str, str] = {"id": self.id or "", "module": self.module}
@@ -110,12 +113,18 @@ class Event:
             except OverflowError:  # a Python int beyond any float (msgpack never sends one)
                 raise InvalidEvent("bad_value", "ts is out of range") from None
         if etype == "stateless":
-            return cls(
-                module=module,
-                collector=_name(obj, "collector"),
-                data=_data(obj),
-                ts=ts,
-            )
+            name = _name(obj, "collector")
+            fields = _data(obj)
+            if type(fields.get("module")) is str and type(fields.get("collector")) is str:
+                # The server's engine takes any line with string module and collector for
+                # a header: this data line would head the next lines and the event vanish.
+                raise InvalidEvent(
+                    "bad_value",
+                    "data must not have both string module and collector fields: the server "
+                    "would take the data line for an event header and lose the event "
+                    "without an error (rename or nest them)",
+                )
+            return cls(module=module, collector=name, data=fields, ts=ts)
         if module not in STATEFUL_MODULES:
             raise _bad(
                 "module", module, f"stateful module must be one of {sorted(STATEFUL_MODULES)}"

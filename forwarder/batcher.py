@@ -8,6 +8,12 @@ timer. Its body is a concatenation of stored chunks (they are already NDJSON lin
 When the server refuses a batch as a whole (413 too large, 400 bad content) the sender
 splits it: first between chunks, then, for a single chunk, between its events, down to
 one event.
+
+Stateful requests have a hard size bound (``stateful_batch_max_bytes``, docs/protocol.md:
+the 6.0 server parses each received piece of a request on its own, so a body must fit
+one 16 KiB TLS record with its headers). :func:`pack` cuts a batch into requests that
+fit, between chunks and, for a chunk too big on its own, between its events; a single
+event bigger than the bound goes alone.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ class Batch:
         return sum(len(p.body) + 1 for p in self.pieces)
 
     def body(self, agent_line: bytes) -> bytes:
-        """The request body (PROTOCOL.md): agent line, then every piece's lines."""
+        """The request body (docs/protocol.md, "Events"): agent line, then every piece's
+        lines."""
         return NEWLINE.join([agent_line, *(p.body for p in self.pieces)])
 
 
@@ -85,6 +92,37 @@ def pieces_of_events(pieces: list[Piece], stateful: bool) -> list[Piece]:
     return out
 
 
+def pack(pieces: list[Piece], budget: int, stateful: bool) -> tuple[list[list[Piece]], int]:
+    """Cut ``pieces`` into requests, in order, whose lines (each with its newline) fit
+    ``budget`` bytes; returns the requests and how many lone events are over ``budget``.
+
+    A piece that fits a request stays whole; one that does not is cut into its events.
+    """
+    units: list[Piece] = []
+    for p in pieces:
+        if len(p.body) + 1 <= budget or p.events <= 1:
+            units.append(p)
+        else:
+            units.extend(Piece(p.chunk, 1, span) for span in event_spans(p.body, stateful))
+    requests: list[list[Piece]] = []
+    current: list[Piece] = []
+    used = oversized = 0
+    for unit in units:
+        cost = len(unit.body) + 1
+        if current and used + cost > budget:
+            requests.append(current)
+            current, used = [], 0
+        current.append(unit)
+        used += cost
+        if cost > budget:  # one event over the bound: a request of its own
+            oversized += 1
+            requests.append(current)
+            current, used = [], 0
+    if current:
+        requests.append(current)
+    return requests, oversized
+
+
 class Batcher:
     """Hands out batches from one store according to the closing rules."""
 
@@ -105,15 +143,17 @@ class Batcher:
         self._wall = wall
         self._clock = clock
 
-    def due_in(self) -> float | None:
+    def due_in(self, max_bytes: int | None = None) -> float | None:
         """Seconds until a batch may be taken: 0 now, None when nothing is ready.
 
-        Call with ``store.cond`` held.
+        ``max_bytes`` overrides the byte bound (the sender's room for chunks in one
+        request). Call with ``store.cond`` held.
         """
         store = self.store
         if store.ready_events <= 0:
             return None
-        if store.ready_bytes >= self.max_bytes or store.ready_events >= self.max_events:
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if store.ready_bytes >= limit or store.ready_events >= self.max_events:
             return 0.0
         head = store.head_ts()
         if head is None:
@@ -124,14 +164,20 @@ class Batcher:
         by_clock = store.head_seen + self.interval - self._clock()
         return max(0.0, min(by_wall, by_clock))
 
-    def next_batch(self, stop: threading.Event, *, poll: float = 0.25) -> Batch | None:
-        """Block until a batch is due and take it; None when ``stop`` is set first."""
+    def next_batch(
+        self, stop: threading.Event, *, poll: float = 0.25, max_bytes: int | None = None
+    ) -> Batch | None:
+        """Block until a batch is due and take it; None when ``stop`` is set first.
+
+        ``max_bytes`` overrides the byte bound for this batch.
+        """
         store = self.store
+        limit = self.max_bytes if max_bytes is None else max_bytes
         while not stop.is_set():
             with store.cond:
-                wait = self.due_in()
+                wait = self.due_in(limit)
                 if wait == 0.0:
-                    chunks = store.take(self.max_bytes, self.max_events)
+                    chunks = store.take(limit, self.max_events)
                     if chunks:
                         return Batch.of(chunks)
                     wait = None

@@ -5,6 +5,10 @@ the forwarder at a few thousand events per second. Instead the receiver gathers 
 rendered events of one kind that arrive within ``chunk_max_delay`` (a few ms), up to
 ``chunk_max_bytes``, and stores them as one row: the NDJSON lines joined by ``\\n``, the
 exact bytes that will later sit in a request body.
+
+A chunk is at most ``max_bytes`` long when the receiver asks :meth:`Chunker.overflows`
+before adding (the stateful queue does: a chunk must fit one request of
+``stateful_batch_max_bytes``); a single event bigger than that is a chunk of its own.
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ class Chunker:
             self._ts = self._wall()
         self._parts.extend(rendered)
         self._bytes += nbytes
+
+    def overflows(self, size: int) -> bool:
+        """Whether adding a rendered event of ``size`` bytes would pass ``max_bytes``
+        (never for an empty chunk: an event bigger than the limit is a chunk alone)."""
+        return bool(self._parts) and self._bytes + size + 1 > self.max_bytes
 
     @property
     def events(self) -> int:

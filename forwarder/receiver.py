@@ -82,6 +82,8 @@ class Receiver:
         stores: dict[str, Store],
         chunk_max_bytes: int,
         chunk_max_delay: float,
+        stateful_chunk_max_bytes: int | None = None,
+        check_documents: bool = True,
         max_eps: int = 0,
         reject_log_per_minute: int = 10,
         context: zmq.Context | None = None,
@@ -92,8 +94,12 @@ class Receiver:
         self.stores = stores
         self.max_message_bytes = options.max_message_bytes
         self._ctx = context or zmq.Context.instance()
-        self._renderer = Renderer()
-        self._chunkers = {k: Chunker(chunk_max_bytes, chunk_max_delay) for k in KINDS}
+        self._renderer = Renderer(check_documents=check_documents)
+        self._chunkers = {
+            "stateless": Chunker(chunk_max_bytes, chunk_max_delay),
+            # closed before it overflows: a stateful chunk must fit one request
+            "stateful": Chunker(stateful_chunk_max_bytes or chunk_max_bytes, chunk_max_delay),
+        }
         self._held: dict[str, Chunk] = {}
         #: chunks handed to the stores, oldest first, until they are committed
         self._commits: deque[Commit] = deque()
@@ -227,10 +233,7 @@ class Receiver:
                 continue
             good += 1
             if stateful:
-                chunker = self._chunkers["stateful"]
-                chunker.add(lines)
-                if chunker.full():
-                    self._commit("stateful")
+                self._add_stateful(lines)
             else:
                 stateless.add(lines)
                 if stateless.full():
@@ -318,16 +321,37 @@ class Receiver:
                 return None
             if not self.stores[kind].has_room(need[kind] + self._chunkers[kind].nbytes):
                 return None
+        commits: list[Commit] = []
+        stateless = self._chunkers["stateless"]
+        held = False
         for stateful, lines in good:
-            self._chunkers["stateful" if stateful else "stateless"].add(lines)
-        commits = []
+            if not stateful:
+                stateless.add(lines)
+            elif not self._add_stateful(lines, commits):
+                held = True
         for kind in kinds:
-            if not self._commit(kind):
+            if held or not self._commit(kind):
                 # Held (a race with another writer): the events will be committed later,
                 # but the client must not count on them.
                 return None
             commits.append(self._last_commit[kind])
         return commits
+
+    def _add_stateful(self, lines: bytes, commits: list[Commit] | None = None) -> bool:
+        """Add a stateful event, committing the pending chunk first if the event would
+        overflow it; False when that chunk had to be held. ``commits`` collects the
+        commits made."""
+        chunker = self._chunkers["stateful"]
+        if chunker.overflows(len(lines)):
+            if not self._commit("stateful"):
+                chunker.add(lines)
+                return False
+            if commits is not None:
+                commits.append(self._last_commit["stateful"])
+        chunker.add(lines)
+        if commits is None and chunker.full():
+            return self._commit("stateful")
+        return True
 
     def _frame_error(self, reason: str, message: str) -> dict[str, Any]:
         self._reject(reason, message, -1, "ingest")

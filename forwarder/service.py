@@ -35,7 +35,7 @@ from forwarder.chunker import Chunk
 from forwarder.link import ServerLink
 from forwarder.quarantine import Quarantine
 from forwarder.receiver import KINDS, Receiver
-from forwarder.sender import Sender
+from forwarder.sender import AGENT_LINE_RESERVE, Sender
 from forwarder.store import Store
 
 _T = TypeVar("_T")
@@ -102,18 +102,24 @@ class Forwarder(Service):
             stores=self.stores,
             chunk_max_bytes=fw.chunk_max_bytes,
             chunk_max_delay=fw.chunk_max_delay,
+            stateful_chunk_max_bytes=stateful_chunk_bytes(
+                fw.chunk_max_bytes, fw.stateful_batch_max_bytes
+            ),
+            check_documents=fw.check_documents,
             max_eps=fw.max_eps,
             reject_log_per_minute=self.config.bus.reject_log_per_minute,
         )
         self.receiver.bind()
         self.link = ServerLink(self.config, pool_size=fw.stateless_in_flight + 2)
         for kind, store in self.stores.items():
+            stateful = kind == "stateful"
+            max_bytes = fw.stateful_batch_max_bytes if stateful else fw.batch_max_bytes
             self.senders[kind] = Sender(
                 kind,
                 store=store,
                 batcher=Batcher(
                     store,
-                    max_bytes=fw.batch_max_bytes,
+                    max_bytes=max_bytes,
                     max_events=fw.batch_max_events,
                     interval=fw.batch_interval,
                 ),
@@ -122,6 +128,9 @@ class Forwarder(Service):
                 client=self.link.client,
                 agent_line=self.link.agent_line,
                 workers=fw.stateless_in_flight,
+                # a hard bound for stateful: the 6.0 server parses each received piece
+                # of a request on its own (docs/protocol.md, "Events")
+                max_body=max_bytes if stateful else None,
             )
         for sender in self.senders.values():
             sender.start()
@@ -230,7 +239,12 @@ class Forwarder(Service):
         if errors and "last_error" not in out:
             out["last_error_at"], out["last_error"] = max(errors)
         if self.link is not None:
+            from comms.api import auth_status
+
             out["token_expires_in"] = self.link.token_expires_in()
+            # the client as built so far: building it here would load the credentials early
+            client = getattr(self.link, "_client", None)
+            out["auth"] = auth_status(client, self.config.data_dir)
         return out
 
     # -- control commands --------------------------------------------------------------
@@ -295,6 +309,13 @@ class Forwarder(Service):
             dropped += self.quarantine.remove(ids[start : start + RETRY_CHUNK])
         logger.info("{} quarantined event(s) dropped by the operator", dropped)
         return {"ok": True, "dropped": dropped, "missing": len(ids) - dropped}
+
+
+def stateful_chunk_bytes(chunk_max_bytes: int, stateful_batch_max_bytes: int) -> int:
+    """Size bound of a stateful chunk: one chunk must fit a request with the agent line
+    (a bigger one would be cut into requests between its events, which costs more)."""
+    room = max(stateful_batch_max_bytes // 2, stateful_batch_max_bytes - AGENT_LINE_RESERVE)
+    return max(1, min(chunk_max_bytes, room))
 
 
 def _malloc_trim() -> None:

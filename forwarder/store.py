@@ -147,6 +147,23 @@ class ChunkQueue(SQLiteAckQueue):  # type: ignore[misc]
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def containing(self, after: int, patterns: list[bytes]) -> list[tuple[int, int, bytes, float]]:
+        """(id, events, data, timestamp) of ready rows after ``after`` whose data holds
+        any of ``patterns`` (a scan of the queue: for rare questions only)."""
+        out: list[tuple[int, int, bytes, float]] = []
+        for start in range(0, len(patterns), 100):
+            part = patterns[start : start + 100]
+            where = " OR ".join("instr(data, ?) > 0" for _ in part)
+            with self.action_lock:
+                out.extend(
+                    self._reader.execute(
+                        f"SELECT _id, events, data, timestamp FROM {self._table_name} "
+                        f"WHERE _id > ? AND status < ? AND ({where}) ORDER BY _id",
+                        (after, READY_BELOW, *part),
+                    ).fetchall()
+                )
+        return sorted({row[0]: row for row in out}.values())
+
     def first_timestamp(self) -> float | None:
         """Arrival time of the oldest event not acked."""
         with self.action_lock:
@@ -411,17 +428,22 @@ class Store:
         return self._head_ts
 
     def take(self, max_bytes: int, max_events: int) -> list[StoredChunk]:
-        """The oldest ready chunks, up to the limits (at least one if any is ready)."""
+        """The oldest ready chunks, up to the limits (at least one if any is ready).
+
+        ``max_bytes`` bounds the chunks' bodies with one newline each, as they are joined
+        in a request body.
+        """
         with self.cond:
             heads = self._q.heads(self._cursor, HEAD_ROWS)
             chosen: list[tuple[int, int, int, float]] = []
-            nbytes = nevents = 0
+            nbytes = nevents = cost = 0
             for head in heads:
-                if chosen and (nbytes + head[2] > max_bytes or nevents + head[1] > max_events):
+                if chosen and (cost + head[2] + 1 > max_bytes or nevents + head[1] > max_events):
                     break
                 chosen.append(head)
                 nbytes += head[2]
                 nevents += head[1]
+                cost += head[2] + 1
             if not chosen:
                 return []
             bodies = self._q.bodies([h[0] for h in chosen])
@@ -432,6 +454,15 @@ class Store:
             self.inflight_bytes += nbytes
             self._head_known = False
         return [StoredChunk(h[0], h[1], bodies[h[0]], h[3]) for h in chosen if h[0] in bodies]
+
+    def find_ready(self, patterns: list[bytes]) -> list[StoredChunk]:
+        """Chunks not handed to a sender yet whose body holds any of ``patterns``."""
+        if not patterns:
+            return []
+        with self.cond:
+            cursor = self._cursor
+        rows = self._q.containing(cursor, patterns)
+        return [StoredChunk(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
     def ack(self, chunks: list[StoredChunk]) -> None:
         """The server has these chunks (or they were dropped): the writer deletes them.

@@ -13,7 +13,7 @@ from bus.client import Ingest
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.common import wait_for
 from tests.fixtures.forwarder import ForwarderThread
-from tests.forwarder.helpers import FAST, fim, seqs, stateless
+from tests.forwarder.helpers import FAST, command_result, fim, seqs, stateless
 
 STATELESS_PATH = "/api/v1/events/stateless"
 
@@ -152,16 +152,23 @@ def test_poison_event_is_quarantined_and_the_rest_delivered(
     assert fw.status()["requests_400"] >= 2  # bisected
 
 
-def test_stateful_items_refused_inside_a_200_are_quarantined(
+def test_stateful_item_answers_delivered_state_and_refused_command_results(
     enroll_agent: Callable[..., EnrolledAgent],
     run_forwarder: Callable[[Config], ForwarderThread],
 ) -> None:
     agent = enroll_agent(sections={"forwarder": FAST})
     fw = run_forwarder(agent.config)
-    # deleting a document the server never had: 200 overall, item status 404
-    send_all(agent.config, [fim(1, "create"), fim(2, "delete", doc="nope"), fim(3, "create")])
+    # deleting a document the server never had: item 404, the state the agent wants
+    # already; a result for a command the server does not have: item 404, a failure
+    send_all(
+        agent.config,
+        [fim(1, "create"), fim(2, "delete", doc="nope"), command_result("cmd-x"), fim(3, "create")],
+    )
     agent.server.wait_for_events(3, module="fim")
-    wait_for(lambda: fw.status()["quarantined"] == 1)
+    wait_for(lambda: fw.status()["quarantined"] == 1 and fw.status()["queue_events"] == 0)
     [entry] = fw.service.quarantine.entries()  # type: ignore[union-attr]
-    assert entry["status"] == 404 and '"id":"nope"' in entry["event"]
-    assert fw.status()["queues"]["stateful"]["item_failures"] == 1
+    assert entry["status"] == 404 and '"id":"cmd-x"' in entry["event"]
+    assert "no command 'cmd-x'" in entry["message"]
+    stateful = fw.status()["queues"]["stateful"]
+    assert stateful["item_failures"] == 1
+    assert stateful["items_already_deleted"] == 1

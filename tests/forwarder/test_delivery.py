@@ -79,7 +79,8 @@ def test_stateful_events_keep_their_order(
     run_forwarder(agent.config)
     events: list[dict[str, Any]] = []
     for i in range(300):
-        op = "create" if i == 0 else ("delete" if i % 50 == 49 else "update")
+        # a valid life for the document: made, changed, deleted, made again, ...
+        op = "create" if i % 50 == 0 else ("delete" if i % 50 == 49 else "update")
         ev: dict[str, Any] = {
             "module": "fim",
             "collector": "file",
@@ -88,7 +89,7 @@ def test_stateful_events_keep_their_order(
             "operation": op,
         }
         if op != "delete":
-            ev["data"] = {"file": {"path": "/etc/x", "n": i}}
+            ev["data"] = {"file": {"path": "/etc/x", "size": i}}
         events.append(ev)
     with Publisher(endpoints_from_config(agent.config).events) as pub:
         for ev in events:
@@ -96,8 +97,8 @@ def test_stateful_events_keep_their_order(
     agent.server.wait_for_events(300, module="fim", timeout=20)
     got = agent.server.events(module="fim")
     assert [e["operation"] for e in got] == [e["operation"] for e in events]
-    assert [e["data"]["file"]["n"] for e in got if e["data"]] == [
-        e["data"]["file"]["n"] for e in events if "data" in e
+    assert [e["data"]["file"]["size"] for e in got if e["data"]] == [
+        e["data"]["file"]["size"] for e in events if "data" in e
     ]
 
 

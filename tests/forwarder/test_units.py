@@ -129,9 +129,10 @@ CASES: list[Any] = [
     {"module": "m", "collector": "c", "data": {}, "type": "stateless", "ts": 12},
     {"module": "m", "collector": "c", "data": {"nl": "line\nbreak"}, "extra": 1},
     {"module": "fim", "collector": "file", "type": "stateful", "id": "d", "operation": "delete"},
-    {"module": "command", "type": "stateful", "id": "d", "operation": "update", "data": {}},
+    {"module": "command", "type": "stateful", "id": "d", "operation": "update",
+     "data": {"command": {"result": {"code": 0, "message": "done"}}}},
     {"module": "inventory", "collector": "packages", "type": "stateful", "id": "x",
-     "operation": "create", "data": {"p": 1}},
+     "operation": "create", "data": {"package": {"name": "bash", "size": 1}}},
 ]  # fmt: skip
 BAD: list[tuple[Any, str]] = [
     ([1], "not_map"),
@@ -141,6 +142,11 @@ BAD: list[tuple[Any, str]] = [
     ({"module": "m", "collector": "c", "data": {1: 2}}, "not_json"),
     ({"module": "inventory", "collector": "nope", "type": "stateful", "id": "x",
       "operation": "create", "data": {}}, "bad_value"),
+    ({"module": "m", "collector": "c", "data": {"module": "x", "collector": "y"}}, "bad_value"),
+    ({"module": "inventory", "collector": "packages", "type": "stateful", "id": "x",
+      "operation": "create", "data": {"p": 1}}, "bad_value"),
+    ({"module": "fim", "collector": "file", "type": "stateful", "id": "x",
+      "operation": "update", "data": {}}, "bad_value"),
 ]  # fmt: skip
 
 
@@ -186,7 +192,10 @@ def test_batcher_waits_for_the_interval_unless_the_batch_is_full(tmp_path: Path)
     store = Store(tmp_path, "stateless", max_bytes=10**9)
     wall = [2000.0]
     size = len(chunk(1).body)
-    batcher = Batcher(store, max_bytes=3 * size, max_events=100, interval=1.0, wall=lambda: wall[0])
+    # a batch's bytes count one newline per chunk, as they are joined in the body
+    batcher = Batcher(
+        store, max_bytes=3 * (size + 1), max_events=100, interval=1.0, wall=lambda: wall[0]
+    )
     store.put(chunk(1))  # ts 1001: waited 999 s already
     with store.cond:
         assert batcher.due_in() == 0.0
