@@ -4,7 +4,7 @@ Threads: the *poller* holds the long-poll and stores what arrives; the *reporter
 results to the forwarder; the main loop owns every ZeroMQ socket (XPUB commands, PULL
 results, an inproc mailbox from the poller) and every command in flight.
 
-Start-up recovery (PROTOCOL.md): a command stored but never published is published now; a
+Start-up recovery (docs/protocol.md, "Commands"): a command stored but never published is published now; a
 command that was published or running when the commander stopped gets result 1 "Agent
 stopped during execution" — except ``restart``, which gets 0 "Agent restarted", since
 being back is what it asked for.

@@ -55,7 +55,13 @@ def test_bad_lines_are_reported_by_line_and_the_rest_is_sent(forwarding):
 def test_stateful_argument_and_delete(forwarding):
     config_file, server = forwarding
     common = ["--module", "fim", "--collector", "file", "--stateful", "--id", "doc-1"]
-    created = send(config_file, *common, "--operation", "create", '{"path": "/etc/hosts"}')
+    # a field the fim index does not have is refused at the bus, naming the field
+    refused = send(config_file, *common, "--operation", "create", '{"path": "/etc/hosts"}')
+    assert refused.returncode == 2
+    assert "bad_value" in refused.stderr and "[path]" in refused.stderr, refused.stderr
+    created = send(
+        config_file, *common, "--operation", "create", '{"file": {"path": "/etc/hosts"}}'
+    )
     assert created.returncode == 0, created.stderr
     deleted = send(config_file, *common, "--operation", "delete")
     assert deleted.returncode == 0, deleted.stderr
