@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, NamedTuple
 
 #: the ``host`` block shared by the system, networks and sca indices
@@ -282,6 +283,18 @@ def index_name(module: str, collector: str | None) -> str:
 def index_for(module: str, collector: str | None) -> Index | None:
     """The known index of a stateful event, or None (its mapping is not known here)."""
     return _BY_ROUTE.get((module, collector if module == "inventory" else None))
+
+
+@cache
+def index_to_check(module: str, collector: str | None) -> Index:
+    """The index to check a stateful event's document against: its known mapping, else a
+    dynamic index with no fields, which still refuses what any index refuses (a second
+    ``agent``, unusable field names)."""
+    collector = collector if module == "inventory" else None  # also keeps the cache bounded
+    known = index_for(module, collector)
+    if known is not None:
+        return known
+    return Index(index_name(module, collector), module, collector, {}, strict=False)
 
 
 class Problem(NamedTuple):

@@ -16,14 +16,13 @@ item is refused here, at the bus, where its sender still hears about it
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import orjson
 
 from bus.envelope import MAX_NAME_CHARS, Event
 from bus.errors import InvalidEvent
-from bus.indices import Index, check_document, index_for, index_name
+from bus.indices import check_document, index_to_check
 from comms.ndjson import render_event
 
 #: header lines kept per (module, collector); names come from local clients, so bounded
@@ -93,19 +92,8 @@ def check_document_of(event: Event, *, mapping: bool = True) -> None:
         )
     if not mapping:
         return
-    # the collector names the index only for inventory (and keeps this cache bounded)
-    index = _index(event.module, event.collector if event.module == "inventory" else None)
+    index = index_to_check(event.module, event.collector)
     problem = check_document(index, event.data)
     if problem is not None:
         where = f"data.{problem.field}" if problem.field else "data"
         raise InvalidEvent("bad_value", f"{where} is refused by the index {index.name}: {problem}")
-
-
-@cache
-def _index(module: str, collector: str | None) -> Index:
-    # An index whose mapping is not known here (vulnerability) still refuses what any
-    # index refuses (a second "agent", unusable field names): a dynamic one with no fields.
-    known = index_for(module, collector)
-    if known is not None:
-        return known
-    return Index(index_name(module, collector), module, collector, {}, strict=False)

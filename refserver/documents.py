@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, NamedTuple
 
 import orjson
 
-from bus.indices import Index, Problem, check_document, index_for, index_name
+from bus.indices import Problem, check_document, index_name, index_to_check
 
 #: (index name, document id)
 Key = tuple[str, str]
@@ -74,18 +73,7 @@ def problem_of(row: StatefulRow) -> Problem | None:
     """Why the indexer would refuse this create/update item's document, if it would."""
     if row.operation == "delete" or row.value is None:
         return None
-    collector = row.collector if row.module == "inventory" else None  # (a bounded cache)
-    return check_document(_index(row.module, collector), row.value)
-
-
-@cache
-def _index(module: str, collector: str | None) -> Index:
-    # An index whose mapping is not known here still refuses what the splice breaks
-    # (empty data, a second "agent"): a dynamic index with no fields checks just that.
-    known = index_for(module, collector)
-    if known is not None:
-        return known
-    return Index(index_name(module, collector), module, collector, {}, strict=False)
+    return check_document(index_to_check(row.module, row.collector), row.value)
 
 
 def apply(
