@@ -35,7 +35,7 @@ from comms.credentials import Credentials
 from comms.metadata import agent_line
 from comms.ndjson import join_body, render_event
 from comms.tokens import TokenManager
-from forwarder.render import Renderer
+from forwarder.render import Renderer, check_document_of
 from refserver.errors import HTTPError
 from refserver.ndjson import BodyParser
 from tests.fixtures.agent import TEST_FACTS, EnrolledAgent
@@ -72,9 +72,12 @@ def render(renderer: Renderer, obj: Any) -> tuple[bool, bytes] | InvalidEvent:
 
 
 def slow_path(obj: Any) -> tuple[bool, bytes] | InvalidEvent:
-    """The reference path: Event.from_wire, then comms.ndjson (TypeError = not JSON)."""
+    """The reference path: Event.from_wire and the document check, then comms.ndjson
+    (TypeError = not JSON)."""
     try:
         event = Event.from_wire(obj)
+        if event.stateful:
+            check_document_of(event)
     except InvalidEvent as exc:
         assert exc.reason in REASONS, exc
         return exc
