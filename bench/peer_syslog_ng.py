@@ -10,7 +10,7 @@ missing and we are root, else the peer is skipped) runs in the foreground with i
 config, persist, pid and control files and disk-buffer directory in a temp dir. It reads
 raw lines (events.py) from a TCP source on loopback, with ``flags(flow-control)`` on the
 log path so a full buffer slows the sender instead of dropping, and posts them to the
-same sink (sink.py) agentbus posts to, **in the same PROTOCOL.md NDJSON**: a
+same sink (sink.py) agentbus posts to, **in the same NDJSON of docs/protocol.md**: a
 ``body-prefix()`` agent line, then per event the stateless header line and a data line
 rendered with ``$(format-json ...)`` — about the same bytes on the wire as agentbus
 sends (the data line has the same 300 bytes, its keys in another order).

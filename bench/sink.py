@@ -1,4 +1,4 @@
-"""A fast loopback HTTP sink speaking enough of PROTOCOL.md for agentbus and syslog-ng.
+"""A fast loopback HTTP sink speaking enough of the server protocol (docs/protocol.md) for agentbus and syslog-ng.
 
 It runs in its own process (one asyncio event loop, HTTP/1.1 keep-alive) so it never
 competes with the benchmarked process for the GIL, and it does as little as it can per
@@ -10,7 +10,7 @@ Endpoints:
 - ``POST /api/v1/authentication`` → 200 ``{"token": <HS256 JWT, exp = iat + 900>}``
   (any uuid/key; the agent does not verify the signature).
 - ``POST /api/v1/events/stateless`` → 204, counts events. Needs ``Authorization: Bearer``
-  (else 403); a body that is not PROTOCOL.md NDJSON (no ``{"agent"`` line, trailing
+  (else 403); a body that is not the protocol's NDJSON (no ``{"agent"`` line, trailing
   newline, odd number of header/data lines) → 400, counted in ``bad_requests``.
 - ``POST /api/v1/events/stateful`` → 200 ``{"results": [...]}``, one item per event.
 - ``GET /_sink/stats`` → counters as JSON; ``?latency=1`` adds ``samples``:
@@ -122,7 +122,7 @@ def _make_token(uuid: str) -> str:
 
 
 def _stateless_events(body: bytes) -> int | None:
-    """Events in a PROTOCOL.md stateless body, or None if its shape is wrong."""
+    """Events in a stateless body (docs/protocol.md), or None if its shape is wrong."""
     if not body.startswith(b'{"agent"') or body.endswith(b"\n"):
         return None
     lines = body.count(b"\n") + 1
@@ -443,7 +443,7 @@ class Sink:
 
 
 def agent_line() -> bytes:
-    """A PROTOCOL.md agent metadata line, for bodies posted without agentbus."""
+    """An agent metadata line (docs/protocol.md), for bodies posted without agentbus."""
     return (
         b'{"agent":{"groups":["default"],"host":{"architecture":"x86_64","hostname":"bench",'
         b'"ip":["127.0.0.1"],"os":{"name":"Debian GNU/Linux","type":"Linux","version":"12"}},'
