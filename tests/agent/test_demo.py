@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -28,6 +29,10 @@ def test_demo_summary_matches_the_server(tmp_path):
     try:
         assert result.returncode == 0, out + result.stderr
         assert "[demo] demo succeeded" in out
+        # the reference server refuses v7 ids like a Wazuh 6.0 server: the user sees the switch
+        assert "accepts only UUID v4 agent ids" in out
+        agent_id = re.search(r"enrolled agent \S+ as (\S+)", out).group(1)  # type: ignore[union-attr]
+        assert uuid.UUID(agent_id).version == 4
         url = re.search(r"--url (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
         admin = AdminClient(url)
         table = dict(re.findall(r"^  (demo|logcollector|fim|inventory) +(\d+) +\d+$", out, re.M))
