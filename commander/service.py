@@ -36,6 +36,7 @@ from commander.fanout import ExecutorTable, Fanout
 from commander.poller import CommandSource, Poller
 from commander.reporter import Reporter
 from commander.store import CommandStore, OutboxItem
+from comms.api import auth_status
 
 #: messages read from the results socket per loop turn (keeps deadlines checked under a flood)
 RESULTS_PER_TURN = 1000
@@ -204,8 +205,6 @@ class Commander(Service):
             out.update(self.store.counts())
         # how authentication goes: a poller backing off on a server hiccup looks the same
         # as an idle one otherwise
-        from comms.api import auth_status
-
         auth = auth_status(self.client)
         if auth is not None:
             out["auth"] = auth

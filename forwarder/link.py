@@ -8,9 +8,10 @@ senders back off with a clear "not enrolled" error until the credentials appear.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from agent.config import Config
-from comms.api import ServerClient
+from comms.api import ServerClient, auth_status
 from comms.credentials import load_credentials
 from comms.metadata import AgentLine
 from comms.tokens import TokenManager
@@ -45,3 +46,8 @@ class ServerLink:
     def token_expires_in(self) -> float | None:
         client = self._client
         return None if client is None else client.tokens.expires_in()
+
+    def auth_status(self) -> dict[str, Any] | None:
+        """The ``auth`` block of status, from the client as built so far: building it here
+        would load the credentials before the first request does."""
+        return auth_status(self._client, self.config.data_dir)

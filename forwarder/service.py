@@ -239,12 +239,8 @@ class Forwarder(Service):
         if errors and "last_error" not in out:
             out["last_error_at"], out["last_error"] = max(errors)
         if self.link is not None:
-            from comms.api import auth_status
-
             out["token_expires_in"] = self.link.token_expires_in()
-            # the client as built so far: building it here would load the credentials early
-            client = getattr(self.link, "_client", None)
-            out["auth"] = auth_status(client, self.config.data_dir)
+            out["auth"] = self.link.auth_status()
         return out
 
     # -- control commands --------------------------------------------------------------
