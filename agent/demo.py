@@ -252,6 +252,16 @@ class Demo:
             mark = "" if got >= n else "   <-- missing"
             ok &= got >= n
             print(f"  {module:<14}{got:>10}{n:>10}{mark}")
+        stats = self.admin.stats()
+        refused, swallowed = stats["documents_refused"], stats["stateless_swallowed"]
+        stored = len(self.admin.documents())
+        mark = "" if refused == 0 and swallowed == 0 else "   <-- the server lost events"
+        ok &= not mark
+        # the server checks documents against its strict index mappings, as a real one does
+        print(
+            f"  {stored} documents stored; refused by the index mappings: {refused};"
+            f" stateless events swallowed: {swallowed}{mark}"
+        )
         print("\ncommands and their results (read back from the server)")
         results = self._final_results()
         for doc, (what, code) in self.expected.commands.items():

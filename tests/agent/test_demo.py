@@ -33,8 +33,13 @@ def test_demo_summary_matches_the_server(tmp_path):
         assert "accepts only UUID v4 agent ids" in out
         agent_id = re.search(r"enrolled agent \S+ as (\S+)", out).group(1)  # type: ignore[union-attr]
         assert uuid.UUID(agent_id).version == 4
+        # the strict server refused no document of the built-in collectors
+        assert re.search(
+            r"refused by the index mappings: 0; stateless events swallowed: 0$", out, re.M
+        )
         url = re.search(r"--url (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
         admin = AdminClient(url)
+        assert admin.stats()["documents_refused"] == 0
         table = dict(re.findall(r"^  (demo|logcollector|fim|inventory) +(\d+) +\d+$", out, re.M))
         assert set(table) == {"demo", "logcollector", "fim", "inventory"}
         for module, shown in table.items():
