@@ -79,7 +79,7 @@ class ForwarderUnderTest:
         save_credentials(
             self.data_dir,
             Credentials(
-                uuid="01934f5e-0000-7000-8000-000000000001",
+                uuid="01934f5e-0000-4000-8000-000000000001",
                 key="k" * 32,
                 name="bench",
                 groups=("default",),

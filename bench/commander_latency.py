@@ -134,7 +134,8 @@ def main() -> None:
     enroll(
         config,
         EnrollRequest(enroll_url=server.url, user=server.user, password=server.password,
-                      name="bench", connect_url=server.url, force=True),
+                      name="bench", connect_url=server.url, force=True,
+                      uuid_version=4),  # the server takes v4 ids only: no v7 try first
         facts=FACTS,
     )  # fmt: skip
     agent_id = server.agents()[0]["id"]

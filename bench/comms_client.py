@@ -35,7 +35,7 @@ from comms.tokens import TokenManager  # noqa: E402
 
 FACTS = {"hostname": "bench", "architecture": "x86_64", "ip": ["192.0.2.1"],
          "os": {"name": "Debian GNU/Linux", "type": "Linux", "version": "12"}}  # fmt: skip
-CREDS = Credentials(uuid="0190a6d2-0000-7000-8000-000000000001", key="K" * 32, name="bench",
+CREDS = Credentials(uuid="0190a6d2-0000-4000-8000-000000000001", key="K" * 32, name="bench",
                     server_url="http://127.0.0.1:1")  # fmt: skip
 
 

@@ -78,7 +78,12 @@ def one_run(lines: int, payload: bytes) -> dict[str, float]:
 
         save_credentials(
             data_dir,
-            Credentials(uuid="bench-agent", key="k" * 32, name="bench", server_url=sink.url),
+            Credentials(
+                uuid="0193b7c1-0000-4000-8000-000000000001",
+                key="k" * 32,
+                name="bench",
+                server_url=sink.url,
+            ),
         )
         config = {
             "agent": {"data_dir": str(data_dir), "run_dir": str(run_dir), "server_url": sink.url},

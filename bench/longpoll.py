@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,11 +55,13 @@ def enroll_all(url: str, n: int) -> list[tuple[str, str]]:
     token = management_token(url)
     local = threading.local()
 
-    def one(_: int) -> tuple[str, str]:
+    def one(index: int) -> tuple[str, str]:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
-        body = enrollment_body()
+        # a UUID v4 id and a name matching ^[\w\-.%]+$: what a 6.0 server (and the strict
+        # reference server) accepts
+        body = enrollment_body(str(uuid.uuid4()), name=f"longpoll-{index}")
         r = session.post(
             f"{url}/agents", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )

@@ -2,9 +2,12 @@
 
     python bench/refserver_ingest.py [--events 200000] [--runs 3]
 
-Starts ``agentbus server``, enrolls one agent, then one ``requests`` keep-alive client posts
-~1 MB bodies of 300-byte events (``bench/events.py``) to ``/api/v1/events/stateless``, and
-1 MB bodies of inventory ``update`` events to ``/api/v1/events/stateful``. Every event is
+Starts ``agentbus server`` (strict, as shipped), enrolls one agent, then one ``requests``
+keep-alive client posts ~1 MB bodies of 300-byte events (``bench/events.py``) to
+``/api/v1/events/stateless``, and ~1 MB bodies of inventory ``packages`` ``create`` events
+to ``/api/v1/events/stateful``: new documents, each valid for the packages index mapping
+and exactly 300 bytes too (:func:`package_data`), so every item is checked against the
+mapping and stored (201 ``created``; the run fails if one is refused). Every event is
 parsed, validated and stored in SQLite before the answer. Prints events/s and MB/s (median
 over runs), the server's CPU time, and the machine.
 """
@@ -17,7 +20,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -33,6 +38,28 @@ from tests.fixtures.refserver import RefServer  # noqa: E402
 from tests.refserver.helpers import enroll  # noqa: E402
 
 BODY_BYTES = 1_000_000
+#: the stateful documents are as big as the stateless events' data lines
+DOC_BYTES = 300
+
+
+def package_data(seq: int) -> dict[str, Any]:
+    """A new ``inventory``/``packages`` document, valid for the index mapping, whose compact
+    JSON is exactly DOC_BYTES bytes (the description is padded)."""
+    name = f"libbench-component-{seq}"
+    doc: dict[str, Any] = {
+        "package": {
+            "name": name,
+            "version": f"{seq % 9}.{seq % 31}.{seq % 7}-1+deb12u{seq % 4}",
+            "architecture": "amd64",
+            "type": "deb",
+            "description": "",
+            "size": 40_000 + seq,
+        }
+    }
+    pad = DOC_BYTES - len(json.dumps(doc, separators=(",", ":")))
+    doc["package"]["description"] = (f"{name}: shared library and helpers " * 9)[:pad].strip()
+    doc["package"]["description"] += "." * (pad - len(doc["package"]["description"]))
+    return doc
 
 
 def bodies(metadata: str, lines_of: list[list[str]]) -> list[bytes]:
@@ -51,13 +78,19 @@ def bodies(metadata: str, lines_of: list[list[str]]) -> list[bytes]:
 
 def send(url: str, agent, kind: str, payloads: list[bytes], expect: int) -> float:
     session = requests.Session()
+    answers = []
     started = time.perf_counter()
     for body in payloads:
         r = session.post(
             f"{url}/api/v1/events/{kind}", data=body, headers=agent.headers(), timeout=120
         )
         assert r.status_code == expect, r.text[:200]
-    return time.perf_counter() - started
+        answers.append(r)
+    took = time.perf_counter() - started
+    if kind == "stateful":  # every item stored, none refused (checked off the clock)
+        statuses = Counter(i["status"] for r in answers for i in r.json()["results"])
+        assert set(statuses) == {201}, statuses
+    return took
 
 
 def main() -> int:
@@ -85,13 +118,13 @@ def main() -> int:
                                     "id": f"doc{seq}",
                                     "module": "inventory",
                                     "collector": "packages",
-                                    "operation": "update",
+                                    "operation": "create",
                                 },
                                 separators=(",", ":"),
                             ),
-                            d,
+                            json.dumps(package_data(seq), separators=(",", ":")),
                         ]
-                        for seq, d in enumerate(data)
+                        for seq in range(n)
                     ],
                 )
                 proc = psutil.Process(server.pid)
@@ -100,6 +133,7 @@ def main() -> int:
                 t_ful = send(server.url, agent, "stateful", stateful, 200)
                 cpu = sum(proc.cpu_times()[:2]) - cpu0
                 assert server.count_events() == 2 * n
+                assert server.documents_refused() == 0
             finally:
                 server.stop()
         mb = sum(len(b) for b in stateless) / 1e6

@@ -447,7 +447,7 @@ def agent_line() -> bytes:
     return (
         b'{"agent":{"groups":["default"],"host":{"architecture":"x86_64","hostname":"bench",'
         b'"ip":["127.0.0.1"],"os":{"name":"Debian GNU/Linux","type":"Linux","version":"12"}},'
-        b'"id":"0192b6f0-0000-7000-8000-000000000000","name":"bench","type":"Endpoint",'
+        b'"id":"0192b6f0-0000-4000-8000-000000000000","name":"bench","type":"Endpoint",'
         b'"version":"bench"}}'
     )
 
