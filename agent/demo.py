@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import config_from_dict, to_toml
 from bus.errors import AgentbusError
+from core.config import config_from_dict, to_toml
 
 #: events the example collector publishes
 EXAMPLE_EVENTS = 2000
@@ -137,8 +137,8 @@ class Demo:
             [sys.executable, "-m", "agent.main", "run", "--config", str(self.config_file)],
             stdout=log, stderr=subprocess.STDOUT, env=_clean_env(), start_new_session=True,
         )  # fmt: skip
-        from agent.config import load_config
         from agent.status import collect_status
+        from core.config import load_config
 
         config = load_config(self.config_file, environ={})
         _until(
@@ -308,8 +308,8 @@ stop: kill {self.agent.pid if self.agent else "?"} {self.server.pid if self.serv
 
 
 def run_demo(keep: bool = False, directory: str | None = None) -> int:
-    from agent.config import LogSection
-    from agent.logs import setup_logging
+    from core.config import LogSection
+    from core.logs import setup_logging
 
     setup_logging(LogSection(level="WARNING"), "demo")
     base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="agentbus-demo-"))

@@ -19,8 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from agent.config import Config, ConfigError
 from agent.status import collect_status
+from core.config import Config, ConfigError
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
 #: status keys that are not measurements (or are shown by their own metric)

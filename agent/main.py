@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="agentbus", description="Endpoint security agent on a local ZeroMQ bus.")
-    from agent import __version__
+    from core.version import __version__
 
     parser.add_argument("--version", action="version", version=f"agentbus {__version__}")
     common = _Parser(add_help=False)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agent.config import Config
-from agent.service import endpoints_from_config
 from bus.control import request
 from bus.errors import BusError
+from core.config import Config
+from core.service import endpoints_from_config
 
 #: services asked, in display order (the supervisor of `agentbus run` is "agent")
 SERVICES = ("agent", "forwarder", "commander")

@@ -25,10 +25,10 @@ from typing import Any
 
 from loguru import logger
 
-from agent.config import Config
-from agent.service import Service
 from bus.control import request
 from bus.errors import EXIT_SERVER, AgentbusError, BusError, EndpointInUse
+from core.config import Config
+from core.service import Service
 
 #: the longest wait between two restarts of a crashing child (seconds)
 MAX_RESTART_DELAY = 30.0

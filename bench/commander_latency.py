@@ -36,12 +36,12 @@ sys.path.insert(0, str(REPO))
 
 from machine import describe  # noqa: E402
 
-from agent.config import config_from_dict  # noqa: E402
-from agent.service import endpoints_from_config  # noqa: E402
 from bus import Executor  # noqa: E402
 from bus.control import request  # noqa: E402
 from bus.errors import BusError  # noqa: E402
 from comms.enroll import EnrollRequest, enroll  # noqa: E402
+from core.config import config_from_dict  # noqa: E402
+from core.service import endpoints_from_config  # noqa: E402
 from tests.fixtures.refserver import RefServer  # noqa: E402
 
 FACTS = {"hostname": "bench", "architecture": "x86_64", "ip": ["192.0.2.1"],

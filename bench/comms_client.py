@@ -27,11 +27,11 @@ from events import event_data  # noqa: E402
 from machine import describe  # noqa: E402
 from sink import Sink  # noqa: E402
 
-from agent.config import config_from_dict  # noqa: E402
 from comms.api import ServerClient  # noqa: E402
 from comms.credentials import Credentials  # noqa: E402
 from comms.metadata import agent_line  # noqa: E402
 from comms.tokens import TokenManager  # noqa: E402
+from core.config import config_from_dict  # noqa: E402
 
 FACTS = {"hostname": "bench", "architecture": "x86_64", "ip": ["192.0.2.1"],
          "os": {"name": "Debian GNU/Linux", "type": "Linux", "version": "12"}}  # fmt: skip
@@ -81,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, Sink() as sink:
         config = config_from_dict({"agent": {"data_dir": tmp, "server_url": sink.url},
                                    "log": {"level": "WARNING"}})  # fmt: skip
-        from agent.logs import setup_logging
+        from core.logs import setup_logging
 
         setup_logging(config.log, "bench")
         tokens = TokenManager(config, CREDS)

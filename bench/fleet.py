@@ -10,7 +10,7 @@ the commander's ``Poller`` (commands are stored in its own ``commands.db``) and 
 ``--eps`` stateless events per second in one POST every ``--interval`` seconds, retrying
 with the forwarder's ``Backoff`` (exponential, full jitter; the poller's is "equal"
 jitter: between half and all of the ceiling). Both start at 1 s and cap at 60 s, the
-defaults of ``agent/default.toml``.
+defaults of ``core/default.toml``.
 
 Phases: enroll all agents; run ``--warmup`` seconds (steady state: events/s, requests/s,
 POST latency, one command fanned out to every agent through the held long-polls); stop the
@@ -53,8 +53,6 @@ from loguru import logger  # noqa: E402
 from machine import describe  # noqa: E402
 
 import commander.poller  # noqa: E402
-from agent.config import Config, config_from_dict  # noqa: E402
-from agent.counters import Counters  # noqa: E402
 from commander.poller import Poller  # noqa: E402
 from commander.store import CommandStore  # noqa: E402
 from comms.api import ServerClient  # noqa: E402
@@ -65,6 +63,8 @@ from comms.http import make_session  # noqa: E402
 from comms.metadata import agent_line  # noqa: E402
 from comms.ndjson import join_body  # noqa: E402
 from comms.tokens import TokenManager  # noqa: E402
+from core.config import Config, config_from_dict  # noqa: E402
+from core.counters import Counters  # noqa: E402
 from forwarder.backoff import Backoff  # noqa: E402
 from tests.fixtures.refserver import RefServer  # noqa: E402
 

@@ -164,8 +164,8 @@ def collector_ceiling(lines: int, payload: bytes) -> float:
     )
     try:
         assert null.stdout is not None and null.stdout.readline().startswith(b"READY")
-        from agent.config import config_from_dict
         from collectors.logcollector import LogcollectorService
+        from core.config import config_from_dict
 
         (base / "burst.log").write_bytes(payload)
         config = config_from_dict(

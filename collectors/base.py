@@ -1,6 +1,6 @@
 """What every built-in collector shares: the acknowledged sender, the process shell, the CLI.
 
-A collector is an ordinary :class:`agent.service.Service` (``startup`` → ``main_loop`` →
+A collector is an ordinary :class:`core.service.Service` (``startup`` → ``main_loop`` →
 ``shutdown``; SIGTERM sets ``stop_event``) that puts its events on the bus through the
 acknowledged path (the ingest socket: a DEALER, as in :class:`bus.client.Ingest`, but
 every wait also watches the stop flag). :class:`AckSender` hides the retries: it returns
@@ -24,14 +24,14 @@ import msgpack
 import zmq
 from loguru import logger
 
-from agent.config import Config
-from agent.counters import Counters
-from agent.logs import RateLimitedLog
-from agent.service import Service
 from bus.client import IngestResult, parse_reply
 from bus.envelope import encode_events
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError, BusError, BusTimeout
 from bus.sockets import SocketOptions, connect, make_socket
+from core.config import Config
+from core.counters import Counters
+from core.logs import RateLimitedLog
+from core.service import Service
 
 #: events per acknowledged request (bounded again by bytes below)
 DEFAULT_BATCH_EVENTS = 5000
@@ -261,8 +261,8 @@ def collector_main(
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
     """``python -m collectors.<name> --config F``: load the config, run until SIGTERM."""
-    from agent.config import load_config
-    from agent.logs import setup_logging
+    from core.config import load_config
+    from core.logs import setup_logging
 
     name = getattr(service_cls, "name", "collector")
     parser = argparse.ArgumentParser(prog=f"python -m collectors.{name}", description=description)

@@ -26,12 +26,12 @@ from typing import Any
 
 from loguru import logger
 
-from agent.config import Config
 from bus.indices import index_for
 from collectors.base import CollectorService
 from collectors.identity import agent_uuid, document_id
 from collectors.isotime import iso_utc
 from collectors.state import TIMESTAMP, Change, Item, StateStore, Stored
+from core.config import Config
 
 #: changes per acknowledged request; the state is saved after each
 BATCH_CHANGES = 500

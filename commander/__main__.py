@@ -8,7 +8,7 @@ import sys
 
 from loguru import logger
 
-from agent.config import Config
+from core.config import Config
 
 
 def serve(config: Config) -> int:

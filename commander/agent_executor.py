@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from agent.config import Config
 from bus.executor import FAILURE, IN_PROGRESS, NOT_VALID, SUCCESS, Command, Executor
 from commander.routing import AGENT_TOPIC
+from core.config import Config
 
 #: group names the server accepts (letters, digits, ``_ - .``; not ``.`` or ``..``)
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
@@ -149,7 +149,7 @@ def _groups_arg(args: dict[str, Any]) -> list[str] | None:
 
 def make_executor(config: Config, client: FileSource | None = None) -> Executor:
     """The agent executor for ``config``, connected to its commander's endpoints."""
-    from agent.service import endpoints_from_config
+    from core.service import endpoints_from_config
 
     eps = endpoints_from_config(config)
     return Executor(

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from agent.counters import Counters
-from agent.logs import RateLimitedLog
 from commander.command import NOT_VALID, BadCommand, Command
 from commander.store import CommandStore
+from core.counters import Counters
+from core.logs import RateLimitedLog
 
 
 class CommandSource(Protocol):

@@ -13,10 +13,10 @@ from typing import Any
 
 from loguru import logger
 
-from agent.counters import Counters
 from bus.client import Ingest
 from bus.errors import BusError
 from commander.store import CommandStore, OutboxItem
+from core.counters import Counters
 
 #: results sent to the forwarder in one ingest request
 BATCH = 100

@@ -23,10 +23,6 @@ from typing import Any
 import zmq
 from loguru import logger
 
-from agent.config import Config
-from agent.logs import RateLimitedLog
-from agent.service import Service
-from agent.storage import move_aside
 from bus.control import request as control_request
 from bus.errors import BusError, InvalidEvent
 from bus.sockets import Binding, bind, make_socket
@@ -37,6 +33,10 @@ from commander.poller import CommandSource, Poller
 from commander.reporter import Reporter
 from commander.store import CommandStore, OutboxItem
 from comms.api import auth_status
+from core.config import Config
+from core.logs import RateLimitedLog
+from core.service import Service
+from core.storage import move_aside
 
 #: messages read from the results socket per loop turn (keeps deadlines checked under a flood)
 RESULTS_PER_TURN = 1000

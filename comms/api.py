@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import requests
 
-from agent.config import Config
 from bus.errors import AgentbusError
 from comms.credentials import comms_url, load_credentials
 from comms.errors import BadResponse, ServerUnreachable, error_of
 from comms.http import DEFAULT_POOL_SIZE, make_session, retry_after, send
 from comms.tokens import TokenManager
+from core.config import Config
 
 API_PREFIX = "/api/v1"
 

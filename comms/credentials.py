@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentSection, Config
 from comms.errors import NotEnrolled
 from comms.private_files import write_private
+from core.config import AgentSection, Config
 
 #: file name inside the data dir
 CREDENTIALS_FILE = "credentials.json"

@@ -34,7 +34,6 @@ import requests
 import uuid6
 from loguru import logger
 
-from agent.config import Config
 from bus.errors import EXIT_USAGE, AgentbusError
 from comms.credentials import (
     Credentials,
@@ -47,6 +46,7 @@ from comms.hostinfo import host_facts
 from comms.http import make_session, send, timeouts
 from comms.private_files import remove_private, write_private
 from comms.tokens import TOKEN_FILE
+from core.config import Config
 
 #: default port of the comms API
 COMMS_PORT = 27000
@@ -200,7 +200,7 @@ def enroll(
     http = session if session is not None else make_session(config, 2, verification_mode=mode)
 
     token = _management_token(config, http, enroll_url, request.user, request.password)
-    from agent import __version__
+    from core.version import __version__
 
     body = {
         "id": new_agent_id(pinned or 7),

@@ -24,7 +24,7 @@ import urllib3
 from loguru import logger
 from requests.adapters import HTTPAdapter
 
-from agent.config import Config
+from core.config import Config
 
 #: connections kept open per host
 DEFAULT_POOL_SIZE = 10
@@ -33,7 +33,7 @@ VERIFICATION_MODES = ("full", "certificate", "none")
 
 def user_agent() -> str:
     """``agentbus/<version> (Endpoint; <arch>; <os type>)`` as the server expects (docs/protocol.md)."""
-    from agent import __version__
+    from core.version import __version__
 
     return f"agentbus/{__version__} (Endpoint; {platform.machine()}; {platform.system()})"
 

@@ -28,7 +28,7 @@ AGENT_TYPE = "Endpoint"
 
 def agent_line(credentials: Credentials, facts: dict[str, Any] | None = None) -> bytes:
     """Line 1 of an events body: compact JSON, keys sorted, no newline."""
-    from agent import __version__
+    from core.version import __version__
 
     doc = {
         "agent": {

@@ -51,12 +51,12 @@ import jwt
 import requests
 from loguru import logger
 
-from agent.config import Config
 from bus.errors import AgentbusError
 from comms.credentials import Credentials, comms_url
 from comms.errors import BadResponse, ServerRejected, ServerUnreachable, error_of
 from comms.http import make_session, retry_after, send, timeouts
 from comms.private_files import ensure_private_dir, write_private
+from core.config import Config
 
 #: token cache and its lock file, in the data dir
 TOKEN_FILE = "token.json"

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from agent.config import Config
 from comms.api import ServerClient, auth_status
 from comms.credentials import load_credentials
 from comms.metadata import AgentLine
 from comms.tokens import TokenManager
+from core.config import Config
 
 
 class ServerLink:

@@ -28,10 +28,10 @@ import msgpack
 import zmq
 from loguru import logger
 
-from agent.logs import RateLimitedLog
 from bus.envelope import decode_frame
 from bus.errors import InvalidEvent
 from bus.sockets import Binding, SocketOptions, bind, make_socket
+from core.logs import RateLimitedLog
 from forwarder.chunker import Chunk, Chunker
 from forwarder.render import Renderer
 from forwarder.store import Commit, Store

@@ -38,11 +38,11 @@ from typing import Any, Protocol
 import orjson
 from loguru import logger
 
-from agent.logs import RateLimitedLog
 from bus.errors import AgentbusError
 from bus.indices import index_name
 from comms.errors import ServerRejected, ServerUnreachable
 from comms.ndjson import NEWLINE, event_spans
+from core.logs import RateLimitedLog
 from forwarder.backoff import Backoff
 from forwarder.batcher import Batch, Batcher, Piece, pack, pieces_of_events, split
 from forwarder.quarantine import Quarantine

@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from agent.config import Config
-from agent.service import Service
-from agent.storage import move_aside
+from core.config import Config
+from core.service import Service
+from core.storage import move_aside
 from forwarder.backoff import Backoff
 from forwarder.batcher import Batcher
 from forwarder.chunker import Chunk

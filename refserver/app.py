@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from agent.logs import RateLimitedLog
+from core.logs import RateLimitedLog
 from refserver import admin, comms, management
 from refserver.errors import HTTPError, error_for
 from refserver.faults import FaultMiddleware, Faults

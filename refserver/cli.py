@@ -188,8 +188,8 @@ def _serve(args: argparse.Namespace) -> int:
         print("agentbus server: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     try:
-        from agent.config import LogSection
-        from agent.logs import setup_logging
+        from core.config import LogSection
+        from core.logs import setup_logging
         from refserver.options import ServerOptions
         from refserver.server import serve
     except ImportError as exc:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from agent.config import Config, load_config
-from agent.logs import setup_logging
+from core.config import Config, load_config
+from core.logs import setup_logging
 
 
 def config_of(args: argparse.Namespace) -> Config:

@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.cli.common import config_of
-    from agent.service import endpoints_from_config
     from bus.control import request
     from bus.errors import EXIT_RUNTIME, EXIT_USAGE, BusTimeout
+    from core.service import endpoints_from_config
 
     config = config_of(args)
     endpoint = endpoints_from_config(config).control("forwarder")

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from agent.cli.common import config_of
-    from agent.logs import setup_logging
     from comms.enroll import EnrollRequest, enroll
+    from core.logs import setup_logging
 
     config = config_of(args)
     # The outcome is printed below; the log shows only what needs attention (e.g. TLS off).

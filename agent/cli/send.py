@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.cli.common import config_of
-    from agent.service import endpoints_from_config, socket_options_from_config
     from bus.client import Ingest, make_event
     from bus.errors import EXIT_USAGE, BusTimeout, InvalidEvent
+    from core.service import endpoints_from_config, socket_options_from_config
 
     if not args.stateful and (args.id or args.operation):
         return _usage("--id and --operation go with --stateful")

@@ -12,9 +12,9 @@ import argparse
 
 from loguru import logger
 
-from agent.config import Config
 from collectors.fim.scan import ScanInterrupted, Scanner
 from collectors.stateful import StatefulCollectorService
+from core.config import Config
 
 COLLECTOR = "file"
 

@@ -12,9 +12,9 @@ import argparse
 
 from loguru import logger
 
-from agent.config import Config
 from collectors.inventory.scanners import STABLE, Scanner, scanners
 from collectors.stateful import StatefulCollectorService
+from core.config import Config
 
 
 class InventoryService(StatefulCollectorService):

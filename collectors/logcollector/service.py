@@ -32,11 +32,11 @@ from typing import Any
 
 from loguru import logger
 
-from agent.config import Config
-from agent.logs import RateLimitedLog
 from collectors.base import CollectorService
 from collectors.logcollector.offsets import OffsetRow, OffsetStore, same_head
 from collectors.logcollector.tail import FileTail, Line
+from core.config import Config
+from core.logs import RateLimitedLog
 
 MODULE = "logcollector"
 COLLECTOR = "file"

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from agent.config import Config
 from bus import Ingest, make_event
 from comms.credentials import Credentials, save_credentials
+from core.config import Config
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.common import wait_for, write_config
 from tests.fixtures.refserver import RefServer

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from agent.config import (
+from core.config import (
     DEFAULT_CONFIG_FILE,
     ConfigError,
     config_from_dict,
@@ -162,7 +162,7 @@ def test_sizes(text, size):
 
 
 def test_to_toml_round_trips(tmp_path):
-    from agent.config import to_toml
+    from core.config import to_toml
 
     config = config_from_dict(
         {"forwarder": {"batch_interval": "250ms"}, "collectors": {"fim": {"paths": ["/x"]}}}

@@ -6,8 +6,8 @@ import json
 
 from loguru import logger
 
-from agent.config import LogSection
-from agent.logs import RateLimitedLog, setup_logging
+from core.config import LogSection
+from core.logs import RateLimitedLog, setup_logging
 
 
 def test_file_log_has_the_service_prefix_and_no_local_variables(tmp_path, capsys):

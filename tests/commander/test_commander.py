@@ -12,10 +12,10 @@ import msgpack
 import pytest
 import zmq
 
-from agent.service import endpoints_from_config
 from bus import Executor
 from bus.executor import Command
 from bus.sockets import connect, make_socket
+from core.service import endpoints_from_config
 from tests.fixtures.commander import commander_thread, status
 from tests.fixtures.common import wait_for
 

@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from agent.service import endpoints_from_config
 from bus import Executor
 from bus.control import ControlServer
+from core.service import endpoints_from_config
 from tests.fixtures.commander import status, wait_status, write_config
 from tests.fixtures.common import wait_for
 

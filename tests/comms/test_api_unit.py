@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 import requests_mock
 
-from agent.config import Config
 from comms.api import ServerClient
 from comms.credentials import Credentials
 from comms.errors import BadResponse, ServerUnreachable
 from comms.tokens import TokenManager
+from core.config import Config
 from tests.comms.helpers import FakeClock, make_jwt
 
 URL = "http://server.test:27000"

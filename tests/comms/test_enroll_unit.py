@@ -11,7 +11,6 @@ import pytest
 import requests_mock
 import uuid6
 
-from agent.config import Config
 from comms.credentials import Credentials, load_credentials, save_credentials
 from comms.enroll import (
     EnrollmentUsage,
@@ -23,6 +22,7 @@ from comms.enroll import (
     new_key,
 )
 from comms.errors import AlreadyEnrolled, BadResponse, ServerRejected
+from core.config import Config
 
 MGMT = "https://manager.test:55000"
 

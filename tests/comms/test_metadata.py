@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent import __version__
 from comms.credentials import Credentials, save_credentials, update_groups
 from comms.hostinfo import host_facts
 from comms.metadata import AgentLine, agent_line
+from core.version import __version__
 from tests.comms.helpers import FakeClock
 
 CREDS = Credentials(uuid="u-1", key="k" * 32, name="h1", groups=("default",), server_url="s")

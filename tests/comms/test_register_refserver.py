@@ -71,8 +71,8 @@ def test_happy_path(refserver: RefServer, register, config_file: Path) -> None: 
     assert refserver.request_count(path="/agents", method="POST", status=400) == 1
     assert refserver.request_count(path="/security/user/authenticate") == 1
     # the key the server stored works: the comms API authenticates it
-    from agent.config import load_config
     from comms.tokens import TokenManager
+    from core.config import load_config
 
     TokenManager(load_config(config_file), creds).token()
     assert refserver.auth_count() == 1
@@ -211,8 +211,8 @@ def test_duplicate_registration_is_refused(
 def test_force_enrolls_again_and_drops_the_old_token(
     refserver: RefServer, register, config_file: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from agent.config import load_config
     from comms.tokens import TokenManager
+    from core.config import load_config
 
     assert register(refserver, "--name", "first")[0] == 0
     first = load_credentials(data_dir(config_file))

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.config import Config
 from comms.errors import TLSFailure
 from comms.http import make_session, send, user_agent
+from core.config import Config
 from tests.comms.helpers import captured_logs
 
 

@@ -179,7 +179,7 @@ def test_server_trouble_at_authentication_is_retried_not_final(
 PROCESS = textwrap.dedent(
     """
     import sys
-    from agent.config import config_from_dict
+    from core.config import config_from_dict
     from comms.credentials import load_credentials
     from comms.tokens import TokenManager
     config = config_from_dict({"agent": {"data_dir": sys.argv[1], "server_url": sys.argv[2]}})

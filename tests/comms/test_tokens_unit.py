@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests_mock
 
-from agent.config import Config
 from comms.credentials import Credentials
 from comms.errors import BadResponse, ServerRejected, ServerUnreachable
 from comms.tokens import DEFAULT_LIFETIME, TokenManager
+from core.config import Config
 from tests.comms.helpers import FakeClock, captured_logs, make_jwt
 
 URL = "http://server.test:27000"

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.config import Config
-from agent.service import endpoints_from_config
 from bus.client import Ingest, Publisher
 from bus.errors import BusTimeout
+from core.config import Config
+from core.service import endpoints_from_config
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.common import wait_for
 from tests.fixtures.forwarder import ForwarderThread

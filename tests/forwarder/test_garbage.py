@@ -9,8 +9,8 @@ import msgpack
 import pytest
 import zmq
 
-from agent.config import Config
-from agent.service import endpoints_from_config
+from core.config import Config
+from core.service import endpoints_from_config
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.common import wait_for
 from tests.fixtures.forwarder import ForwarderThread

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.config import Config
-from agent.service import endpoints_from_config
 from bus.client import Ingest
+from core.config import Config
+from core.service import endpoints_from_config
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.common import wait_for
 from tests.fixtures.forwarder import REPO, ForwarderThread, write_config

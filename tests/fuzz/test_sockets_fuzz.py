@@ -24,13 +24,13 @@ import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import Config
-from agent.service import endpoints_from_config
 from bus.control import request
 from bus.envelope import REASONS, decode_frame
 from bus.errors import BusError, InvalidEvent
 from bus.executor import Executor
 from commander import results
+from core.config import Config
+from core.service import endpoints_from_config
 from forwarder.render import Renderer
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.commander import Proc

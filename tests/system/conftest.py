@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.config import Config
+from core.config import Config
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.run import AgentProcess
 from tests.fixtures.system import AGENT, COMMANDER, FIGURES, FORWARDER

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Config
+from core.config import Config
 from forwarder.chunker import Chunk
 from forwarder.store import Store
 from tests.fixtures.run import clean_env

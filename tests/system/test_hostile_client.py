@@ -18,7 +18,7 @@ import msgpack
 import pytest
 import zmq
 
-from agent.service import endpoints_from_config
+from core.service import endpoints_from_config
 from tests.fixtures.common import wait_for
 from tests.fixtures.system import (
     EventLoad,

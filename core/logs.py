@@ -12,7 +12,7 @@ import time
 
 from loguru import logger
 
-from agent.config import LogSection
+from core.config import LogSection
 
 FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} [{extra[service]}] {message}"
 

@@ -1,7 +1,7 @@
 """Configuration: a TOML file, checked strictly, with ``AGENTBUS_<SECTION>_<KEY>`` overrides.
 
 Look-up order of the file: ``--config FILE``, then ``$AGENTBUS_CONFIG``, then the packaged
-default (``agent/default.toml``, also shipped as ``etc/agentbus.toml``). Every problem — an
+default (``core/default.toml``, also shipped as ``etc/agentbus.toml``). Every problem — an
 unknown key, a wrong type, a bad duration or size, an unreadable file — raises
 :class:`ConfigError` naming the key, which the CLI turns into exit code 2.
 

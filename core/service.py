@@ -17,12 +17,12 @@ from typing import Any
 
 from loguru import logger
 
-from agent.config import Config
-from agent.counters import Counters
 from bus.control import ControlServer
 from bus.endpoints import Endpoints
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
 from bus.sockets import SocketOptions
+from core.config import Config
+from core.counters import Counters
 
 
 class Service:
@@ -141,7 +141,7 @@ def socket_options_from_config(config: Config) -> SocketOptions:
     """Socket options for every bus socket of this configuration (reads CURVE keys)."""
     secret = public = None
     if config.bus.curve_secret_key_file:
-        from agent.config import ConfigError
+        from core.config import ConfigError
 
         try:
             lines = Path(config.bus.curve_secret_key_file).read_bytes().split()
