@@ -27,9 +27,12 @@ from loguru import logger
 
 from bus.control import request
 from bus.errors import EXIT_SERVER, AgentbusError, BusError, EndpointInUse
+from core.backoff import compute_backoff
 from core.config import Config
 from core.service import Service
 
+#: the wait before the first restart of a crashed child (seconds)
+FIRST_RESTART_DELAY = 1.0
 #: the longest wait between two restarts of a crashing child (seconds)
 MAX_RESTART_DELAY = 30.0
 #: a child up this long is healthy again: its restart delay starts over (seconds)
@@ -61,7 +64,8 @@ class Child:
     last_exit: str | None = None
     last_exit_at: float | None = None
     next_start: float = 0.0
-    delay: float = 1.0
+    #: exits since it last stayed up for STABLE_AFTER (sets the restart delay)
+    crashes: int = 0
     history: list[str] = field(default_factory=list)
 
     @property
@@ -231,7 +235,7 @@ class Supervisor(Service):
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
         uptime = time.time() - (child.started_at or time.time())
         if uptime >= STABLE_AFTER:
-            child.delay = 1.0
+            child.crashes = 0
         child.last_exit = how
         child.last_exit_at = time.time()
         child.process = None
@@ -249,13 +253,16 @@ class Supervisor(Service):
                 )
             )
             return
-        child.next_start = now + child.delay
-        message = (
-            f"{child.name} exited with {how} after {uptime:.1f}s; restarting in {child.delay:.0f}s"
+        child.crashes += 1
+        # No jitter: one supervisor restarts its own children, there is nobody to spread
+        # out from, and a random short delay would restart a crashing child in a tight loop.
+        delay = compute_backoff(
+            child.crashes, initial=FIRST_RESTART_DELAY, maximum=MAX_RESTART_DELAY, jitter="none"
         )
+        child.next_start = now + delay
+        message = f"{child.name} exited with {how} after {uptime:.1f}s; restarting in {delay:.0f}s"
         logger.error(message)
         self.counters.error(message)
-        child.delay = min(child.delay * 2, MAX_RESTART_DELAY)
 
     def _stop_all(self, deadline: float) -> None:
         # Reverse start order: collectors and executors first, the forwarder last.

@@ -7,6 +7,7 @@ from bus.client import Ingest, IngestResult, Publisher, Rejection, make_event
 from bus.envelope import Event
 from bus.errors import AgentbusError, BusError, BusTimeout, EndpointInUse, InvalidEvent
 from bus.executor import Executor
+from bus.results import ResultCode
 
 __all__ = [
     "AgentbusError",
@@ -20,5 +21,6 @@ __all__ = [
     "InvalidEvent",
     "Publisher",
     "Rejection",
+    "ResultCode",
     "make_event",
 ]

@@ -5,7 +5,8 @@ Two ways in, both needing only ``pyzmq`` and ``msgpack``:
 - :class:`Publisher` — the fast path (PUSH). Fire and forget: an event is handed to the
   forwarder's socket buffer; what sits there is lost if the forwarder dies.
 - :class:`Ingest` — the acknowledged path (DEALER). Each call returns once the forwarder
-  has committed the events to disk, or says which events it rejected and why.
+  has committed the events to disk, or says which events it rejected and why;
+  :meth:`Ingest.send_until_committed` also retries while the forwarder is absent or full.
 
 Example::
 
@@ -16,6 +17,9 @@ Example::
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,10 @@ from bus.sockets import DEFAULT_MAX_MESSAGE_BYTES, SocketOptions, connect, make_
 DEFAULT_SEND_TIMEOUT = 5.0
 #: how long Ingest.send waits for the forwarder's answer (seconds)
 DEFAULT_INGEST_TIMEOUT = 10.0
+#: Ingest.send_until_committed: the wait between two tries unless the caller gives its own
+DEFAULT_RETRY_DELAY = 0.5
+#: Ingest.send_until_committed: how often a wait looks at the stop flag (milliseconds)
+STOP_CHECK_MS = 100
 
 
 def make_event(
@@ -221,6 +229,84 @@ class Ingest(_Client):
                 f"forwarder at {self.endpoint} did not answer within {self.timeout:g}s"
             )
         reply = msgpack.unpackb(self._sock.recv(), raw=False)
+        return parse_reply(reply)
+
+    def send_until_committed(
+        self,
+        events: list[dict[str, Any]] | dict[str, Any],
+        stop: threading.Event,
+        *,
+        retry_delay: float | Callable[[int], float] = DEFAULT_RETRY_DELAY,
+        on_retry: Callable[[str, str], None] | None = None,
+        frame: bytes | None = None,
+    ) -> IngestResult | None:
+        """Send until the forwarder has taken the events; None if ``stop`` is set first.
+
+        Tries again while the forwarder is not there, does not answer within ``timeout``,
+        answers something that is not a reply, or answers ``"full"``. Returns the first other
+        answer: ``ok``, or a refusal (``rejected``: the batch's valid events *are* committed,
+        the others would be refused again; ``too_large`` and the like: sending the same
+        frame again cannot help). Every wait — for room to send, for the answer, between
+        tries — looks at ``stop`` every :data:`STOP_CHECK_MS`, so a service asked to stop is
+        never held up by an absent or hung forwarder.
+
+        :param stop: set it to give up (from another thread, or a signal handler).
+        :param retry_delay: seconds between tries, or a function of the number of failures
+            in a row (1, 2, ...) returning them — e.g. an exponential back-off.
+        :param on_retry: called before each wait with a reason (``"full"``, ``"timeout"``
+            or ``"error"``) and a message, to count or log the failure.
+        :param frame: ``events`` already encoded with :func:`bus.envelope.encode_events`
+            (not encoded or size-checked again).
+
+        A timeout is the one case where a retry may repeat events: the forwarder may have
+        committed a frame whose answer never arrived. "full" never repeats.
+        """
+        if frame is None:
+            frame = self._frame(events)
+        failures = 0
+        while not stop.is_set():
+            try:
+                result = self._request(frame, stop)
+            except BusTimeout as exc:
+                reason, detail = "timeout", str(exc)
+            except BusError as exc:
+                reason, detail = "error", str(exc)
+            else:
+                if result is None:
+                    return None
+                if result.error != "full":
+                    return result
+                reason, detail = "full", f"forwarder at {self.endpoint} is full"
+            failures += 1
+            if on_retry is not None:
+                on_retry(reason, detail)
+            stop.wait(retry_delay(failures) if callable(retry_delay) else retry_delay)
+        return None
+
+    def _request(self, frame: bytes, stop: threading.Event) -> IngestResult | None:
+        """One request whose every wait looks at ``stop``; None when it is set meanwhile."""
+        deadline = time.monotonic() + self.timeout
+        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLOUT):
+            if stop.is_set():
+                return None
+            if time.monotonic() > deadline:
+                raise BusTimeout(f"forwarder at {self.endpoint} is not reachable")
+        try:
+            self._sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+        except zmq.Again:
+            raise BusTimeout(f"forwarder at {self.endpoint} did not take the request") from None
+        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLIN):
+            if stop.is_set() or time.monotonic() > deadline:
+                self._reset()
+                if stop.is_set():
+                    return None
+                raise BusTimeout(
+                    f"forwarder at {self.endpoint} did not answer within {self.timeout:g}s"
+                )
+        try:
+            reply = msgpack.unpackb(self._sock.recv(), raw=False)
+        except Exception:
+            raise BusError("forwarder sent a reply that is not msgpack") from None
         return parse_reply(reply)
 
     def _reset(self) -> None:

@@ -29,7 +29,8 @@ What happens on the wire (docs/bus-protocol.md):
 - an action without a handler is answered with code 1 "Command is not valid", a handler
   that raises with code 1 and the exception's text.
 
-Result codes (docs/protocol.md, "Commands"): 0 success, 1 failure, 2 in progress, 3 timeout, 4 unknown.
+Result codes (docs/protocol.md, "Commands"): 0 success, 1 failure, 2 in progress, 3 timeout,
+4 unknown — :class:`bus.results.ResultCode`; a handler may return the enum or a plain int.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import zmq
 
 from bus.endpoints import Endpoints, default_run_dir
 from bus.errors import BusError
+from bus.results import MAX_MESSAGE_CHARS, NOT_VALID, ResultCode
 from bus.sockets import DEFAULT_MAX_MESSAGE_BYTES, SocketOptions, connect, make_socket
 
 #: seconds between two hello messages (the commander's executor_ttl must be longer)
@@ -59,12 +61,6 @@ HELLO_RETRY = 0.05
 STOP_CHECK = 0.2
 #: how many command ids an executor remembers to recognise a command delivered twice
 DEDUPE_MEMORY = 10_000
-#: result codes of the server protocol (docs/protocol.md)
-SUCCESS, FAILURE, IN_PROGRESS, TIMEOUT, UNKNOWN = 0, 1, 2, 3, 4
-#: the message for an action nobody handles, or bad arguments (the server protocol's wording, docs/protocol.md)
-NOT_VALID = "Command is not valid"
-#: longest result message sent (longer ones are cut)
-MAX_MESSAGE_CHARS = 4096
 
 _instance_ids = itertools.count()
 
@@ -287,17 +283,17 @@ class Executor:
     def _execute(self, command: Command) -> None:
         handler = self.handlers.get(command.name) or self.handlers.get(command.verb)
         if handler is None or "_invalid" in command.args:
-            code, message = FAILURE, NOT_VALID
+            code, message = ResultCode.FAILURE, NOT_VALID
         else:
             try:
                 code, message = _normalise(handler(command))
             except InvalidCommand as exc:
-                code, message = FAILURE, str(exc) or NOT_VALID
+                code, message = ResultCode.FAILURE, str(exc) or NOT_VALID
             except Exception as exc:  # a handler bug is this command's failure, not ours
-                code, message = FAILURE, f"{type(exc).__name__}: {exc}"
+                code, message = ResultCode.FAILURE, f"{type(exc).__name__}: {exc}"
         with self._stats_lock:  # handlers run in several threads
-            self.stats[f"code_{code}"] += 1
-        self._pending.append({"id": command.id, "code": code, "message": message})
+            self.stats[f"code_{int(code)}"] += 1
+        self._pending.append({"id": command.id, "code": int(code), "message": message})
         self._wake()
 
     def _count(self, key: str) -> None:
@@ -332,12 +328,13 @@ class Executor:
             raise BusError(f"cannot send to {self.results_endpoint}: {exc}") from None
 
 
-def _normalise(value: HandlerResult) -> tuple[int, str]:
+def _normalise(value: HandlerResult) -> tuple[ResultCode, str]:
     if value is None:
-        return SUCCESS, ""
+        return ResultCode.SUCCESS, ""
     if isinstance(value, str):
-        return SUCCESS, value[:MAX_MESSAGE_CHARS]
+        return ResultCode.SUCCESS, value[:MAX_MESSAGE_CHARS]
     code, message = value
-    if isinstance(code, bool) or not isinstance(code, int) or code not in range(5):
-        return FAILURE, f"handler returned an invalid result code {code!r}"
-    return code, str(message)[:MAX_MESSAGE_CHARS]
+    valid = ResultCode.of(code)
+    if valid is None:
+        return ResultCode.FAILURE, f"handler returned an invalid result code {code!r}"
+    return valid, str(message)[:MAX_MESSAGE_CHARS]

@@ -2,10 +2,10 @@
 
 A collector is an ordinary :class:`core.service.Service` (``startup`` → ``main_loop`` →
 ``shutdown``; SIGTERM sets ``stop_event``) that puts its events on the bus through the
-acknowledged path (the ingest socket: a DEALER, as in :class:`bus.client.Ingest`, but
-every wait also watches the stop flag). :class:`AckSender` hides the retries: it returns
-only once every event of a call is committed by the forwarder, or when the service is
-asked to stop — so a collector saves its own state (offsets, baselines) only for what was
+acknowledged path (the ingest socket, through :meth:`bus.client.Ingest.send_until_committed`,
+which watches the stop flag in every wait). :class:`AckSender` hides the retries: it returns
+only once every event of a call is committed by the forwarder, or when the service is asked
+to stop — so a collector saves its own state (offsets, baselines) only for what was
 committed, and nothing is ever lost.
 """
 
@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgpack
-import zmq
 from loguru import logger
 
-from bus.client import IngestResult, parse_reply
+from bus.client import Ingest
 from bus.envelope import encode_events
-from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError, BusError, BusTimeout
-from bus.sockets import SocketOptions, connect, make_socket
+from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
+from core.backoff import compute_backoff
 from core.config import Config
 from core.counters import Counters
 from core.logs import RateLimitedLog
@@ -35,23 +31,25 @@ from core.service import Service
 
 #: events per acknowledged request (bounded again by bytes below)
 DEFAULT_BATCH_EVENTS = 5000
-#: first wait after "full" or a timeout; doubles up to RETRY_MAX (with jitter)
+#: first wait after "full" or a timeout; doubles up to RETRY_MAX (equal jitter)
 RETRY_INITIAL = 0.1
 RETRY_MAX = 5.0
 #: how long one acknowledged request may wait for the forwarder's answer
 INGEST_TIMEOUT = 10.0
-#: how often a wait on the forwarder looks at the stop flag (milliseconds)
-STOP_CHECK_MS = 100
 
 
 class AckSender:
     """Send events through the acknowledged path until the forwarder has committed them.
 
-    ``send(events)`` splits the events into frames that fit the bus limit, and for each
-    frame retries — with a growing, jittered wait — while the forwarder answers ``full``,
-    does not answer, or is not there. It returns True once every event is committed (events
-    the forwarder *rejected* as invalid are counted, logged and not retried: sending them
-    again would not help), and False as soon as ``stop_event`` is set before that.
+    ``send(events)`` splits the events into frames that fit the bus limit, and sends each
+    with :meth:`bus.client.Ingest.send_until_committed`: it is tried again — after a
+    growing, jittered wait — while the forwarder answers ``full``, does not answer, or is
+    not there. It returns True once every event is committed (events the forwarder
+    *rejected* as invalid are counted, logged and not retried: sending them again would not
+    help), and False as soon as ``stop_event`` is set before that.
+
+    The socket's every wait looks at ``stop_event`` in short slices (not one 10 s send
+    timeout), so SIGTERM is never held up by an absent or hung forwarder.
 
     A timeout is the one case where a retry may repeat events: the forwarder may have
     committed a frame whose answer never arrived. "full" and rejections never repeat.
@@ -75,55 +73,12 @@ class AckSender:
         self.max_frame_bytes = max(64 * 1024, max_message_bytes // 2)
         self.batch_events = batch_events
         self.timeout = timeout
-        self._ctx: zmq.Context = zmq.Context.instance()
-        self._opts = SocketOptions(max_message_bytes=max_message_bytes, send_timeout_ms=0)
-        self._sock = self._open()
+        self._ingest = Ingest(endpoint, timeout=timeout, max_message_bytes=max_message_bytes)
         self._log = RateLimitedLog(6)
         self._on_wait = on_wait
 
-    def _open(self) -> zmq.Socket:
-        sock = make_socket(self._ctx, zmq.DEALER, self._opts)
-        connect(sock, self.endpoint, self._opts)
-        return sock
-
-    def _reset(self) -> None:
-        # A late answer would pair with the next request: start over on a fresh socket.
-        self._sock.close(linger=0)
-        self._sock = self._open()
-
     def close(self) -> None:
-        if not self._sock.closed:
-            self._sock.close()
-
-    def _request(self, frame: bytes) -> IngestResult | None:
-        """One acknowledged request; None when asked to stop while waiting.
-
-        Like :class:`bus.client.Ingest`, but every wait is cut in short slices that look
-        at ``stop_event``: SIGTERM must not wait for an absent or hung forwarder.
-        """
-        deadline = time.monotonic() + self.timeout
-        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLOUT):
-            if self.stop_event.is_set():
-                return None
-            if time.monotonic() > deadline:
-                raise BusTimeout(f"forwarder at {self.endpoint} is not reachable")
-        try:
-            self._sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
-        except zmq.Again:
-            raise BusTimeout(f"forwarder at {self.endpoint} did not take the request") from None
-        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLIN):
-            if self.stop_event.is_set() or time.monotonic() > deadline:
-                self._reset()
-                if self.stop_event.is_set():
-                    return None
-                raise BusTimeout(
-                    f"forwarder at {self.endpoint} did not answer within {self.timeout:g}s"
-                )
-        try:
-            reply = msgpack.unpackb(self._sock.recv(), raw=False)
-        except Exception:
-            raise BusError("forwarder sent a reply that is not msgpack") from None
-        return parse_reply(reply)
+        self._ingest.close()
 
     def send(self, events: Sequence[dict[str, Any]]) -> bool:
         """Commit ``events`` (in order); False if asked to stop before all were committed."""
@@ -160,61 +115,56 @@ class AckSender:
         self._fit(batch[:half], out)
         self._fit(batch[half:], out)
 
+    def _retry_delay(self, failures: int) -> float:
+        # Equal jitter, deliberately (not full): it keeps several collectors on the host
+        # from retrying in lock-step, and the wait is never near zero — a full forwarder
+        # is asked again after at least half the ceiling, not at once in a tight loop.
+        return compute_backoff(failures, initial=RETRY_INITIAL, maximum=RETRY_MAX, jitter="equal")
+
+    def _on_retry(self, reason: str, detail: str) -> None:
+        if reason == "timeout":
+            self.counters.inc("send_timeouts")
+            self._log.warning("timeout", "forwarder did not commit: {}; retrying", detail)
+        elif reason == "full":
+            self.counters.inc("forwarder_full")
+        else:
+            self.counters.inc("send_errors")
+            self._log.warning("bus", "bus error: {}; retrying", detail)
+        if self._on_wait is not None:
+            self._on_wait(reason)
+
     def _send_frame(self, events: list[dict[str, Any]], frame: bytes | None = None) -> bool:
-        delay = RETRY_INITIAL
         if frame is None:
             frame = encode_events(events)
-        while not self.stop_event.is_set():
-            try:
-                result = self._request(frame)
-                if result is None:
-                    return False
-            except BusTimeout as exc:
-                self.counters.inc("send_timeouts")
-                self._log.warning("timeout", "forwarder did not commit: {}; retrying", exc)
-                reason = "timeout"
-            except BusError as exc:
-                self.counters.inc("send_errors")
-                self._log.warning("bus", "bus error: {}; retrying", exc)
-                reason = "error"
-            else:
-                if result.ok:
-                    self.counters.inc("events_sent", result.accepted)
-                    return True
-                if result.error == "full":
-                    self.counters.inc("forwarder_full")
-                    reason = "full"
-                elif result.error == "rejected":
-                    # The valid events ARE committed; the others would fail again.
-                    self.counters.inc("events_sent", result.accepted)
-                    self.counters.inc("events_rejected", len(result.rejected))
-                    for rej in result.rejected[:3]:
-                        self._log.warning(
-                            "rejected",
-                            "forwarder rejected an event: {}: {}",
-                            rej.reason,
-                            rej.message,
-                        )
-                    return True
-                elif len(events) > 1 and result.error == "too_large":
-                    # Our size estimate was wrong for this batch: halve it.
-                    half = len(events) // 2
-                    return self._send_frame(events[:half]) and self._send_frame(events[half:])
-                else:
-                    self.counters.inc("events_rejected", len(events))
-                    self._log.warning(
-                        "frame",
-                        "forwarder refused a frame of {} events: {}",
-                        len(events),
-                        result.error,
-                    )
-                    return True
-            if self._on_wait is not None:
-                self._on_wait(reason)
-            # Full jitter keeps several collectors from retrying in lock-step.
-            self.stop_event.wait(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, RETRY_MAX)
-        return False
+        result = self._ingest.send_until_committed(
+            events,
+            self.stop_event,
+            retry_delay=self._retry_delay,
+            on_retry=self._on_retry,
+            frame=frame,
+        )
+        if result is None:
+            return False
+        if result.ok:
+            self.counters.inc("events_sent", result.accepted)
+        elif result.error == "rejected":
+            # The valid events ARE committed; the others would fail again.
+            self.counters.inc("events_sent", result.accepted)
+            self.counters.inc("events_rejected", len(result.rejected))
+            for rej in result.rejected[:3]:
+                self._log.warning(
+                    "rejected", "forwarder rejected an event: {}: {}", rej.reason, rej.message
+                )
+        elif len(events) > 1 and result.error == "too_large":
+            # Our size estimate was wrong for this batch: halve it.
+            half = len(events) // 2
+            return self._send_frame(events[:half]) and self._send_frame(events[half:])
+        else:
+            self.counters.inc("events_rejected", len(events))
+            self._log.warning(
+                "frame", "forwarder refused a frame of {} events: {}", len(events), result.error
+            )
+        return True
 
 
 class CollectorService(Service):

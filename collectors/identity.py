@@ -10,13 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from bus.errors import EXIT_USAGE, AgentbusError
-
-
-class NotEnrolledError(AgentbusError):
-    """The agent has no credentials yet: run ``agentbus register`` first."""
-
-    exit_code = EXIT_USAGE
+from bus.errors import AgentbusError
+from comms.errors import NotEnrolled
 
 
 def agent_uuid(data_dir: str | Path) -> str:
@@ -28,7 +23,7 @@ def agent_uuid(data_dir: str | Path) -> str:
     try:
         return str(load_credentials(data_dir).uuid)  # type: ignore[arg-type]
     except AgentbusError as exc:
-        raise NotEnrolledError(str(exc)) from None
+        raise NotEnrolled(str(exc)) from None
 
 
 def _uuid_from_file(data_dir: Path) -> str:
@@ -36,11 +31,11 @@ def _uuid_from_file(data_dir: Path) -> str:
     try:
         uuid = json.loads(path.read_text(encoding="utf-8"))["uuid"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise NotEnrolledError(
+        raise NotEnrolled(
             f"no agent credentials in {path}: run 'agentbus register' first"
         ) from None
     if not isinstance(uuid, str) or not uuid:
-        raise NotEnrolledError(f"{path} holds no agent uuid: run 'agentbus register' again")
+        raise NotEnrolled(f"{path} holds no agent uuid: run 'agentbus register' again")
     return uuid
 
 

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from bus.executor import FAILURE, IN_PROGRESS, NOT_VALID, SUCCESS, Command, Executor
+from bus.executor import Command, Executor
+from bus.results import NOT_VALID, ResultCode
 from commander.routing import AGENT_TOPIC
 from core.config import Config
 
@@ -73,37 +74,37 @@ class AgentActions:
         }
 
     # -- actions -----------------------------------------------------------------------
-    def set_group(self, command: Command) -> tuple[int, str]:
+    def set_group(self, command: Command) -> tuple[ResultCode, str]:
         groups = _groups_arg(command.args)
         if groups is None:
             logger.warning("agent-executor: set-group {} has bad args", command.id)
-            return FAILURE, NOT_VALID
+            return ResultCode.FAILURE, NOT_VALID
         from comms.credentials import update_groups
 
         with self._lock:
             files, error = self._fetch(groups)
             if error:
-                return FAILURE, error
+                return ResultCode.FAILURE, error
             self._store(files, prune=True)
             update_groups(self.data_dir, groups)
         shown = ", ".join(groups) if groups else "(none)"
         logger.info("agent-executor: groups set to {}", shown)
-        return SUCCESS, f"Groups set to {shown}; {len(files)} group file(s) fetched"
+        return ResultCode.SUCCESS, f"Groups set to {shown}; {len(files)} group file(s) fetched"
 
-    def fetch_config(self, command: Command) -> tuple[int, str]:
+    def fetch_config(self, command: Command) -> tuple[ResultCode, str]:
         from comms.credentials import load_credentials
 
         with self._lock:
             groups = list(load_credentials(self.data_dir).groups)
             files, error = self._fetch(groups)
             if error:
-                return FAILURE, error
+                return ResultCode.FAILURE, error
             self._store(files, prune=True)
-        return SUCCESS, f"{len(files)} group file(s) fetched"
+        return ResultCode.SUCCESS, f"{len(files)} group file(s) fetched"
 
-    def restart(self, command: Command) -> tuple[int, str]:
+    def restart(self, command: Command) -> tuple[ResultCode, str]:
         # The commander does the restart, after this report reached the forwarder.
-        return IN_PROGRESS, "Restarting the agent"
+        return ResultCode.IN_PROGRESS, "Restarting the agent"
 
     # -- files -------------------------------------------------------------------------
     def _fetch(self, groups: list[str]) -> tuple[dict[str, bytes], str]:

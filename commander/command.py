@@ -1,4 +1,8 @@
-"""A command as the commander keeps it: parsed once from the server's JSON, validated."""
+"""A command as the commander got it from the server: parsed once from its JSON, validated.
+
+That is a :class:`ServerCommand`; what an executor receives over the bus is the SDK's
+:class:`bus.executor.Command`, built from :meth:`ServerCommand.bus_message`.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,6 @@ from commander.routing import topic_of
 MAX_DOCUMENT_ID_CHARS = 512
 #: longest action name accepted
 MAX_NAME_CHARS = 256
-#: the protocol's message (docs/protocol.md) for an action that cannot be run as given
-NOT_VALID = "Command is not valid"
 
 
 class BadCommand(Exception):
@@ -30,8 +32,8 @@ class BadCommand(Exception):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Command:
-    """One command: identity, action, arguments and the wall-clock deadline of its result."""
+class ServerCommand:
+    """One command from the server: identity, action, arguments, deadline of its result."""
 
     document_id: str
     name: str
@@ -61,7 +63,9 @@ class Command:
         }
 
     @classmethod
-    def from_server(cls, raw: Any, *, default_timeout: float, now: float | None = None) -> Command:
+    def from_server(
+        cls, raw: Any, *, default_timeout: float, now: float | None = None
+    ) -> ServerCommand:
         """Validate one element of the server's ``commands`` list (docs/protocol.md, "Commands")."""
         if not isinstance(raw, dict):
             raise BadCommand("not_object", "a command must be a JSON object")

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 import msgpack
 import zmq
 
-from commander.command import Command
+from bus.results import ResultCode
+from commander.command import ServerCommand
 from commander.results import Hello
-
-#: result codes (docs/protocol.md)
-FAILURE, TIMEOUT = 1, 3
 
 
 class ExecutorTable:
@@ -68,7 +66,7 @@ class ExecutorTable:
 class Flight:
     """A command between receipt and its final result, as the fan-out sees it."""
 
-    command: Command
+    command: ServerCommand
     acked: bool = False
     published: int = 0
     #: monotonic time of the next publication (0 = as soon as possible)
@@ -83,7 +81,7 @@ class Verdict:
     """A final result the commander decides itself (no executor, timeout)."""
 
     document_id: str
-    code: int
+    code: ResultCode
     message: str
     reason: str  # counter key: no_executor | timeout_unacked | timeout_no_result
 
@@ -111,7 +109,7 @@ class Fanout:
         #: how many publications (first ones and repeats) were made
         self.publications = 0
 
-    def add(self, command: Command, *, acked: bool = False) -> Flight:
+    def add(self, command: ServerCommand, *, acked: bool = False) -> Flight:
         flight = Flight(command, acked=acked)
         self.flights[command.document_id] = flight
         return flight
@@ -162,7 +160,12 @@ class Fanout:
                         flight.next_publish = min(flight.next_publish, self._grace_until)
                     continue
                 verdicts.append(
-                    Verdict(doc, FAILURE, f"no executor for module {cmd.topic}", "no_executor")
+                    Verdict(
+                        doc,
+                        ResultCode.FAILURE,
+                        f"no executor for module {cmd.topic}",
+                        "no_executor",
+                    )
                 )
                 del self.flights[doc]
                 continue
@@ -197,13 +200,13 @@ class Fanout:
         if flight.acked:
             return Verdict(
                 cmd.document_id,
-                TIMEOUT,
+                ResultCode.TIMEOUT,
                 f"no result from the executor of module {cmd.topic} within {cmd.timeout:g}s",
                 "timeout_no_result",
             )
         return Verdict(
             cmd.document_id,
-            TIMEOUT,
+            ResultCode.TIMEOUT,
             f"no executor of module {cmd.topic} took the command within {cmd.timeout:g}s",
             "timeout_unacked",
         )

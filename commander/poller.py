@@ -3,8 +3,9 @@
 One request is always outstanding while the commander runs. The client timeout
 (``commander.request_timeout``, default 11 minutes) is above the server's hold, so a quiet
 server ends the wait with 408 and the loop polls again at once. Errors (server unreachable,
-unexpected status, bad body) back off with jitter, doubling from ``backoff_initial`` to
-``backoff_max``; the token manager inside the client renews the token on 401/403.
+unexpected status, bad body) back off with equal jitter (:func:`core.backoff.compute_backoff`),
+doubling from ``backoff_initial`` to ``backoff_max``; the token manager inside the client
+renews the token on 401/403.
 
 Each command is written to commands.db *before* the fan-out hears of it: once the server
 has handed it over, a crash must not lose it. A document id seen before is skipped.
@@ -12,15 +13,16 @@ has handed it over, a crash must not lose it. A document id seen before is skipp
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from loguru import logger
 
-from commander.command import NOT_VALID, BadCommand, Command
+from bus.results import NOT_VALID, ResultCode
+from commander.command import BadCommand, ServerCommand
 from commander.store import CommandStore
+from core.backoff import compute_backoff
 from core.counters import Counters
 from core.logs import RateLimitedLog
 
@@ -40,7 +42,7 @@ class Poller:
         store: CommandStore,
         counters: Counters,
         stop_event: threading.Event,
-        deliver: Callable[[list[Command]], None],
+        deliver: Callable[[list[ServerCommand]], None],
         *,
         request_timeout: float,
         command_timeout: float,
@@ -107,20 +109,20 @@ class Poller:
         self.accept(raw)
         return 0.0
 
-    def accept(self, raw: list[dict[str, Any]]) -> list[Command]:
+    def accept(self, raw: list[dict[str, Any]]) -> list[ServerCommand]:
         """Validate, persist and deliver one batch of server commands."""
-        new: list[Command] = []
+        new: list[ServerCommand] = []
         answered = False
         for item in raw:
             self.counters.inc("commands_received")
             try:
-                command = Command.from_server(item, default_timeout=self.command_timeout)
+                command = ServerCommand.from_server(item, default_timeout=self.command_timeout)
             except BadCommand as exc:
                 self.counters.inc(f"bad_commands_{exc.reason}")
                 self._bad.warning(exc.reason, "commander: rejected a command: {}", exc)
                 if exc.document_id is not None:
-                    if self.store.add_answered(exc.document_id, 1, NOT_VALID):
-                        self.counters.inc("executed_code_1")
+                    if self.store.add_answered(exc.document_id, ResultCode.FAILURE, NOT_VALID):
+                        self.counters.inc(f"executed_code_{ResultCode.FAILURE:d}")
                         answered = True
                     else:
                         self.counters.inc("duplicates_skipped")
@@ -144,7 +146,11 @@ class Poller:
         self._failures += 1
         self.counters.inc("poll_errors")
         self.counters.error(message)
-        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(self._failures - 1, 30))
-        delay = random.uniform(ceiling / 2, ceiling)  # jitter: pollers of many agents spread out
+        # Equal jitter: the pollers of many agents spread out, yet each waits at least half
+        # the ceiling, so nothing (not even a tiny backoff_initial) makes the poll a busy loop
+        # against a server that fails at once; nothing else bounds this loop's rate.
+        delay = compute_backoff(
+            self._failures, initial=self.backoff_initial, maximum=self.backoff_max, jitter="equal"
+        )
         logger.warning("commander: long-poll failed ({}); next try in {:.1f}s", message, delay)
         return delay

@@ -2,7 +2,9 @@
 
 A result leaves commands.db only after the forwarder's acknowledged ingest answered that
 it is on disk; from there the forwarder delivers it to the server (at least once). While
-the forwarder is down or full, results wait in the outbox and the reporter backs off.
+the forwarder is down or full, results wait in the outbox and the reporter backs off
+(:meth:`bus.client.Ingest.send_until_committed`, which also gives up at once when the
+commander stops).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from loguru import logger
 from bus.client import Ingest
 from bus.errors import BusError
 from commander.store import CommandStore, OutboxItem
+from core.backoff import compute_backoff
 from core.counters import Counters
 
 #: results sent to the forwarder in one ingest request
@@ -24,6 +27,16 @@ BATCH = 100
 INGEST_TIMEOUT = 5.0
 #: retry delays while the forwarder is down or full (seconds)
 RETRY_INITIAL, RETRY_MAX = 0.2, 5.0
+
+
+def retry_delay(failures: int) -> float:
+    """The wait after ``failures`` failed hand-overs in a row: 0.2 s doubling to 5 s.
+
+    No jitter: the one reporter of this host talks to its own forwarder — there is no
+    fleet to spread out — and an exact, never-tiny delay keeps a full forwarder from being
+    asked again in a tight loop.
+    """
+    return compute_backoff(failures, initial=RETRY_INITIAL, maximum=RETRY_MAX, jitter="none")
 
 
 def result_event(item: OutboxItem) -> dict[str, Any]:
@@ -73,7 +86,7 @@ class Reporter:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        delay = RETRY_INITIAL
+        failures = 0
         ingest = Ingest(
             self.endpoint, timeout=INGEST_TIMEOUT, max_message_bytes=self.max_message_bytes
         )
@@ -82,27 +95,43 @@ class Reporter:
                 self._wake.clear()
                 try:
                     sent = self.send_once(ingest)
-                except Exception as exc:  # forwarder down, full, or a bug: keep the results
-                    self.counters.inc("report_errors")
-                    self.counters.error(f"cannot hand results to the forwarder: {exc}")
+                except Exception as exc:  # refused, or a bug: keep the results, try again
+                    self._failed(str(exc))
                     if not isinstance(exc, BusError):
                         logger.exception("commander: reporting results failed")
-                    self.stop_event.wait(delay)
-                    delay = min(RETRY_MAX, delay * 2)
+                    failures += 1
+                    self.stop_event.wait(retry_delay(failures))
                     continue
-                delay = RETRY_INITIAL
-                if not sent:
+                failures = 0
+                if not sent and not self.stop_event.is_set():
                     self._wake.wait(1.0)
         finally:
             ingest.close()
+
+    def _failed(self, message: str) -> None:
+        self.counters.inc("report_errors")
+        self.counters.error(f"cannot hand results to the forwarder: {message}")
+
+    def _on_retry(self, reason: str, detail: str) -> None:
+        # Forwarder down, silent or full: send_until_committed waits and tries again.
+        if reason == "full":
+            detail = "the forwarder did not take the results (full)"
+        self._failed(detail)
 
     def send_once(self, ingest: Ingest) -> int:
         """Send the oldest waiting results; returns how many were accepted (0 = none waiting)."""
         items = self.store.outbox(BATCH)
         if not items:
             return 0
-        reply = ingest.send([result_event(i) for i in items])
-        if reply.error == "full" or (not reply.ok and not reply.rejected):
+        reply = ingest.send_until_committed(
+            [result_event(i) for i in items],
+            self.stop_event,
+            retry_delay=retry_delay,
+            on_retry=self._on_retry,
+        )
+        if reply is None:
+            return 0  # stopping: the results stay in the outbox for the next start
+        if not reply.ok and not reply.rejected:
             raise BusError(f"the forwarder did not take the results ({reply.error})")
         rejected = {r.index for r in reply.rejected}
         for r in reply.rejected:

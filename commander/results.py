@@ -17,11 +17,8 @@ from typing import Any
 import msgpack
 
 from bus.errors import InvalidEvent
+from bus.results import MAX_MESSAGE_CHARS, ResultCode
 
-#: result codes (docs/protocol.md)
-CODES = {0: "success", 1: "failure", 2: "in progress", 3: "timeout", 4: "unknown"}
-#: longest result message forwarded to the server (longer ones are cut)
-MAX_MESSAGE_CHARS = 4096
 #: most topics one hello may name
 MAX_TOPICS = 256
 
@@ -34,7 +31,7 @@ class Ack:
 @dataclass(frozen=True, slots=True)
 class Result:
     id: str
-    code: int
+    code: ResultCode
     message: str
 
 
@@ -85,12 +82,13 @@ def _result(obj: dict[str, Any]) -> Result:
     code = obj["code"]
     if isinstance(code, bool) or not isinstance(code, int):
         raise InvalidEvent("wrong_type", "code must be an integer")
-    if code not in CODES:
+    valid = ResultCode.of(code)
+    if valid is None:
         raise InvalidEvent("bad_value", f"code {code} is not one of 0-4")
     message = obj.get("message", "")
     if not isinstance(message, str):
         raise InvalidEvent("wrong_type", "message must be a string")
-    return Result(cid, code, message[:MAX_MESSAGE_CHARS])
+    return Result(cid, valid, message[:MAX_MESSAGE_CHARS])
 
 
 def _hello(obj: dict[str, Any]) -> Hello:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import queue
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -25,9 +24,10 @@ from loguru import logger
 
 from bus.control import request as control_request
 from bus.errors import BusError, InvalidEvent
+from bus.results import ResultCode
 from bus.sockets import Binding, bind, make_socket
 from commander import results
-from commander.command import Command
+from commander.command import ServerCommand
 from commander.fanout import ExecutorTable, Fanout
 from commander.poller import CommandSource, Poller
 from commander.reporter import Reporter
@@ -36,7 +36,7 @@ from comms.api import auth_status
 from core.config import Config
 from core.logs import RateLimitedLog
 from core.service import Service
-from core.storage import move_aside
+from core.storage import open_or_move_aside
 
 #: messages read from the results socket per loop turn (keeps deadlines checked under a flood)
 RESULTS_PER_TURN = 1000
@@ -63,7 +63,7 @@ class Commander(Service):
         self.fanout: Fanout | None = None
         self.executors = ExecutorTable(config.commander.executor_ttl)
         self._restart_due = threading.Event()
-        self._inbox: queue.Queue[Command] = queue.Queue()
+        self._inbox: queue.Queue[ServerCommand] = queue.Queue()
         self._bindings: list[Binding] = []
         self._mailbox_lock = threading.Lock()
         self._mailbox_push: zmq.Socket | None = None
@@ -145,19 +145,15 @@ class Commander(Service):
         with it every command for this host. The commands it held get no result from this
         agent; the file is kept next to the new one for a post-mortem.
         """
-        try:
-            return CommandStore(path)
-        except sqlite3.DatabaseError as exc:
-            moved = move_aside(path)
-            message = (
-                f"{path} is unreadable ({exc}); moved aside as {', '.join(moved)} and "
-                f"started an empty one"
-            )
-            logger.error("commander: {}", message)
-            self.counters.inc("stores_moved_aside")
-            self.counters.set("store_errors", [message])
-            self.counters.error(message)
-            return CommandStore(path)
+        return open_or_move_aside(
+            path, lambda: CommandStore(path), on_moved_aside=self._store_moved_aside
+        )
+
+    def _store_moved_aside(self, message: str) -> None:
+        logger.error("commander: {}", message)
+        self.counters.inc("stores_moved_aside")
+        self.counters.set("store_errors", [message])
+        self.counters.error(message)
 
     def main_loop(self) -> None:
         assert self.fanout is not None and self._mailbox_pull is not None
@@ -224,16 +220,20 @@ class Commander(Service):
                     cmd.document_id,
                 )
                 continue
-            code, message = (0, RESTARTED) if cmd.name == "restart" else (1, STOPPED)
+            code, message = (
+                (ResultCode.SUCCESS, RESTARTED)
+                if cmd.name == "restart"
+                else (ResultCode.FAILURE, STOPPED)
+            )
             self.store.report(cmd.document_id, code, message)
-            self.counters.inc(f"executed_code_{code}")
+            self.counters.inc(f"executed_code_{code:d}")
             answered += 1
             logger.info("commander: {} ({}) → {} {!r}", cmd.name, cmd.document_id, code, message)
         if answered:
             logger.info("commander: answered {} command(s) left over from the last run", answered)
 
     # -- the main loop's steps -------------------------------------------------------
-    def _deliver(self, commands: list[Command]) -> None:
+    def _deliver(self, commands: list[ServerCommand]) -> None:
         """Called by the poller thread with newly stored commands."""
         for cmd in commands:
             self._inbox.put(cmd)
@@ -295,8 +295,8 @@ class Commander(Service):
                 self.store.set_state(message.id, "acked")
             return
         cmd = flight.command
-        if message.code == 2:
-            self.store.report(cmd.document_id, 2, message.message, final=False)
+        if message.code == ResultCode.IN_PROGRESS:
+            self.store.report(cmd.document_id, message.code, message.message, final=False)
             self.counters.inc("progress_reports")
             if cmd.name == "restart":
                 # The agent restarts once this report is with the forwarder (_delivered).
@@ -307,7 +307,7 @@ class Commander(Service):
         else:
             self.fanout.remove(cmd.document_id)
             self.store.report(cmd.document_id, message.code, message.message)
-            self.counters.inc(f"executed_code_{message.code}")
+            self.counters.inc(f"executed_code_{message.code:d}")
             logger.info(
                 "commander: {} ({}) → {} {!r}",
                 cmd.name,
@@ -326,9 +326,9 @@ class Commander(Service):
                 self.store.set_state(flight.command.document_id, "published")
         for v in verdicts:
             self.store.report(v.document_id, v.code, v.message)
-            self.counters.inc(f"executed_code_{v.code}")
+            self.counters.inc(f"executed_code_{v.code:d}")
             self.counters.inc(v.reason)
-            if v.code == 3:
+            if v.code == ResultCode.TIMEOUT:
                 self.counters.inc("timed_out")
             logger.warning("commander: {} → {} {!r}", v.document_id, v.code, v.message)
         if verdicts:
@@ -341,7 +341,9 @@ class Commander(Service):
     # -- restart ---------------------------------------------------------------------
     def _delivered(self, items: list[OutboxItem]) -> None:
         """Reporter thread: results are with the forwarder; a restart may go ahead now."""
-        if any(i.name == "restart" and i.code == 2 and not i.final for i in items):
+        if any(
+            i.name == "restart" and i.code == ResultCode.IN_PROGRESS and not i.final for i in items
+        ):
             self._restart_due.set()
 
     def _restart(self) -> None:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from commander.command import Command
+from commander.command import ServerCommand
 
 #: how many delivered document ids are remembered for duplicate detection
 EXECUTED_KEEP = 100_000
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS executed (
 class StoredCommand:
     """A command with its state as persisted."""
 
-    command: Command
+    command: ServerCommand
     state: str
 
 
@@ -96,7 +96,7 @@ class CommandStore:
             self._db.close()
 
     # -- receipt -----------------------------------------------------------------------
-    def add(self, command: Command) -> bool:
+    def add(self, command: ServerCommand) -> bool:
         """Persist a new command (state ``received``); False if its id was seen before."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
@@ -181,7 +181,7 @@ class CommandStore:
             ).fetchall()
         return [
             StoredCommand(
-                Command(
+                ServerCommand(
                     document_id=r[0],
                     name=r[1],
                     args=json.loads(r[2]),

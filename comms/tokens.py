@@ -15,7 +15,8 @@ Shared by the forwarder and the commander (separate processes, several threads e
 - **Cache** ``token.json`` (0600, atomic) with the receipt time, so a restart within the
   lifetime does not authenticate again. Receipt times are kept both on the wall clock and on
   the system-wide monotonic clock (valid while the boot id is the same).
-- **Back-off** with full jitter while the server is unreachable or answers nonsense;
+- **Back-off** with full jitter (:func:`core.backoff.compute_backoff`) while the server is
+  unreachable or answers nonsense;
   callers get :class:`ServerUnreachable` with ``retry_after`` instead of a blocked thread.
 - **Final refusals are known by their meaning, not their status** (docs/protocol.md,
   "Authentication"): only 401 ``Invalid key`` and 403 ``Agent does not exist`` raise
@@ -39,7 +40,6 @@ import contextlib
 import fcntl
 import json
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +56,7 @@ from comms.credentials import Credentials, comms_url
 from comms.errors import BadResponse, ServerRejected, ServerUnreachable, error_of
 from comms.http import make_session, retry_after, send, timeouts
 from comms.private_files import ensure_private_dir, write_private
+from core.backoff import compute_backoff
 from core.config import Config
 
 #: token cache and its lock file, in the data dir
@@ -70,7 +71,10 @@ DEFAULT_LIFETIME = 900.0
 MAX_LIFETIME = 86400.0
 #: a token is treated as expired this long before its end (the call must still arrive)
 EXPIRY_MARGIN = 10.0
-#: back-off after failed authentications: full jitter in [0, min(MAX, INITIAL * 2**n)]
+#: back-off after failed authentications: full jitter in [0, min(MAX, INITIAL * 2**n)]; a
+#: server's Retry-After is a floor, capped at MAX. Full: a fleet that lost the same server
+#: must not come back in step, and callers are never blocked meanwhile (they get
+#: ServerUnreachable with retry_after), so a short draw costs one request, not a loop.
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 60.0
 #: a token rejected this soon after we got it counts toward a rejection streak
@@ -117,7 +121,7 @@ class TokenManager:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        rng: Callable[[], float] = random.random,
+        rng: Callable[[], float] | None = None,
         boot_id: str | None = None,
     ) -> None:
         self.config = config
@@ -282,10 +286,10 @@ class TokenManager:
             except (ServerUnreachable, BadResponse) as exc:
                 self._note_failure(exc)
                 self._failures += 1
-                delay = self._jitter(self._failures)
                 hinted = getattr(exc, "retry_after", None)
-                if isinstance(hinted, int | float):
-                    delay = max(delay, min(float(hinted), BACKOFF_MAX))
+                delay = self._backoff(
+                    self._failures, float(hinted) if isinstance(hinted, int | float) else None
+                )
                 self._not_before = self._clock() + delay
                 if not forced and cur is not None and self._clock() < cur.expires_at:
                     logger.warning(
@@ -303,7 +307,7 @@ class TokenManager:
             self._not_before = float("-inf")
             if young_refused:
                 self._streak += 1
-                self._streak_gate = self._clock() + self._jitter(self._streak)
+                self._streak_gate = self._clock() + self._backoff(self._streak)
             self._current = fresh
             self._write_cache(fresh)
             return fresh.value
@@ -387,8 +391,16 @@ class TokenManager:
             server_message=message,
         )
 
-    def _jitter(self, attempt: int) -> float:
-        return self._rng() * min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** max(0, attempt - 1))
+    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        return compute_backoff(
+            attempt,
+            initial=BACKOFF_INITIAL,
+            maximum=BACKOFF_MAX,
+            jitter="full",
+            retry_after=retry_after,
+            max_retry_after=BACKOFF_MAX,
+            rng=self._rng,
+        )
 
     def _origin(self) -> str:
         return self._url[: -len(AUTH_PATH)]

@@ -123,7 +123,7 @@ class CommanderSection:
     executor_ttl: Seconds = 30.0
     #: after start-up, wait this long for executors' hellos before answering "no executor"
     hello_grace: Seconds = 6.0
-    #: first back-off after a failed poll; doubles up to backoff_max (full jitter)
+    #: first back-off after a failed poll; doubles up to backoff_max (equal jitter)
     backoff_initial: Seconds = 1.0
     backoff_max: Seconds = 60.0
     #: run the built-in executor of the ``agent`` topic (set-group, fetch-config, restart)

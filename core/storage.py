@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 def move_aside(path: Path) -> list[str]:
@@ -21,3 +26,32 @@ def move_aside(path: Path) -> list[str]:
             part.rename(target)
             moved.append(target.name)
     return moved
+
+
+def open_or_move_aside(
+    path: Path,
+    opener: Callable[[], _T],
+    *,
+    on_moved_aside: Callable[[str], None],
+    what: str = "",
+    fresh: str = "an empty one",
+) -> _T:
+    """``opener()``; if SQLite cannot read ``path``, move the file aside and open a fresh one.
+
+    A file SQLite cannot read (not a database, truncated, malformed) would otherwise stop
+    its service at every start, and with it all it does for the host. What the file held is
+    lost to this agent; the file is kept next to the new one (:func:`move_aside`) for a
+    post-mortem. ``on_moved_aside`` gets the one-line account of what happened —
+    ``"<what> <path> is unreadable (<error>); moved aside as <names> and started <fresh>"``
+    — for the service to log and count. An error of the second ``opener()`` is raised.
+    """
+    try:
+        return opener()
+    except sqlite3.DatabaseError as exc:
+        moved = move_aside(path)
+        subject = f"{what} {path}" if what else str(path)
+        on_moved_aside(
+            f"{subject} is unreadable ({exc}); moved aside as {', '.join(moved)} and "
+            f"started {fresh}"
+        )
+        return opener()

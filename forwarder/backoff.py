@@ -1,4 +1,4 @@
-"""Back-off after failed requests: exponential, full jitter, honours Retry-After.
+"""Back-off after failed requests: who may send while a queue's server calls fail.
 
 One :class:`Backoff` per queue is shared by that queue's sender threads. While the server
 is healthy every thread sends freely (several requests in flight). After a failure the
@@ -7,17 +7,20 @@ goes as a probe; its success reopens the gates, its failure doubles the ceiling 
 next delay. So during an outage the number of requests is bounded by the back-off
 schedule, not by the number of threads.
 
-Full jitter (the delay is drawn uniformly between 0 and the ceiling) keeps many agents
-that lost the same server from coming back in step.
+The delay itself is :func:`core.backoff.compute_backoff` with full jitter (drawn
+uniformly between 0 and the ceiling, which keeps many agents that lost the same server from
+coming back in step; the single probe bounds the rate however short a delay is drawn) and
+the server's Retry-After as a floor.
 """
 
 from __future__ import annotations
 
 import email.utils
-import random
 import threading
 import time
 from collections.abc import Callable
+
+from core.backoff import compute_backoff
 
 #: longest Retry-After we obey (a broken server must not park us for days)
 MAX_RETRY_AFTER = 3600.0
@@ -32,7 +35,7 @@ class Backoff:
         maximum: float,
         *,
         clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
+        rng: Callable[[], float] | None = None,
     ) -> None:
         self.initial = max(initial, 0.001)
         self.maximum = max(maximum, self.initial)
@@ -103,10 +106,15 @@ class Backoff:
             self._probing = False
             self._generation += 1
             self.attempts += 1
-            ceiling = min(self.maximum, self.initial * 2 ** min(self.attempts - 1, 62))
-            delay = self._rng() * ceiling
-            if retry_after is not None and retry_after > 0:
-                delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+            delay = compute_backoff(
+                self.attempts,
+                initial=self.initial,
+                maximum=self.maximum,
+                jitter="full",
+                retry_after=retry_after,
+                max_retry_after=MAX_RETRY_AFTER,
+                rng=self._rng,
+            )
             self.delay = delay
             self._until = self._clock() + delay
             self._cond.notify_all()

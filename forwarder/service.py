@@ -17,7 +17,6 @@ The control socket answers ``status`` and the quarantine commands (``quarantine_
 from __future__ import annotations
 
 import ctypes
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from loguru import logger
 
 from core.config import Config
 from core.service import Service
-from core.storage import move_aside
+from core.storage import open_or_move_aside
 from forwarder.backoff import Backoff
 from forwarder.batcher import Batcher
 from forwarder.chunker import Chunk
@@ -137,24 +136,20 @@ class Forwarder(Service):
         self._next_upkeep = time.monotonic() + fw.clear_acked_interval
 
     def _open(self, path: Path, opener: Callable[[], _T]) -> _T:
-        """Open a queue file; a corrupt one is moved aside and a fresh one started.
+        """Open a queue file; a corrupt one is moved aside and a fresh one started
+        (:func:`core.storage.open_or_move_aside`): its events are lost, the others flow."""
+        return open_or_move_aside(
+            path,
+            opener,
+            on_moved_aside=self._queue_moved_aside,
+            what="queue file",
+            fresh="an empty queue",
+        )
 
-        A file SQLite cannot read (not a database, truncated, malformed) would otherwise stop
-        the forwarder at every start, and with it every event of the host. Its events are
-        lost to this agent, but the file is kept next to the queue for a post-mortem.
-        """
-        try:
-            return opener()
-        except sqlite3.DatabaseError as exc:
-            moved = move_aside(path)
-            message = (
-                f"queue file {path} is unreadable ({exc}); moved aside as {', '.join(moved)} "
-                f"and started an empty queue"
-            )
-            logger.error(message)
-            self.counters.inc("queues_moved_aside")
-            self.counters.set("queue_errors", [*self.counters.get("queue_errors", []), message])
-            return opener()
+    def _queue_moved_aside(self, message: str) -> None:
+        logger.error(message)
+        self.counters.inc("queues_moved_aside")
+        self.counters.set("queue_errors", [*self.counters.get("queue_errors", []), message])
 
     def main_loop(self) -> None:
         assert self.receiver is not None

@@ -97,7 +97,7 @@ class FileTail:
         self.skipping = False
         self.head_len, self.head_sha1 = fingerprint(self.fd)
 
-    def read(self, *, final: bool = False, limit: int = READ_BYTES) -> Chunk:
+    def read(self, *, final: bool = False, limit: int = READ_BYTES) -> LinesRead:
         """Complete lines from the committed offset on (``final``: the last partial line too)."""
         limit = max(limit, 2 * self.max_line_bytes + 2)
         data = os.pread(self.fd, limit, self.offset)
@@ -109,7 +109,7 @@ class FileTail:
             self.fd = -1
 
 
-class Chunk(NamedTuple):
+class LinesRead(NamedTuple):
     """What one read produced: lines, and the position (and skip state) after all of them."""
 
     lines: list[Line]
@@ -119,7 +119,7 @@ class Chunk(NamedTuple):
 
 def split_lines(
     data: bytes, base: int, skipping: bool, max_line: int, *, final: bool = False
-) -> Chunk:
+) -> LinesRead:
     """Cut ``data`` (read at offset ``base``) into lines.
 
     A line longer than ``max_line`` bytes is cut there and flagged; the rest of it, up to
@@ -163,4 +163,4 @@ def split_lines(
             raw = raw[:-1]
         lines.append((base + pos, raw, False, base + n, False))
         pos = n
-    return Chunk(lines, base + pos, skipping)
+    return LinesRead(lines, base + pos, skipping)

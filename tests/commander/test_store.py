@@ -6,12 +6,12 @@ import stat
 
 import pytest
 
-from commander.command import BadCommand, Command
+from commander.command import BadCommand, ServerCommand
 from commander.store import CommandStore
 
 
-def command(doc: str = "d1", name: str = "myapp.scan", **kw: object) -> Command:
-    return Command(
+def command(doc: str = "d1", name: str = "myapp.scan", **kw: object) -> ServerCommand:
+    return ServerCommand(
         document_id=doc, name=name, args={"a": [1]}, timeout=30.0, received_at=100.0, **kw
     )
 
@@ -90,13 +90,13 @@ def test_prune_keeps_the_newest_ids(tmp_path):
 )
 def test_bad_server_commands_have_a_reason(raw, reason, answerable):
     with pytest.raises(BadCommand) as info:
-        Command.from_server(raw, default_timeout=10)
+        ServerCommand.from_server(raw, default_timeout=10)
     assert info.value.reason == reason
     assert (info.value.document_id is not None) == answerable
 
 
 def test_server_command_fields_and_routing():
-    cmd = Command.from_server(
+    cmd = ServerCommand.from_server(
         {
             "document_id": "A8-62pMBBmC6Jrvqj9kW",
             "action": {"name": "set-group", "version": "5.0.0", "args": {"groups": ["g1"]}},
@@ -115,7 +115,7 @@ def test_server_command_fields_and_routing():
         "timeout": 60.0,
         "issued_at": 1000.0,
     }
-    other = Command.from_server(
+    other = ServerCommand.from_server(
         {"document_id": "d", "action": {"name": "myapp.scan"}}, default_timeout=600
     )
     assert (other.topic, other.args, other.timeout) == ("myapp", {}, 600.0)
