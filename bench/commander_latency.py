@@ -1,6 +1,6 @@
 """Command fan-out latency: server release → executor receipt (target p99 ≤ 100 ms).
 
-    python bench/commander_latency.py [--commands 200] [--runs 3] [--gap-ms 20] [--server-nodelay]
+    python -m bench.commander_latency [--commands 200] [--runs 3] [--gap-ms 20] [--server-nodelay]
 
 Sets up the whole command path for real: the reference server (``agentbus server``, its
 long-poll held 60 s), an agent enrolled with it, ``agentbus forwarder`` and ``agentbus
@@ -21,28 +21,21 @@ on a kept-alive connection; this flag measures the agent without that server art
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))
-
-from machine import describe  # noqa: E402
-
-from bus import Executor  # noqa: E402
-from bus.control import request  # noqa: E402
-from bus.errors import BusError  # noqa: E402
-from comms.enroll import EnrollRequest, enroll  # noqa: E402
-from core.config import config_from_dict  # noqa: E402
-from core.service import endpoints_from_config  # noqa: E402
-from tests.fixtures.refserver import RefServer  # noqa: E402
+from bench.machine import describe
+from bus import Executor
+from core.config import config_from_dict
+from core.service import endpoints_from_config
+from tests.fixtures.agent import enroll_with
+from tests.fixtures.commander import Proc, status, wait_status
+from tests.fixtures.common import wait_for, write_config
+from tests.fixtures.refserver import RefServer
 
 FACTS = {"hostname": "bench", "architecture": "x86_64", "ip": ["192.0.2.1"],
          "os": {"name": "Debian GNU/Linux", "type": "Linux", "version": "12"}}  # fmt: skip
@@ -79,24 +72,6 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-def wait(cond, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.01)  # polling interval of a deadline-bound wait
-
-
-def answers(endpoint: str) -> bool:
-    try:
-        return bool(request(endpoint, {"cmd": "status"}, timeout=0.5).get("ok"))
-    except BusError:
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commands", type=int, default=200, help="commands per run")
@@ -123,30 +98,13 @@ def main() -> None:
         "forwarder": {"batch_interval": "50ms"},
     }  # fmt: skip
     config = config_from_dict(raw)
-    cfg_file = tmp / "agent.toml"
-    cfg_file.write_text(
-        "\n".join(
-            f"[{sec}]\n" + "\n".join(f'{k} = "{v}"' for k, v in vals.items())
-            for sec, vals in raw.items()
-        )
-        + "\n"
-    )
-    enroll(
-        config,
-        EnrollRequest(enroll_url=server.url, user=server.user, password=server.password,
-                      name="bench", connect_url=server.url, force=True,
-                      uuid_version=4),  # the server takes v4 ids only: no v7 try first
-        facts=FACTS,
-    )  # fmt: skip
+    cfg_file = write_config(config, tmp / "agent.toml")
+    # the server takes v4 ids only: no v7 try first
+    enroll_with(server, config, "bench", facts=FACTS, uuid_version=4)
     agent_id = server.agents()[0]["id"]
     eps = endpoints_from_config(config)
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "agent.main", svc, "--config", str(cfg_file)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        Proc(["-m", "agent.main", svc, "--config", str(cfg_file)], tmp / f"{svc}.out")
         for svc in ("forwarder", "commander")
     ]
     receipts: dict[str, float] = {}
@@ -162,14 +120,10 @@ def main() -> None:
     executor = Executor(["bench"], name="bench", handlers={"ping": handler},
                         commands_endpoint=eps.commands, results_endpoint=eps.results)  # fmt: skip
     try:
-        wait(lambda: answers(eps.control("commander")), 30, "the commander")
-        wait(lambda: answers(eps.control("forwarder")), 30, "the forwarder")
+        wait_status(config, "commander", 30)
+        wait_status(config, "forwarder", 30)
         executor.start()
-        wait(
-            lambda: request(eps.control("commander"), {"cmd": "status"}).get("live_executors"),
-            30,
-            "the executor's hello",
-        )
+        wait_for(lambda: status(config).get("live_executors"), 30)  # the executor's hello
         # Warm-up: token, connections, first subscription.
         doc = server.queue_command(agent_id, name="bench.ping")
         with got:
@@ -186,11 +140,10 @@ def main() -> None:
                     if not got.wait_for(lambda d=doc: d in receipts, 30):  # type: ignore[misc]
                         raise RuntimeError(f"command {doc} never reached the executor")
                 time.sleep(args.gap_ms / 1000)  # pacing between commands, not a wait
-            wait(
-                lambda q=queued: sum(1 for c in server.commands() if c["document_id"] in q
+            wait_for(  # every result on the server
+                lambda q=queued: sum(1 for c in server.commands() if c["document_id"] in q  # type: ignore[misc]
                                      and c["status"] == "done") == len(q),
                 60,
-                "every result on the server",
             )  # fmt: skip
             rows = {c["document_id"]: c for c in server.commands() if c["document_id"] in queued}
             stored = {r["document_id"]: r["received"] for r in server.command_results()}
@@ -218,13 +171,9 @@ def main() -> None:
     finally:
         executor.stop()
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop()
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

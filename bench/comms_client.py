@@ -1,6 +1,6 @@
 """comms client: the cost of a token, and POST throughput with and without keep-alive.
 
-    python bench/comms_client.py [--seconds 5] [--runs 3]
+    python -m bench.comms_client [--seconds 5] [--runs 3]
 
 - ``token()`` fast path: ns per call (every request of the forwarder calls it).
 - ``ServerClient.post_events`` of ~1 MB stateless bodies (300-byte events, bench/events.py)
@@ -13,25 +13,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-
-from events import event_data  # noqa: E402
-from machine import describe  # noqa: E402
-from sink import Sink  # noqa: E402
-
-from comms.api import ServerClient  # noqa: E402
-from comms.credentials import Credentials  # noqa: E402
-from comms.metadata import agent_line  # noqa: E402
-from comms.tokens import TokenManager  # noqa: E402
-from core.config import config_from_dict  # noqa: E402
+from bench.events import event_data
+from bench.machine import describe
+from bench.sink import Sink
+from comms.api import ServerClient
+from comms.credentials import Credentials
+from comms.metadata import agent_line
+from comms.tokens import TokenManager
+from core.config import config_from_dict
 
 FACTS = {"hostname": "bench", "architecture": "x86_64", "ip": ["192.0.2.1"],
          "os": {"name": "Debian GNU/Linux", "type": "Linux", "version": "12"}}  # fmt: skip

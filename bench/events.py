@@ -10,7 +10,7 @@ count distinct events; ``sent`` is zeros unless the sender stamps it (:func:`bus
 with ``sent=time.time()``). Lines are ASCII without quotes or backslashes, so JSON does
 not change their length.
 
-    python bench/events.py        # prints a sample and the sizes
+    python -m bench.events        # prints a sample and the sizes
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fleet: N simulated agents against one reference server, and the herd after a restart.
 
-    python bench/fleet.py [--agents 500] [--outage 30] [--observe 60] [--hold 15]
-                          [--eps 2] [--interval 5] [--compare]
+    python -m bench.fleet [--agents 500] [--outage 30] [--observe 60] [--hold 15]
+                           [--eps 2] [--interval 5] [--compare]
 
 Each simulated agent is the agent's own client code in threads of this one process (not N
 processes): it enrolls (``comms.enroll``), authenticates (``TokenManager``) and talks to the
@@ -44,29 +44,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+from loguru import logger
 
-from loguru import logger  # noqa: E402
-from machine import describe  # noqa: E402
-
-import commander.poller  # noqa: E402
-from commander.poller import Poller  # noqa: E402
-from commander.store import CommandStore  # noqa: E402
-from comms.api import ServerClient  # noqa: E402
-from comms.credentials import Credentials  # noqa: E402
-from comms.enroll import EnrollRequest, enroll  # noqa: E402
-from comms.errors import ServerError  # noqa: E402
-from comms.http import make_session  # noqa: E402
-from comms.metadata import agent_line  # noqa: E402
-from comms.ndjson import join_body  # noqa: E402
-from comms.tokens import TokenManager  # noqa: E402
-from core.config import Config, config_from_dict  # noqa: E402
-from core.counters import Counters  # noqa: E402
-from forwarder.backoff import Backoff  # noqa: E402
-from tests.fixtures.refserver import RefServer  # noqa: E402
+import commander.poller
+from bench.machine import describe
+from commander.poller import Poller
+from commander.store import CommandStore
+from comms.api import ServerClient
+from comms.credentials import Credentials
+from comms.errors import ServerError
+from comms.http import make_session
+from comms.metadata import agent_line
+from comms.ndjson import join_body
+from comms.tokens import TokenManager
+from core.config import Config, config_from_dict
+from core.counters import Counters
+from forwarder.backoff import Backoff
+from tests.fixtures.agent import enroll_with
+from tests.fixtures.refserver import RefServer
 
 GROUP = "fleet"
 FACTS = {"hostname": "fleet", "architecture": "x86_64", "ip": ["192.0.2.1"],
@@ -230,18 +225,9 @@ def agent_config(base: Path, index: int, url: str) -> Config:
 def enroll_fleet(base: Path, server: RefServer, n: int) -> list[tuple[Config, Credentials]]:
     def one(index: int) -> tuple[Config, Credentials]:
         config = agent_config(base, index, server.url)
-        request = EnrollRequest(
-            enroll_url=server.url,
-            user=server.user,
-            password=server.password,
-            name=f"fleet-{index}",
-            connect_url=server.url,
-            force=True,
-            # v4 at once: the server refuses v7 ids, and the automatic v7 -> v4 retry would
-            # double the enrollment requests this benchmark times
-            uuid_version=4,
-        )
-        return config, enroll(config, request, facts=FACTS)
+        # v4 at once: the server refuses v7 ids, and the automatic v7 -> v4 retry would
+        # double the enrollment requests this benchmark times
+        return config, enroll_with(server, config, f"fleet-{index}", facts=FACTS, uuid_version=4)
 
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, range(n)))

@@ -1,6 +1,6 @@
 """Latency at 1,000 events/s: collector send → sink receipt, agentbus vs syslog-ng.
 
-    python bench/forwarder_latency.py [--rate 1000] [--seconds 10]
+    python -m bench.forwarder_latency [--rate 1000] [--seconds 10] [--no-peer]
 
 A steady producer PUSHes 10 events every 10 ms, each stamped with its send time
 (events.py); the sink records its receipt time per event. p50/p99/max of the difference.
@@ -12,50 +12,36 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 import msgpack
 import zmq
-from _forwarder import ForwarderUnderTest
-from events import bus_event
-from machine import describe
-from peer_syslog_ng import run_latency as peer_latency
-from sink import Sink
+
+from bench import runner
+from bench.events import bus_event
+from bench.peer_syslog_ng import run_latency as peer_latency
+from bench.runner import ForwarderUnderTest
+from bench.sink import Sink
 
 
 def run_agentbus(rate: int, seconds: float, **options: Any) -> dict[str, Any]:
     n = int(rate * seconds)
-    tick = 0.01
-    per_tick = max(1, int(rate * tick))
     with Sink(latency=True) as sink, ForwarderUnderTest(sink.url, **options) as fw:
-        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 10_000)
         sock.connect(fw.endpoints.events)
-        start = time.monotonic()
-        for i, first in enumerate(range(0, n, per_tick)):
-            delay = start + i * tick - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            now = time.time()
-            batch = [bus_event(q, sent=now) for q in range(first, min(first + per_tick, n))]
+
+        def send(first: int, last: int, now: float) -> None:
+            batch = [bus_event(q, sent=now) for q in range(first, last)]
             sock.send(msgpack.packb(batch, use_bin_type=True))
+
+        runner.paced(n, rate, send)
         sock.close()
         sink.wait_events(n, timeout=60 + seconds)
         stats = sink.stats(samples=True)
         rss = fw.peak_rss
-    lat = sorted(recv - sent for _, sent, recv in stats["samples"])
-    return {
-        "rate": rate,
-        "events": stats["events"],
-        "distinct": stats["distinct"],
-        "expected": n,
-        "p50_ms": lat[len(lat) // 2] * 1000,
-        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
-        "max_ms": lat[-1] * 1000,
-        "peak_rss_mb": rss / 1e6,
-        "options": options,
-    }
+    figures = runner.latency_figures(stats)
+    return {"rate": rate, "expected": n, "peak_rss_mb": rss / 1e6, "options": options, **figures}
 
 
 def _line(who: str, r: dict[str, Any]) -> str:
@@ -65,13 +51,7 @@ def _line(who: str, r: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--no-peer", action="store_true", help="agentbus only")
-    args = parser.parse_args(argv)
-    print(describe())
+def measure(args: argparse.Namespace) -> None:
     default = run_agentbus(args.rate, args.seconds)
     print(_line("agentbus (batch_interval 1 s, the default)", default), flush=True)
     print(
@@ -87,9 +67,12 @@ def main(argv: list[str]) -> int:
             print(f"syslog-ng skipped: {p['skipped']}")
         else:
             print(_line(f"syslog-ng (batch-timeout {p['batch_timeout_ms']} ms)", p))
-    print(describe())
-    return 0
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(runner.run(measure, __doc__, repeat=None, options=options))

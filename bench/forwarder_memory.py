@@ -1,6 +1,6 @@
 """Forwarder RSS with a backlog of 1,000,000 events on disk (target: <= 60 MB, flat).
 
-    python bench/forwarder_memory.py [-n 1000000] [--plain-install | --dev-venv]
+    python -m bench.forwarder_memory [-n 1000000] [--plain-install | --dev-venv]
 
 The sink is down (after the forwarder authenticated once); N 300-byte events are pushed
 in frames of 100 as fast as the forwarder commits them. The forwarder's RSS is sampled
@@ -19,15 +19,15 @@ import argparse
 import sys
 import time
 
-from _forwarder import ForwarderUnderTest, frames, push_frames
-from machine import describe
-from sink import Sink
+from bench import runner
+from bench.runner import ForwarderUnderTest, frames, push_frames
+from bench.sink import Sink
 
 #: frames are built and pushed in slices of this many events (bounded bench memory)
 SLICE = 50_000
 
 
-def measure(n: int, plain_install: bool) -> None:
+def measure_one(n: int, plain_install: bool) -> None:
     """One run: print the RSS figures of a forwarder with ``n`` events queued."""
     sink = Sink().start()
     try:
@@ -77,21 +77,18 @@ def measure(n: int, plain_install: bool) -> None:
     )
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=1_000_000)
+def measure(args: argparse.Namespace) -> None:
+    if not args.plain_install:
+        measure_one(args.n, plain_install=False)
+    if not args.dev_venv:
+        measure_one(args.n, plain_install=True)
+
+
+def options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--plain-install", action="store_true", help="only without cryptography")
     which.add_argument("--dev-venv", action="store_true", help="only as the dev venv is")
-    args = parser.parse_args(argv)
-    print(describe())
-    if not args.plain_install:
-        measure(args.n, plain_install=False)
-    if not args.dev_venv:
-        measure(args.n, plain_install=True)
-    print(describe())
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(runner.run(measure, __doc__, n=1_000_000, repeat=None, peer=False, options=options))

@@ -1,6 +1,6 @@
 """Stateful delivery rate: a backlog of inventory documents drained to the reference server.
 
-    python bench/forwarder_stateful.py [-n 1000 10000] [--repeat 3] [--stateful-chunk 16384]
+    python -m bench.forwarder_stateful [-n 1000 10000] [--repeat 3] [--stateful-chunk 16384]
 
 For each backlog size and each ``[forwarder] stateful_batch_max_bytes`` (the default
 15KB, against the old 1MB): a reference server (``agentbus server``) is started and an
@@ -30,19 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from _forwarder import ROOT, ForwarderUnderTest, push_frames
-from machine import describe
 
-sys.path.insert(0, str(ROOT))
-
-from comms.credentials import Credentials, save_credentials  # noqa: E402
-from tests.fixtures.refserver import RefServer  # noqa: E402
-from tests.refserver.helpers import enroll  # noqa: E402
+from bench import runner
+from bench.runner import FRAME_EVENTS, ForwarderUnderTest, push_frames
+from comms.credentials import Credentials
+from tests.fixtures.common import wait_for
+from tests.fixtures.refserver import RefServer
+from tests.refserver.helpers import enroll
 
 STATEFUL = "/api/v1/events/stateful"
 LIMITS = ("15KB", "1MB")
-#: events per bus frame (an inventory scan hands its changes over in batches)
-FRAME_EVENTS = 100
 #: back-off of the forwarder while the endpoint is "down" (each retry sends the batch again)
 BACKOFF = "10ms"
 SECTIONS = ("libs", "utils", "admin", "net", "python", "devel", "doc", "kernel")
@@ -88,25 +85,23 @@ def frames(agent_id: str, n: int, start: int = 0) -> tuple[list[bytes], int]:
 
 def run(n: int, limit: str, chunk: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ab-stateful-") as tmp:
-        extra = ["--stateful-chunk", str(chunk)] if chunk else []
-        server = RefServer(Path(tmp) / "server", key_hash_rounds=1000, extra_args=extra).start()
+        server = RefServer(Path(tmp) / "server", stateful_chunk=chunk or None).start()
         try:
             agent = enroll(server.url)
             payload, doc_bytes = frames(agent.id, n)
             fw = ForwarderUnderTest(
                 server.url,
+                credentials=Credentials(
+                    uuid=agent.id,
+                    key=agent.key,
+                    name="h1",
+                    groups=("default",),
+                    server_url=server.url,
+                ),  # fmt: skip
                 stateful_batch_max_bytes=limit,
                 backoff_initial=BACKOFF,
                 backoff_max=BACKOFF,
             )
-            # the real enrollment's credentials (the helper writes made-up ones)
-            save_credentials(
-                fw.data_dir,
-                Credentials(
-                    uuid=agent.id, key=agent.key, name="h1", groups=("default",),
-                    server_url=server.url,
-                ),
-            )  # fmt: skip
             # The outage: the stateful endpoint answers 503 while the backlog builds up.
             server.set_fault(status=503, path=STATEFUL)
             with fw:
@@ -114,15 +109,10 @@ def run(n: int, limit: str, chunk: int) -> dict[str, Any]:
                 fw.wait_status("persisted", n, timeout=60 + n / 500)
                 # a backlog older than batch_interval (1 s), as after a real outage: the
                 # last partial batch does not wait for its timer
-                while (fw.status()["oldest_event_age"] or 0) < 1.0:
-                    time.sleep(0.05)
+                wait_for(lambda: (fw.status()["oldest_event_age"] or 0) >= 1.0, 60, 0.05)
                 server.clear_faults()
                 up = time.time()  # the next attempt is at most BACKOFF away
-                deadline = time.monotonic() + 120 + n / 50
-                while server.count_events(module="inventory") < n:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{server.count_events(module='inventory')} of {n}")
-                    time.sleep(0.05)
+                server.wait_for_events(n, module="inventory", timeout=120 + n / 50)
                 received = [e["received"] for e in server.events(module="inventory")]
                 status = fw.status()
             last = max(received)
@@ -142,13 +132,7 @@ def run(n: int, limit: str, chunk: int) -> dict[str, Any]:
             server.stop()
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, nargs="+", default=[1000, 10_000])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--stateful-chunk", type=int, default=0, metavar="BYTES")
-    args = parser.parse_args(argv)
-    print(describe())
+def measure(args: argparse.Namespace) -> None:
     mode = f"server --stateful-chunk {args.stateful_chunk}" if args.stateful_chunk else "server"
     summary = []
     for n in args.n:
@@ -178,9 +162,12 @@ def main(argv: list[str]) -> int:
     print(f"stateful backlog drain to the reference server ({mode}), median of {args.repeat}:")
     for line in summary:
         print("  " + line)
-    print(describe())
-    return 0
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--stateful-chunk", type=int, default=0, metavar="BYTES")
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(runner.run(measure, __doc__, peer=False, options=options))

@@ -1,6 +1,6 @@
 """Durable end-to-end stateless throughput: agentbus forwarder vs syslog-ng, same run.
 
-    python bench/forwarder_throughput.py [-n 300000] [--repeat 3]
+    python -m bench.forwarder_throughput [-n 300000] [--repeat 3] [--no-peer]
 
 agentbus: N 300-byte events (events.py) PUSHed to the forwarder's events socket in frames
 of 100 (pre-encoded; a blocked send waits), each chunk committed to SQLite (fsync) before
@@ -23,10 +23,10 @@ import sys
 import time
 from typing import Any
 
-from _forwarder import ForwarderUnderTest, frames, median_run, push_frames
-from machine import describe
-from peer_syslog_ng import run_throughput as peer_throughput
-from sink import Sink
+from bench import runner
+from bench.peer_syslog_ng import run_throughput as peer_throughput
+from bench.runner import ForwarderUnderTest, push_frames
+from bench.sink import Sink
 
 
 def run_agentbus(n: int, payload: list[bytes], **options: Any) -> dict[str, Any]:
@@ -54,53 +54,31 @@ def run_agentbus(n: int, payload: list[bytes], **options: Any) -> dict[str, Any]
         }
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=300_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-peer", action="store_true", help="agentbus only")
-    args = parser.parse_args(argv)
-    print(describe())
-    payload = frames(args.n)
-    ours: list[dict[str, Any]] = []
-    peers: list[dict[str, Any]] = []
-    for i in range(args.repeat):
-        r = run_agentbus(args.n, payload, batch_interval="100ms")
-        ours.append(r)
-        line = (
-            f"run {i + 1}: agentbus {r['events_per_s']:,.0f} events/s "
-            f"({r['events']:,}/{r['expected']:,} in {r['seconds']:.2f} s, {r['requests']} requests, "
-            f"push {r['push_seconds']:.2f} s, peak RSS {r['peak_rss_mb']:.1f} MB, CPU forwarder {r['cpu_s']:.2f} s / sink "
-            f"{r['sink_cpu_s']:.2f} s)"
-        )
-        if not args.no_peer:
-            p = peer_throughput(args.n)
-            if "skipped" in p:
-                line += f"; syslog-ng skipped: {p['skipped']}"
-            else:
-                peers.append(p)
-                line += (
-                    f"; syslog-ng {p['events_per_s']:,.0f} events/s (RSS {p['peak_rss_mb']:.1f} MB)"
-                    f"; ratio {r['events_per_s'] / p['events_per_s']:.2f}x"
-                )
-        print(line, flush=True)
-    mine = median_run(ours, "events_per_s")
-    print(
-        f"agentbus forwarder durable throughput (median of {args.repeat}): "
-        f"{mine['events_per_s']:,.0f} events/s, all runs {mine['all_events_per_s']}, "
-        f"peak RSS {mine['peak_rss_mb']:.1f} MB"
+def median(r: dict[str, Any]) -> str:
+    return (
+        f"{r['events_per_s']:,.0f} events/s, all runs {r['all_events_per_s']}, "
+        f"peak RSS {r['peak_rss_mb']:.1f} MB"
     )
-    if peers:
-        peer = median_run(peers, "events_per_s")
-        print(
-            f"syslog-ng durable throughput (median of {len(peers)}): "
-            f"{peer['events_per_s']:,.0f} events/s, all runs {peer['all_events_per_s']}, "
-            f"peak RSS {peer['peak_rss_mb']:.1f} MB"
-        )
-        print(f"ratio agentbus / syslog-ng: {mine['events_per_s'] / peer['events_per_s']:.2f}x")
-    print(describe())
-    return 0
+
+
+def measure(args: argparse.Namespace) -> None:
+    payload = runner.frames(args.n)
+    runner.compare(
+        args,
+        "durable throughput",
+        lambda: run_agentbus(args.n, payload, batch_interval="100ms"),
+        lambda: peer_throughput(args.n),
+        run_ours=lambda r: (
+            f"{r['events_per_s']:,.0f} events/s ({r['events']:,}/{r['expected']:,} in "
+            f"{r['seconds']:.2f} s, {r['requests']} requests, push {r['push_seconds']:.2f} s, "
+            f"peak RSS {r['peak_rss_mb']:.1f} MB, CPU forwarder {r['cpu_s']:.2f} s / sink "
+            f"{r['sink_cpu_s']:.2f} s)"
+        ),
+        run_peer=lambda p: f"{p['events_per_s']:,.0f} events/s (RSS {p['peak_rss_mb']:.1f} MB)",
+        median_ours=median,
+        median_peer=median,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(runner.run(measure, __doc__, n=300_000))

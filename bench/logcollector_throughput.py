@@ -1,6 +1,6 @@
 """logcollector throughput: lines per second from a log file into the forwarder.
 
-    python bench/logcollector_throughput.py [--lines 300000] [--runs 3]
+    python -m bench.logcollector_throughput [--lines 300000] [--runs 3]
 
 Each run starts, as separate processes, the bench HTTP sink (bench/sink.py), the real
 forwarder (``agentbus forwarder``) pointed at it, and the logcollector
@@ -14,7 +14,6 @@ The time until the sink received every line (end to end) is printed too. Median 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,38 +21,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-
-import tomli_w  # noqa: E402
-from events import syslog_payload  # noqa: E402
-from machine import describe  # noqa: E402
-from sink import Sink  # noqa: E402
-
-from bus.control import request  # noqa: E402
-from bus.errors import BusError  # noqa: E402
+from bench.events import syslog_payload
+from bench.machine import describe
+from bench.sink import Sink
+from bus.errors import BusError
+from comms.credentials import Credentials, save_credentials
+from core.config import Config, config_from_dict
+from tests.fixtures.commander import Proc, status, wait_status
+from tests.fixtures.common import wait_for, write_config
+from tests.fixtures.forwarder import ForwarderProcess
 
 
-def _wait(cond: Any, timeout: float, what: str, poll: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(poll)
-
-
-def _status(run_dir: Path, service: str) -> dict[str, Any]:
+def _lines(config: Config) -> int:
+    """The logcollector's ``lines`` counter (0 while it does not answer)."""
     try:
-        return request(f"ipc://{run_dir}/control-{service}.sock", {"cmd": "status"}, timeout=2)
+        return int(status(config, "logcollector").get("lines", 0))
     except BusError:
-        return {}
+        return 0
 
 
 def _rss_mb(pid: int) -> float:
@@ -71,11 +56,10 @@ def one_run(lines: int, payload: bytes) -> dict[str, float]:
     run_dir, data_dir, logs = base / "run", base / "data", base / "logs"
     for d in (run_dir, data_dir, logs):
         d.mkdir()
-    procs: list[subprocess.Popen[bytes]] = []
+    forwarder: ForwarderProcess | None = None
+    collector: Proc | None = None
     sink = Sink().start()
     try:
-        from comms.credentials import Credentials, save_credentials
-
         save_credentials(
             data_dir,
             Credentials(
@@ -85,43 +69,36 @@ def one_run(lines: int, payload: bytes) -> dict[str, float]:
                 server_url=sink.url,
             ),
         )
-        config = {
-            "agent": {"data_dir": str(data_dir), "run_dir": str(run_dir), "server_url": sink.url},
-            "log": {"level": "WARNING"},
-            "collectors": {
-                "logcollector": {
-                    "paths": [str(logs / "*.log")],
-                    "read_from": "start",
-                    "poll_interval": "100ms",
-                }
-            },
-        }
-        config_file = base / "agentbus.toml"
-        config_file.write_text(tomli_w.dumps(config))
-        env = dict(os.environ)
-        agentbus = str(Path(sys.executable).with_name("agentbus"))
-        procs.append(
-            subprocess.Popen([agentbus, "forwarder", "--config", str(config_file)], env=env)
+        config = config_from_dict(
+            {
+                "agent": {
+                    "data_dir": str(data_dir),
+                    "run_dir": str(run_dir),
+                    "server_url": sink.url,
+                },
+                "log": {"level": "WARNING"},
+                "collectors": {
+                    "logcollector": {
+                        "paths": [str(logs / "*.log")],
+                        "read_from": "start",
+                        "poll_interval": "100ms",
+                    }
+                },
+            }
         )
-        _wait(lambda: _status(run_dir, "forwarder"), 20, "the forwarder")
-        collector = subprocess.Popen(
-            [sys.executable, "-m", "collectors.logcollector", "--config", str(config_file)],
-            env=env,
-            cwd=ROOT,
+        config_file = write_config(config, base / "agentbus.toml")
+        forwarder = ForwarderProcess(config, config_file, base / "forwarder.out").start()
+        collector = Proc(
+            ["-m", "collectors.logcollector", "--config", str(config_file)],
+            base / "logcollector.out",
         )
-        procs.append(collector)
-        _wait(lambda: _status(run_dir, "logcollector"), 20, "the logcollector")
+        wait_status(config, "logcollector", 20)
 
         staged = base / "burst.log"
         staged.write_bytes(payload)
         start = time.monotonic()
-        os.rename(staged, logs / "burst.log")  # appears at once, whole
-        _wait(
-            lambda: _status(run_dir, "logcollector").get("lines", 0) >= lines,
-            600,
-            "every line to be committed",
-            poll=0.02,
-        )
+        staged.rename(logs / "burst.log")  # appears at once, whole
+        wait_for(lambda: _lines(config) >= lines, 600)  # every line committed
         committed = time.monotonic() - start
         sink.wait_events(lines, timeout=600)
         delivered = time.monotonic() - start
@@ -132,14 +109,10 @@ def one_run(lines: int, payload: bytes) -> dict[str, float]:
             "collector_rss_mb": _rss_mb(collector.pid),
         }
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in reversed(procs):
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if collector is not None:
+            collector.stop()
+        if forwarder is not None:
+            forwarder.terminate(15)
         sink.stop()
         shutil.rmtree(base, ignore_errors=True)
 

@@ -1,6 +1,6 @@
 """Reference server: many agents holding ``GET /api/v1/commands`` at once.
 
-    python bench/longpoll.py [--agents 500] [--runs 3] [--hold 5]
+    python -m bench.longpoll [--agents 500] [--runs 3] [--hold 5]
 
 Per run: start ``agentbus server`` (a subprocess), enroll N agents over the management API
 and authenticate each, then with one asyncio client (one keep-alive connection per agent):
@@ -30,17 +30,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+import psutil
+import requests
 
-import psutil  # noqa: E402
-import requests  # noqa: E402
-from machine import describe  # noqa: E402
-
-from tests.fixtures.refserver import RefServer  # noqa: E402
-from tests.refserver.helpers import (  # noqa: E402
+from bench.machine import describe
+from tests.fixtures.refserver import RefServer
+from tests.refserver.helpers import (
     agent_line,
     enrollment_body,
     management_token,

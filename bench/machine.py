@@ -1,6 +1,6 @@
 """The machine a benchmark ran on, printed next to every figure.
 
-    python bench/machine.py
+    python -m bench.machine
 
 Load average matters here: the 2 cores are shared with other work, and a figure measured
 at load 3 is not the same figure as one measured at load 0.

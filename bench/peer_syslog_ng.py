@@ -1,9 +1,9 @@
 """The peer agentbus is measured against: syslog-ng, disk-buffer(reliable(yes)) → http().
 
-    python bench/peer_syslog_ng.py                 # all three measurements, median of 3
-    python bench/peer_syslog_ng.py throughput -n 300000 --repeat 3
-    python bench/peer_syslog_ng.py drain -n 300000 --repeat 3
-    python bench/peer_syslog_ng.py latency --rate 1000 --seconds 10
+    python -m bench.peer_syslog_ng                 # all three measurements, median of 3
+    python -m bench.peer_syslog_ng throughput -n 300000 --repeat 3
+    python -m bench.peer_syslog_ng drain -n 300000 --repeat 3
+    python -m bench.peer_syslog_ng latency --rate 1000 --seconds 10
 
 syslog-ng (Debian ``syslog-ng-core`` + ``syslog-ng-mod-http``; installed with apt-get if
 missing and we are root, else the peer is skipped) runs in the foreground with its own
@@ -27,7 +27,8 @@ Measurements (each prints its figures and the machine):
   of sink receipt − send (dominated by ``batch-timeout``, 100 ms).
 
 The forwarder benchmarks call :func:`run_throughput`, :func:`run_drain`, :func:`run_latency`
-(each returns a dict with ``events_per_s`` / ``p99_ms``, or ``{"skipped": why}``).
+(each returns a dict with ``events_per_s`` / ``p99_ms``, or ``{"skipped": why}``); this is
+the one place syslog-ng is installed, configured, started and measured.
 """
 
 from __future__ import annotations
@@ -44,16 +45,18 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from events import EVENT_BYTES, syslog_line, syslog_payload  # noqa: E402
-from machine import describe  # noqa: E402
-from sink import STATELESS, Sink, agent_line  # noqa: E402
+from bench.events import EVENT_BYTES, syslog_line, syslog_payload
+from bench.machine import describe
+from bench.runner import latency_figures, median_run, paced
+from bench.sink import STATELESS, Sink, agent_line
+from tests.fixtures.refserver import free_port
 
 #: Debian packages that provide syslog-ng and its http() destination
 PACKAGES = ("syslog-ng-core", "syslog-ng-mod-http")
 #: the stateless header line every event gets (as the agentbus forwarder sends it)
 HEADER = '{"module":"logcollector","collector":"file"}'
+#: what a measurement returns when there is no syslog-ng to measure
+SKIPPED = {"skipped": "syslog-ng with the http module is not installed"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,22 +184,17 @@ log {{ source(s_bench); destination(d_sink); flags(flow-control); }};
 # --------------------------------------------------------------------------- process
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class SyslogNg:
-    """One syslog-ng process with everything in its own temp dir."""
+    """One syslog-ng process with everything in its own temp dir, posting to ``sink``."""
 
-    def __init__(self, binary: str, sink_url: str, token: str, tuning: Tuning) -> None:
+    def __init__(self, binary: str, sink: Sink, tuning: Tuning | None = None) -> None:
         self.binary = binary
+        self.tuning = tuning = tuning or Tuning()
+        sink_url, token = sink.url, sink.token()
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-syslog-ng-")
         self.workdir = self.tmp.name
         os.makedirs(os.path.join(self.workdir, "buffer"))
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = os.path.join(self.workdir, "syslog-ng.conf")
         self.control = os.path.join(self.workdir, "syslog-ng.ctl")
         with open(self.conf, "w", encoding="utf-8") as f:
@@ -290,6 +288,10 @@ class SyslogNg:
         t = psutil.Process(self.proc.pid).cpu_times()
         return float(t.user + t.system)
 
+    def figures(self) -> dict[str, Any]:
+        """What every measurement reports about the peer: its version and tuning."""
+        return {"peer": _version(self.binary), "tuning": asdict(self.tuning)}
+
     def log_tail(self) -> str:
         try:
             with open(os.path.join(self.workdir, "syslog-ng.log"), "rb") as f:
@@ -346,10 +348,9 @@ def run_throughput(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, 
     """Durable end-to-end throughput: N raw lines in, time until the sink has all N."""
     binary = find_syslog_ng()
     if binary is None:
-        return {"skipped": "syslog-ng with the http module is not installed"}
-    tuning = tuning or Tuning()
+        return dict(SKIPPED)
     payload = syslog_payload(n)
-    with Sink() as sink, SyslogNg(binary, sink.url, sink.token(), tuning) as peer:
+    with Sink() as sink, SyslogNg(binary, sink, tuning) as peer:
         sink_cpu, peer_cpu = sink.cpu_seconds(), peer.cpu_seconds()
         started = send_lines(peer.port, payload)
         sent = time.time()
@@ -357,8 +358,7 @@ def run_throughput(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, 
         peer.rss()
         sink_cpu, peer_cpu = sink.cpu_seconds() - sink_cpu, peer.cpu_seconds() - peer_cpu
         elapsed = stats["last_ts"] - started
-        result = {
-            "peer": _version(binary),
+        return {
             "events": stats["events"],
             "expected": n,
             "event_bytes": EVENT_BYTES,
@@ -370,21 +370,19 @@ def run_throughput(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, 
             "peak_rss_mb": peer.peak_rss / 1e6,
             "peer_cpu_s": peer_cpu,
             "sink_cpu_s": sink_cpu,
-            "tuning": asdict(tuning),
+            **peer.figures(),
         }
-    return result
 
 
 def run_drain(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, Any]:
     """Backlog drain: N events buffered while the sink is down, then the sink comes back."""
     binary = find_syslog_ng()
     if binary is None:
-        return {"skipped": "syslog-ng with the http module is not installed"}
-    tuning = tuning or Tuning()
+        return dict(SKIPPED)
     payload = syslog_payload(n)
     sink = Sink().start()
     sink.stop()  # keep its port: syslog-ng points at a dead port until the sink returns
-    peer = SyslogNg(binary, sink.url, sink.token(), tuning)
+    peer = SyslogNg(binary, sink, tuning)
     try:
         peer.start()
         send_lines(peer.port, payload)
@@ -402,7 +400,6 @@ def run_drain(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, Any]:
         from_up = stats["last_ts"] - up
         from_first = stats["last_ts"] - stats["first_ts"]
         return {
-            "peer": _version(binary),
             "events": stats["events"],
             "expected": n,
             "queued_before": queued,
@@ -414,7 +411,7 @@ def run_drain(n: int = 300_000, tuning: Tuning | None = None) -> dict[str, Any]:
             "requests": stats["requests"],
             "rss_with_backlog_mb": rss_backlog / 1e6,
             "peak_rss_mb": peer.peak_rss / 1e6,
-            "tuning": asdict(tuning),
+            **peer.figures(),
         }
     finally:
         peer.stop()
@@ -427,80 +424,69 @@ def run_latency(
     """Latency at a steady ``rate``: each line carries its send time; the sink stamps receipt."""
     binary = find_syslog_ng()
     if binary is None:
-        return {"skipped": "syslog-ng with the http module is not installed"}
-    tuning = tuning or Tuning()
+        return dict(SKIPPED)
     n = int(rate * seconds)
-    tick = 0.01  # send rate/100 lines every 10 ms: steady, without a syscall per ms
-    per_tick = max(1, int(rate * tick))
-    with Sink(latency=True) as sink, SyslogNg(binary, sink.url, sink.token(), tuning) as peer:
+    with Sink(latency=True) as sink, SyslogNg(binary, sink, tuning) as peer:
         with socket.create_connection(("127.0.0.1", peer.port)) as s:
-            start = time.monotonic()
-            for i, first in enumerate(range(0, n, per_tick)):
-                delay = start + i * tick - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                now = time.time()
-                last = min(first + per_tick, n)
+
+            def send(first: int, last: int, now: float) -> None:
                 s.sendall(
                     b"".join((syslog_line(q, now) + "\n").encode() for q in range(first, last))
                 )
+
+            paced(n, rate, send)
         sink.wait_events(n, timeout=_timeout_for(n))
         stats = sink.stats(samples=True)
-    lat = sorted(recv - sent for _, sent, recv in stats["samples"])
-    return {
-        "peer": _version(binary),
-        "rate": rate,
-        "events": stats["events"],
-        "distinct": stats["distinct"],
-        "expected": n,
-        "p50_ms": lat[len(lat) // 2] * 1000,
-        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
-        "max_ms": lat[-1] * 1000,
-        "batch_timeout_ms": tuning.batch_timeout_ms,
-        "tuning": asdict(tuning),
-    }
+        return {
+            "rate": rate,
+            "expected": n,
+            "batch_timeout_ms": peer.tuning.batch_timeout_ms,
+            **latency_figures(stats),
+            **peer.figures(),
+        }
 
 
-def median_of(runs: list[dict[str, Any]], key: str = "events_per_s") -> dict[str, Any]:
-    """The run whose ``key`` is the median (the whole run, so its figures stay consistent)."""
-    ordered = sorted(runs, key=lambda r: r[key])
-    chosen = dict(ordered[len(ordered) // 2])
-    chosen["all_" + key] = [round(r[key]) for r in runs]
-    return chosen
-
-
-def _print_throughput(r: dict[str, Any]) -> None:
-    print(
-        f"syslog-ng durable throughput: {r['events_per_s']:,.0f} events/s "
-        f"({r['events']:,}/{r['expected']:,} events of {r['event_bytes']} B in {r['seconds']:.2f} s, "
-        f"{r['requests']} requests, peak RSS {r['peak_rss_mb']:.1f} MB, CPU syslog-ng "
-        f"{r['peer_cpu_s']:.2f} s / sink {r['sink_cpu_s']:.2f} s)"
-    )
-
-
-def _print_drain(r: dict[str, Any]) -> None:
-    print(
-        f"syslog-ng backlog drain: {r['events_per_s']:,.0f} events/s from first receipt, "
-        f"{r['events_per_s_from_up']:,.0f} events/s from sink up "
-        f"({r['events']:,}/{r['expected']:,} events, {r['seconds_from_first_receipt']:.2f} s / "
-        f"{r['seconds_from_sink_up']:.2f} s; RSS with backlog {r['rss_with_backlog_mb']:.1f} MB, "
-        f"peak {r['peak_rss_mb']:.1f} MB)"
-    )
-
-
-def _print_latency(r: dict[str, Any]) -> None:
-    print(
-        f"syslog-ng latency at {r['rate']:,} events/s: p50 {r['p50_ms']:.0f} ms, "
-        f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms "
-        f"(batch-timeout {r['batch_timeout_ms']} ms; {r['distinct']:,}/{r['expected']:,} events)"
-    )
+#: per measurement: run it once, its median's key, one run in words, the median in words
+MEASUREMENTS: dict[str, tuple[Any, str, Any, Any]] = {
+    "throughput": (
+        lambda args, tuning: run_throughput(args.n, tuning),
+        "events_per_s",
+        lambda r: f"{r['events_per_s']:,.0f} events/s, peak RSS {r['peak_rss_mb']:.1f} MB",
+        lambda r: (
+            f"syslog-ng durable throughput: {r['events_per_s']:,.0f} events/s "
+            f"({r['events']:,}/{r['expected']:,} events of {r['event_bytes']} B in "
+            f"{r['seconds']:.2f} s, {r['requests']} requests, peak RSS {r['peak_rss_mb']:.1f} MB, "
+            f"CPU syslog-ng {r['peer_cpu_s']:.2f} s / sink {r['sink_cpu_s']:.2f} s)"
+        ),
+    ),
+    "drain": (
+        lambda args, tuning: run_drain(args.n, tuning),
+        "events_per_s",
+        lambda r: f"{r['events_per_s']:,.0f} events/s from first receipt",
+        lambda r: (
+            f"syslog-ng backlog drain: {r['events_per_s']:,.0f} events/s from first receipt, "
+            f"{r['events_per_s_from_up']:,.0f} events/s from sink up "
+            f"({r['events']:,}/{r['expected']:,} events, {r['seconds_from_first_receipt']:.2f} s"
+            f" / {r['seconds_from_sink_up']:.2f} s; RSS with backlog "
+            f"{r['rss_with_backlog_mb']:.1f} MB, peak {r['peak_rss_mb']:.1f} MB)"
+        ),
+    ),
+    "latency": (
+        lambda args, tuning: run_latency(args.rate, args.seconds, tuning),
+        "p99_ms",
+        lambda r: f"p99 {r['p99_ms']:.0f} ms",
+        lambda r: (
+            f"syslog-ng latency at {r['rate']:,} events/s: p50 {r['p50_ms']:.0f} ms, "
+            f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms "
+            f"(batch-timeout {r['batch_timeout_ms']} ms; {r['distinct']:,}/{r['expected']:,} events)"
+        ),
+    ),
+}
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="syslog-ng peer benchmarks")
-    parser.add_argument(
-        "what", nargs="?", choices=("throughput", "drain", "latency", "all"), default="all"
-    )
+    parser.add_argument("what", nargs="?", choices=(*MEASUREMENTS, "all"), default="all")
     parser.add_argument("-n", type=int, default=300_000, help="events per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     parser.add_argument("--rate", type=int, default=1000, help="latency: events/s")
@@ -525,34 +511,16 @@ def main(argv: list[str]) -> int:
         f"median of {args.repeat}"
     )
     print(f"tuning: {asdict(tuning)}")
-    if args.what in ("throughput", "all"):
+    for what, (measure, key, say_run, say_median) in MEASUREMENTS.items():
+        if args.what not in (what, "all"):
+            continue
         runs = []
         for i in range(args.repeat):
-            r = run_throughput(args.n, tuning)
-            print(
-                f"  run {i + 1}: {r['events_per_s']:,.0f} events/s, peak RSS {r['peak_rss_mb']:.1f} MB"
-            )
-            runs.append(r)
-        _print_throughput(median_of(runs))
-        print(f"  all runs: {[round(r['events_per_s']) for r in runs]}")
-        print(describe())
-    if args.what in ("drain", "all"):
-        runs = []
-        for i in range(args.repeat):
-            r = run_drain(args.n, tuning)
-            print(f"  run {i + 1}: {r['events_per_s']:,.0f} events/s from first receipt")
-            runs.append(r)
-        _print_drain(median_of(runs))
-        print(f"  all runs: {[round(r['events_per_s']) for r in runs]}")
-        print(describe())
-    if args.what in ("latency", "all"):
-        runs = []
-        for i in range(args.repeat):
-            r = run_latency(args.rate, args.seconds, tuning)
-            print(f"  run {i + 1}: p99 {r['p99_ms']:.0f} ms")
-            runs.append(r)
-        _print_latency(median_of(runs, "p99_ms"))
-        print(f"  all runs (p99 ms): {[round(r['p99_ms']) for r in runs]}")
+            runs.append(measure(args, tuning))
+            print(f"  run {i + 1}: {say_run(runs[-1])}")
+        print(say_median(median_run(runs, key)))
+        unit = " (p99 ms)" if key == "p99_ms" else ""
+        print(f"  all runs{unit}: {[round(r[key]) for r in runs]}")
         print(describe())
     return 0
 

@@ -1,6 +1,6 @@
 """Reference server: how fast it takes events in (so tests and demos know its ceiling).
 
-    python bench/refserver_ingest.py [--events 200000] [--runs 3]
+    python -m bench.refserver_ingest [--events 200000] [--runs 3]
 
 Starts ``agentbus server`` (strict, as shipped), enrolls one agent, then one ``requests``
 keep-alive client posts ~1 MB bodies of 300-byte events (``bench/events.py``) to
@@ -24,18 +24,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+import psutil
+import requests
 
-import psutil  # noqa: E402
-import requests  # noqa: E402
-from events import event_data  # noqa: E402
-from machine import describe  # noqa: E402
-
-from tests.fixtures.refserver import RefServer  # noqa: E402
-from tests.refserver.helpers import enroll  # noqa: E402
+from bench.events import event_data
+from bench.machine import describe
+from tests.fixtures.refserver import RefServer
+from tests.refserver.helpers import enroll
 
 BODY_BYTES = 1_000_000
 #: the stateful documents are as big as the stateless events' data lines

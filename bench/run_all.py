@@ -2,11 +2,11 @@
 
 Which files are benchmarks — the convention for anyone adding one:
 
-- every ``bench/*.py`` is a benchmark script, run as ``python bench/<name>.py`` with no
+- every ``bench/*.py`` is a benchmark script, run as ``python -m bench.<name>`` with no
   arguments from the repository root, in name order;
 - except the shared support modules in :data:`SUPPORT` and any file whose name starts
   with ``_`` (name your own helper modules ``_something.py``);
-- the sink's own ceiling (``sink.py ceiling``) runs first, so every report shows the sink
+- the sink's own ceiling (``bench.sink ceiling``) runs first, so every report shows the sink
   was not the bottleneck.
 
 A script prints its figures and the machine (``machine.describe()``) and exits 0; a
@@ -23,14 +23,12 @@ import subprocess
 import sys
 import time
 
+from bench.machine import describe
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 #: support modules in bench/ that are not benchmarks themselves
-SUPPORT = frozenset({"machine.py", "events.py", "sink.py", "run_all.py"})
-
-sys.path.insert(0, HERE)
-
-from machine import describe  # noqa: E402
+SUPPORT = frozenset({"machine.py", "events.py", "sink.py", "runner.py", "run_all.py"})
 
 
 def discover(only: str | None = None) -> list[str]:
@@ -45,12 +43,18 @@ def discover(only: str | None = None) -> list[str]:
     return [os.path.join(HERE, n) for n in names]
 
 
-def run(cmd: list[str], timeout: float) -> int:
-    """Run one script with its output going straight to ours; returns its exit code."""
-    title = " ".join(os.path.relpath(c, ROOT) if c.startswith(HERE) else c for c in cmd[1:])
+def module(path: str) -> str:
+    """``bench/x.py`` → ``bench.x``, what ``python -m`` runs."""
+    return "bench." + os.path.basename(path)[: -len(".py")]
+
+
+def run(args: list[str], timeout: float) -> int:
+    """``python -m bench.<name> ARGS`` with its output going straight to ours; returns its
+    exit code."""
+    title = " ".join(args)
     print(f"\n===== {title} =====", flush=True)
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT)
     try:
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -75,16 +79,15 @@ def main(argv: list[str]) -> int:
     scripts = discover(args.only)
     if args.list:
         for path in scripts:
-            print(os.path.relpath(path, ROOT))
+            print(f"python -m {module(path)}")
         return 0
     print(describe())
     failed = []
-    ceiling = [sys.executable, os.path.join(HERE, "sink.py"), "ceiling"]
-    if not args.only and run(ceiling, args.timeout):
-        failed.append("sink.py ceiling")
+    if not args.only and run(["bench.sink", "ceiling"], args.timeout):
+        failed.append("bench.sink ceiling")
     for path in scripts:
-        if run([sys.executable, path], args.timeout):
-            failed.append(os.path.basename(path))
+        if run([module(path)], args.timeout):
+            failed.append(module(path))
     print()
     print(describe())
     if failed:

@@ -19,16 +19,16 @@ Endpoints:
 - ``POST /_sink/config`` ``{"status": 503 | null, "delay": seconds, "latency": bool}`` →
   answer event posts with that status / after that delay / record latency samples.
 
-Use from a benchmark (scripts in bench/ import their siblings directly)::
+Use from a benchmark::
 
-    from sink import Sink
+    from bench.sink import Sink
     with Sink(latency=False) as sink:      # starts the process on a free port
         ... point the forwarder at sink.url ...
         stats = sink.wait_events(300_000, timeout=60)
     # stats["events"], ["requests"], ["first_ts"], ["last_ts"] (time.time() of receipt)
 
 ``sink.stop()`` then ``sink.start()`` restarts it on the same port (counters start at
-zero), which is how an outage is simulated. ``python bench/sink.py`` measures the sink's
+zero), which is how an outage is simulated. ``python -m bench.sink`` measures the sink's
 own ceiling with a requests client posting 1 MB bodies.
 """
 
@@ -49,6 +49,8 @@ from urllib.parse import parse_qs
 STATELESS = "/api/v1/events/stateless"
 STATEFUL = "/api/v1/events/stateful"
 AUTH = "/api/v1/authentication"
+#: the repository root: the sink process runs ``python -m bench.sink`` from there
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: token lifetime the server protocol requires (exp - iat)
 TOKEN_SECONDS = 900
 #: largest header block accepted before the connection is dropped
@@ -286,7 +288,7 @@ class HttpProtocol(asyncio.Protocol):
             self._reply(404, b'{"message":"Not found","code":404}', close=close)
 
     def _sample(self, body: bytes, now: float) -> None:
-        from events import SEQ_SENT_RE
+        from bench.events import SEQ_SENT_RE
 
         for seq, sent in SEQ_SENT_RE.findall(body):
             s = int(seq)
@@ -354,9 +356,9 @@ class Sink:
     def start(self, timeout: float = 10.0) -> Sink:
         if self.proc is not None:
             return self
-        cmd = [sys.executable, os.path.abspath(__file__), "serve", "--host", self.host]
+        cmd = [sys.executable, "-m", "bench.sink", "serve", "--host", self.host]
         cmd += ["--port", str(self.port)] + (["--latency"] if self.latency else [])
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline().decode() if ready else ""
@@ -455,7 +457,8 @@ def agent_line() -> bytes:
 def measure_ceiling(seconds: float = 5.0, body_bytes: int = 1_000_000) -> dict[str, Any]:
     """Post ~1 MB stateless bodies with one requests keep-alive client for ``seconds``."""
     import requests
-    from events import EVENT_BYTES, event_data
+
+    from bench.events import EVENT_BYTES, event_data
 
     header = b'{"module":"logcollector","collector":"file"}'
     pair = header + b"\n" + json.dumps(event_data(1), separators=(",", ":")).encode()
@@ -499,7 +502,7 @@ def main(argv: list[str]) -> int:
     if args.cmd == "serve":
         serve(args.host, args.port, args.latency)
         return 0
-    from machine import describe
+    from bench.machine import describe
 
     result = measure_ceiling(getattr(args, "seconds", 5.0))
     print("sink ceiling (one requests client, keep-alive, 1 MB stateless bodies):")
@@ -512,5 +515,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.exit(main(sys.argv[1:]))

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import jwt
 import pytest
 import requests
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "bench")
-sys.path.insert(0, BENCH)
-
-import events  # noqa: E402
-import peer_syslog_ng  # noqa: E402
-import run_all  # noqa: E402
-from sink import AUTH, STATEFUL, STATELESS, Sink, agent_line  # noqa: E402
+from bench import events, peer_syslog_ng, run_all, runner
+from bench.sink import AUTH, STATEFUL, STATELESS, Sink, agent_line
 
 pytestmark = pytest.mark.bench
 HEADER = b'{"module":"logcollector","collector":"file"}'
@@ -111,6 +105,16 @@ def test_run_all_discovers_scripts_but_not_support_modules() -> None:
     assert "peer_syslog_ng.py" in names
     assert not set(names) & run_all.SUPPORT
     assert not [n for n in names if n.startswith("_")]
+    assert run_all.module(run_all.discover("peer")[0]) == "bench.peer_syslog_ng"
+
+
+def test_median_run_is_a_whole_run_with_every_figure() -> None:
+    runs = [
+        {"events_per_s": 3.0, "rss": 1},
+        {"events_per_s": 1.0, "rss": 2},
+        {"events_per_s": 2.0, "rss": 3},
+    ]
+    assert runner.median_run(runs) == {"events_per_s": 2.0, "rss": 3, "all_events_per_s": [3, 1, 2]}
 
 
 @pytest.mark.timeout(120)
