@@ -30,11 +30,12 @@ test: $(STAMP)
 test-system: $(STAMP)
 	$(BIN)/python -m pytest -q -m system
 
-## make check: lint and type-check
+## make check: lint, type-check and the import layers
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -46,7 +47,7 @@ demo: $(STAMP)
 
 ## make bench: every benchmark; results go to bench/RESULTS.md by hand
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
