@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.errors import AgentbusError
+from bus.sockets import MAX_IPC_PATH
 from core.config import config_from_dict, to_toml
 
 #: events the example collector publishes
@@ -30,6 +31,8 @@ LOG_LINES = 300
 #: how long the demo waits for everything to arrive (seconds)
 DEADLINE = 90.0
 ADMIN_USER = "wazuh"
+#: characters kept free in the run dir's path for the longest socket file name
+RUN_DIR_ROOM = 40
 ADMIN_PASSWORD = "wazuh"
 
 
@@ -54,6 +57,10 @@ class Demo:
         self.server: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
         self.config_file = base / "agentbus.toml"
+        # ipc socket paths are limited (MAX_IPC_PATH): a deep --dir gets a short run dir
+        self.run_dir = base / "run"
+        if len(str(self.run_dir)) > MAX_IPC_PATH - RUN_DIR_ROOM:
+            self.run_dir = Path(tempfile.mkdtemp(prefix="agentbus-demo-run-", dir="/tmp"))
         self.expected = Expected()
 
     # -- steps ---------------------------------------------------------------------------
@@ -99,7 +106,7 @@ class Demo:
             "agent": {
                 "server_url": self.url,
                 "data_dir": str(self.base / "data"),
-                "run_dir": str(self.base / "run"),
+                "run_dir": str(self.run_dir),
             },
             "log": {"level": "INFO"},
             "collectors": {

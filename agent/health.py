@@ -8,32 +8,29 @@ never disagree.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from loguru import logger
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from agent.metrics import declared
 from agent.status import collect_status
 from core.config import Config, ConfigError
-
-_NAME = re.compile(r"[^a-zA-Z0-9_]")
-#: status keys that are not measurements (or are shown by their own metric)
-_SKIP = frozenset({"ok", "pid", "children"})
+from core.metrics import Kind, MetricSet, exposition
 
 
 class _StatusCollector:
-    """A prometheus collector turning every numeric status figure into a gauge."""
+    """A prometheus collector: which services answer, and each one's declared metrics."""
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self.snapshot = snapshot
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         report = self.snapshot()
         up = GaugeMetricFamily(
             "agentbus_service_up", "1 if the service answers", labels=["service"]
@@ -53,27 +50,22 @@ class _StatusCollector:
             restarts.add_metric([name], float(child.get("restarts") or 0))
         yield child_up
         yield restarts
-        families: dict[str, GaugeMetricFamily] = {}
         for service, state in report["services"].items():
-            counters = {k: v for k, v in state.get("counters", {}).items() if k not in _SKIP}
-            for key, value in _numbers(counters):
-                name = "agentbus_" + _NAME.sub("_", key)
-                family = families.get(name)
-                if family is None:
-                    family = families[name] = GaugeMetricFamily(name, key, labels=["service"])
-                family.add_metric([service], float(value))
-        yield from families.values()
+            if state.get("up"):
+                yield from service_families(declared(service), state.get("counters", {}))
 
 
-def _numbers(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, bool):
-            yield name, float(value)
-        elif isinstance(value, int | float):
-            yield name, value
-        elif isinstance(value, dict):
-            yield from _numbers(value, f"{name}_")
+def service_families(
+    metric_set: MetricSet, figures: dict[str, Any]
+) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """A service's metrics, as its declarations say (agent/metrics.py, core/metrics.py):
+    ``agentbus_<service>_<name>``, counters with ``_total``, labels as labels."""
+    for family in exposition(metric_set, figures):
+        cls = CounterMetricFamily if family.kind is Kind.COUNTER else GaugeMetricFamily
+        out = cls(family.name, family.help, labels=list(family.labels))
+        for labels, value in family.samples:
+            out.add_metric(list(labels), value)
+        yield out
 
 
 class HealthServer:

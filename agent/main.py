@@ -8,18 +8,21 @@ and the exit codes of the CLI contract (README; 0 ok, 1 runtime, 2 usage/config,
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bus.errors import EXIT_RUNTIME, EXIT_USAGE, AgentbusError
 
-#: subcommand → module implementing it
+#: subcommand → module implementing it; SERVICES marks where ``agentbus <service>`` go,
+#: one per service of the registry (core/registry.py), all run by agent/cli/service.py
+SERVICES = "<services>"
 SUBCOMMANDS = {
     "register": "agent.cli.register",
     "run": "agent.cli.run",
-    "forwarder": "agent.cli.forwarder",
-    "commander": "agent.cli.commander",
+    SERVICES: "agent.cli.service",
     "send": "agent.cli.send",
     "status": "agent.cli.status",
     "quarantine": "agent.cli.quarantine",
@@ -48,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, module_name in SUBCOMMANDS.items():
+        if name == SERVICES:
+            _add_services(sub, common)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -62,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser
+
+
+def _add_services(sub: Any, common: argparse.ArgumentParser) -> None:
+    from agent.cli import service
+    from core import registry
+
+    for spec in registry.SERVICES:
+        p = sub.add_parser(spec.name, parents=[common], help=spec.help, description=spec.help)
+        service.add_arguments(p, spec)
+        p.set_defaults(func=functools.partial(service.run, spec.name))
 
 
 def _unavailable(name: str, missing: str):  # type: ignore[no-untyped-def]

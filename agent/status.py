@@ -1,5 +1,8 @@
 """What ``agentbus status`` shows: every service's state, read from its control socket.
 
+The services asked are the supervisor and every enabled service of the registry
+(core/registry.py); the health endpoint (agent/health.py) reads the same report.
+
 The forwarder and the commander also report ``auth`` (their authentication: state, the
 server's last message, the next try, the token's expiry); docs/enrollment.md lists the keys.
 """
@@ -7,32 +10,49 @@ server's last message, the next try, the token's expiry); docs/enrollment.md lis
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agent.metrics import declared
 from bus.control import request
 from bus.errors import BusError
+from commander import metrics as cm
+from core import registry
 from core.config import Config
+from core.metrics import Kind, Metric
 from core.service import endpoints_from_config
+from forwarder import metrics as fm
 
-#: services asked, in display order (the supervisor of `agentbus run` is "agent")
-SERVICES = ("agent", "forwarder", "commander")
+#: the supervisor of `agentbus run`, asked first
+SUPERVISOR = "agent"
+
+
+def services_asked(config: Config) -> list[str]:
+    """Services asked, in display order: the supervisor, then every enabled service of the
+    registry (core/registry.py), collectors included."""
+    return [SUPERVISOR, *(spec.name for spec in registry.enabled(config))]
 
 
 def collect_status(config: Config, *, timeout: float = 1.0) -> dict[str, Any]:
     """Ask every service for its counters; a service that does not answer is down."""
     endpoints = endpoints_from_config(config)
-    services: dict[str, dict[str, Any]] = {}
-    for name in SERVICES:
+    names = services_asked(config)
+
+    def ask(name: str) -> dict[str, Any]:
         try:
             counters = request(endpoints.control(name), {"cmd": "status"}, timeout=timeout)
-            services[name] = {"up": bool(counters.get("ok", True)), "counters": counters}
+            return {"up": bool(counters.get("ok", True)), "counters": counters}
         except BusError as exc:
-            services[name] = {"up": False, "error": str(exc), "counters": {}}
-    supervisor = services["agent"]
+            return {"up": False, "error": str(exc), "counters": {}}
+
+    # All at once: a service that is down costs `timeout`, not `timeout` each.
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="status") as pool:
+        services: dict[str, dict[str, Any]] = dict(zip(names, pool.map(ask, names), strict=True))
+    supervisor = services[SUPERVISOR]
     children = supervisor["counters"].get("children", {}) if supervisor["up"] else {}
     down = [n for n, c in children.items() if not c.get("up")]
     # A process can be alive and still not answer (hung, stopped): that is down too.
-    down += [n for n in ("forwarder", "commander") if not services[n]["up"] and n not in down]
+    down += [n for n in names[1:] if not services[n]["up"] and n not in down]
     running = any(s["up"] for s in services.values())
     summary = {"running": running, "healthy": running and not down, "down": down}
     return {
@@ -75,7 +95,41 @@ def render(report: dict[str, Any], rate: dict[str, float] | None = None) -> str:
         lines.append("agent      not supervised (agentbus run is not running)")
     lines.append(_forwarder(services["forwarder"], rate or {}))
     lines.append(_commander(services["commander"]))
+    for name, service in services.items():
+        if name not in (SUPERVISOR, "forwarder", "commander"):
+            lines.append(_service(name, service))
     return "\n".join(lines)
+
+
+def _service(name: str, service: dict[str, Any]) -> str:
+    """One line for a service with no section of its own (collectors, executors): the
+    counters it declares that have moved, each a total over its labels."""
+    if not service["up"]:
+        return f"{name:<10} DOWN"
+    c = service["counters"]
+    moved = []
+    for metric in declared(name).all():
+        if (
+            metric.kind is not Kind.COUNTER
+            or not metric.export
+            or metric.name == "control_rejected"
+        ):
+            continue
+        total = _total(c.get(metric.name))
+        if total:
+            moved.append(f"{metric.name.replace('_', ' ')} {total:,}")
+    line = f"{name:<10} up   since {_ago(c.get('started_at'))}"
+    line += ("  " + "  ".join(moved)) if moved else ""
+    if c.get("last_error"):
+        line += f"\n  last error {_ago(c.get('last_error_at'))}: {c['last_error']}"
+    return line
+
+
+def _total(value: Any) -> int:
+    """A counter's value, summed over its labels when it has any."""
+    if isinstance(value, dict):
+        return sum(_total(v) for v in value.values())
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def _forwarder(service: dict[str, Any], rate: dict[str, float]) -> str:
@@ -97,7 +151,7 @@ def _forwarder(service: dict[str, Any], rate: dict[str, float]) -> str:
             )
         )
     )
-    rejected = {k[len("rejected_") :]: v for k, v in c.items() if k.startswith("rejected_") and v}
+    rejected = {k: v for k, v in _labelled(c, fm.REJECTED).items() if v}
     if rejected:
         out.append("  rejected " + ", ".join(f"{k} {v:,}" for k, v in sorted(rejected.items())))
     if rate:
@@ -131,9 +185,7 @@ def _commander(service: dict[str, Any]) -> str:
     if not service["up"]:
         return "commander  DOWN"
     c = service["counters"]
-    executed = {
-        k[len("executed_code_") :]: v for k, v in c.items() if k.startswith("executed_code_")
-    }
+    executed = _labelled(c, cm.EXECUTED)
     out = [
         f"commander  up   since {_ago(c.get('started_at'))}",
         f"  polls {int(c.get('polls') or 0):,}  commands {int(c.get('received') or c.get('commands_received') or 0):,}"
@@ -148,6 +200,12 @@ def _commander(service: dict[str, Any]) -> str:
     if c.get("last_error"):
         out.append(f"  last error {_ago(c.get('last_error_at'))}: {c['last_error']}")
     return "\n".join(out)
+
+
+def _labelled(figures: dict[str, Any], metric: Metric) -> dict[str, Any]:
+    """A labelled metric's ``{label value: n}`` from a service's figures."""
+    value = figures.get(metric.name)
+    return value if isinstance(value, dict) else {}
 
 
 def _auth(auth: dict[str, Any]) -> str:

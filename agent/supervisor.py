@@ -1,9 +1,11 @@
 """The supervisor of ``agentbus run``: one child process per service, restarted on a crash.
 
-One process per service so that a crash in a collector cannot take the forwarder down. The
-forwarder starts first (everything else sends to it) and stops last (it commits what the
-others sent while stopping). A child that exits on its own is restarted with a back-off that
-doubles up to ``MAX_RESTART_DELAY``, and resets once it has stayed up for ``STABLE_AFTER``.
+One process per enabled service of the registry (core/registry.py), each started as
+``python -m agent.main <name> --config F``, so that a crash in a collector cannot take the
+forwarder down. Services start in registry order: the forwarder first (everything else
+sends to it), which stops last (it commits what the others sent while stopping). A child
+that exits on its own is restarted with a back-off that doubles up to
+``MAX_RESTART_DELAY``, and resets once it has stayed up for ``STABLE_AFTER``.
 
 The supervisor serves ``control-agent.sock``: ``status`` (every child's state) and
 ``restart`` (stop every child gracefully and start them again; what the ``restart`` command
@@ -25,8 +27,10 @@ from typing import Any
 
 from loguru import logger
 
+from agent import metrics as am
 from bus.control import request
 from bus.errors import EXIT_SERVER, AgentbusError, BusError, EndpointInUse
+from core import registry
 from core.backoff import compute_backoff
 from core.config import Config
 from core.service import Service
@@ -39,7 +43,8 @@ MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0
 #: how often children are checked (seconds)
 CHECK_INTERVAL = 0.2
-#: how long the forwarder gets to open its sockets before the others start (seconds)
+#: how long the forwarder (a service with ``ready_first``) gets to open its sockets before
+#: the others start (seconds)
 FORWARDER_READY_TIMEOUT = 15.0
 PID_FILE = "agentbus.pid"
 
@@ -105,25 +110,22 @@ def _stop_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 def child_commands(config: Config) -> list[tuple[str, list[str]]]:
-    """(name, argv) of every service this configuration asks for, in start order."""
-    python = sys.executable
-    cfg = ["--config", config.source]
-    children = [
-        ("forwarder", [python, "-m", "agent.main", "forwarder", *cfg]),
-        ("commander", [python, "-m", "agent.main", "commander", *cfg]),
+    """(name, argv) of every service this configuration asks for, in start order.
+
+    Every child is started the one way a service is started: ``agentbus <name>``
+    (agent/cli/service.py), for each enabled service of the registry (core/registry.py).
+    """
+    return [
+        (spec.name, [sys.executable, "-m", "agent.main", spec.name, "--config", config.source])
+        for spec in registry.enabled(config)
     ]
-    if config.commander.agent_executor:
-        children.append(("agent-executor", [python, "-m", "commander.agent_executor", *cfg]))
-    for name in ("logcollector", "inventory", "fim"):
-        if getattr(config.collectors, name).enabled:
-            children.append((name, [python, "-m", f"collectors.{name}", *cfg]))
-    return children
 
 
 class Supervisor(Service):
     """Starts, watches and stops the agent's child processes."""
 
     name = "agent"
+    declared = am.AGENT
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -140,11 +142,13 @@ class Supervisor(Service):
         self.config.run_dir.mkdir(mode=0o770, parents=True, exist_ok=True)
         self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._write_pid_file()
+        self.resources.callback(self._remove_pid_file)
         if self.config.health.enabled:
             from agent.health import HealthServer
 
             self._health = HealthServer(self.config, self.health_snapshot)
             self._health.start()
+            self.resources.callback(self._health.stop)
 
     def main_loop(self) -> None:
         self._start_all()
@@ -158,16 +162,16 @@ class Supervisor(Service):
             self._watch()
 
     def shutdown(self, deadline: float) -> None:
-        self._stop_all(deadline)
-        if self._health is not None:
-            self._health.stop()
+        self._stop_all(deadline)  # then self.resources: the health endpoint, the pid file
+
+    def _remove_pid_file(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._pid_file.unlink()
 
     # -- control -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {
-            **self.counters.snapshot(),
+            **self.metrics.snapshot(),
             "pid": os.getpid(),
             "children": {c.name: c.describe() for c in self.children},
         }
@@ -190,8 +194,8 @@ class Supervisor(Service):
             if self.stop_event.is_set():
                 return
             self._start(child)
-            if child.name == "forwarder":
-                self._wait_ready("forwarder", child)
+            if registry.get(child.name).ready_first:
+                self._wait_ready(child.name, child)
 
     def _start(self, child: Child) -> None:
         # Children get their own process group so a Ctrl-C at the terminal reaches only
@@ -204,7 +208,7 @@ class Supervisor(Service):
         child.started_at = time.time()
         child.next_start = 0.0
         logger.info("started {} (pid {})", child.name, child.process.pid)
-        self.counters.inc("starts")
+        self.metrics.inc(am.STARTS)
 
     def _wait_ready(self, service: str, child: Child) -> None:
         endpoint = self.endpoints.control(service)
@@ -226,7 +230,7 @@ class Supervisor(Service):
                 return  # stopping (a signal, or a child that gave up): start nothing
             if child.process is None and now >= child.next_start:
                 child.restarts += 1
-                self.counters.inc("restarts")
+                self.metrics.inc(am.RESTARTS)
                 self._start(child)
 
     def _on_exit(self, child: Child, now: float) -> None:
@@ -262,7 +266,7 @@ class Supervisor(Service):
         child.next_start = now + delay
         message = f"{child.name} exited with {how} after {uptime:.1f}s; restarting in {delay:.0f}s"
         logger.error(message)
-        self.counters.error(message)
+        self.metrics.error(message)
 
     def _stop_all(self, deadline: float) -> None:
         # Reverse start order: collectors and executors first, the forwarder last.

@@ -48,6 +48,7 @@ from loguru import logger
 
 import commander.poller
 from bench.machine import describe
+from commander.metrics import COMMANDER
 from commander.poller import Poller
 from commander.store import CommandStore
 from comms.api import ServerClient
@@ -58,7 +59,7 @@ from comms.metadata import agent_line
 from comms.ndjson import join_body
 from comms.tokens import TokenManager
 from core.config import Config, config_from_dict
-from core.counters import Counters
+from core.metrics import Registry
 from forwarder.backoff import Backoff
 from tests.fixtures.agent import enroll_with
 from tests.fixtures.refserver import RefServer
@@ -143,7 +144,7 @@ class SimAgent:
         self.poller = Poller(
             self.client,
             CommandStore(config.data_dir / "commands.db"),
-            Counters(),
+            Registry(COMMANDER),
             stop,
             lambda cmds: self.commands.extend(time.monotonic() for _ in cmds),
             request_timeout=args.hold + 30,

@@ -4,7 +4,7 @@
 
 Each run starts, as separate processes, the bench HTTP sink (bench/sink.py), the real
 forwarder (``agentbus forwarder``) pointed at it, and the logcollector
-(``python -m collectors.logcollector``) watching a glob. A pre-written file of syslog-like
+(``agentbus logcollector``) watching a glob. A pre-written file of syslog-like
 lines (bench/events.py) is then renamed into the watched directory, and the clock runs
 until the logcollector reports every line **committed by the forwarder** (its ``lines``
 counter, read on its control socket): that is the figure, lines/s into the forwarder.
@@ -26,6 +26,7 @@ from bench.events import syslog_payload
 from bench.machine import describe
 from bench.sink import Sink
 from bus.errors import BusError
+from collectors import metrics as km
 from comms.credentials import Credentials, save_credentials
 from core.config import Config, config_from_dict
 from tests.fixtures.commander import Proc, status, wait_status
@@ -89,7 +90,7 @@ def one_run(lines: int, payload: bytes) -> dict[str, float]:
         config_file = write_config(config, base / "agentbus.toml")
         forwarder = ForwarderProcess(config, config_file, base / "forwarder.out").start()
         collector = Proc(
-            ["-m", "collectors.logcollector", "--config", str(config_file)],
+            ["-m", "agent.main", "logcollector", "--config", str(config_file)],
             base / "logcollector.out",
         )
         wait_status(config, "logcollector", 20)
@@ -151,7 +152,7 @@ def collector_ceiling(lines: int, payload: bytes) -> float:
         )
         import gc
 
-        gc.set_threshold(100_000, 50, 100)  # as collector_main does
+        gc.set_threshold(*LogcollectorService.gc_threshold)  # as `agentbus logcollector` does
         service = LogcollectorService(config)
         service.startup()
         start = time.monotonic()
@@ -159,7 +160,7 @@ def collector_ceiling(lines: int, payload: bytes) -> float:
             pass
         took = time.monotonic() - start
         service.shutdown(time.monotonic() + 5)
-        assert service.counters.get("lines") == lines
+        assert service.metrics.get(km.LINES) == lines
         return lines / took
     finally:
         null.kill()

@@ -3,7 +3,7 @@
 ``{"cmd": "status"}`` returns the service's counters as a map. Services may register more
 commands (the forwarder's quarantine commands, for instance). Unknown commands and bad
 requests get ``{"ok": false, "error": "..."}`` and are counted by reason
-(:attr:`ControlServer.rejected`, in every service's status as ``control_rejected_<reason>``);
+(:attr:`ControlServer.rejected`, in every service's status as ``control_rejected: {reason: n}``);
 they never stop the service.
 """
 

@@ -1,4 +1,4 @@
-"""What every built-in collector shares: the acknowledged sender, the process shell, the CLI.
+"""What every built-in collector shares: the acknowledged sender and the service shell.
 
 A collector is an ordinary :class:`core.service.Service` (``startup`` → ``main_loop`` →
 ``shutdown``; SIGTERM sets ``stop_event``) that puts its events on the bus through the
@@ -11,22 +11,17 @@ committed, and nothing is ever lost.
 
 from __future__ import annotations
 
-import argparse
-import gc
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from loguru import logger
-
 from bus.client import Ingest
 from bus.envelope import encode_events
-from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
+from collectors import metrics as km
 from core.backoff import compute_backoff
 from core.config import Config
-from core.counters import Counters
 from core.logs import RateLimitedLog
+from core.metrics import Registry
 from core.service import Service
 
 #: events per acknowledged request (bounded again by bytes below)
@@ -60,7 +55,7 @@ class AckSender:
         endpoint: str,
         *,
         stop_event: threading.Event,
-        counters: Counters | None = None,
+        metrics: Registry | None = None,
         max_message_bytes: int = 4 * 1024 * 1024,
         batch_events: int = DEFAULT_BATCH_EVENTS,
         timeout: float = INGEST_TIMEOUT,
@@ -68,7 +63,7 @@ class AckSender:
     ) -> None:
         self.endpoint = endpoint
         self.stop_event = stop_event
-        self.counters = counters or Counters()
+        self.metrics = metrics if metrics is not None else Registry(km.COLLECTOR)
         # Keep frames well below the limit; a batch encoded bigger than this is halved.
         self.max_frame_bytes = max(64 * 1024, max_message_bytes // 2)
         self.batch_events = batch_events
@@ -123,12 +118,12 @@ class AckSender:
 
     def _on_retry(self, reason: str, detail: str) -> None:
         if reason == "timeout":
-            self.counters.inc("send_timeouts")
+            self.metrics.inc(km.SEND_TIMEOUTS)
             self._log.warning("timeout", "forwarder did not commit: {}; retrying", detail)
         elif reason == "full":
-            self.counters.inc("forwarder_full")
+            self.metrics.inc(km.FORWARDER_FULL)
         else:
-            self.counters.inc("send_errors")
+            self.metrics.inc(km.SEND_ERRORS)
             self._log.warning("bus", "bus error: {}; retrying", detail)
         if self._on_wait is not None:
             self._on_wait(reason)
@@ -146,11 +141,11 @@ class AckSender:
         if result is None:
             return False
         if result.ok:
-            self.counters.inc("events_sent", result.accepted)
+            self.metrics.inc(km.EVENTS_SENT, result.accepted)
         elif result.error == "rejected":
             # The valid events ARE committed; the others would fail again.
-            self.counters.inc("events_sent", result.accepted)
-            self.counters.inc("events_rejected", len(result.rejected))
+            self.metrics.inc(km.EVENTS_SENT, result.accepted)
+            self.metrics.inc(km.EVENTS_REJECTED, len(result.rejected))
             for rej in result.rejected[:3]:
                 self._log.warning(
                     "rejected", "forwarder rejected an event: {}: {}", rej.reason, rej.message
@@ -160,7 +155,7 @@ class AckSender:
             half = len(events) // 2
             return self._send_frame(events[:half]) and self._send_frame(events[half:])
         else:
-            self.counters.inc("events_rejected", len(events))
+            self.metrics.inc(km.EVENTS_REJECTED, len(events))
             self._log.warning(
                 "frame", "forwarder refused a frame of {} events: {}", len(events), result.error
             )
@@ -171,8 +166,13 @@ class CollectorService(Service):
     """A built-in collector process: an :class:`AckSender` plus the service lifecycle."""
 
     name = "collector"
+    declared = km.COLLECTOR
     #: seconds to wait for the forwarder's answer before sending again
     ingest_timeout = INGEST_TIMEOUT
+    # A burst builds hundreds of thousands of short-lived, acyclic event dicts: with the
+    # default thresholds the cyclic GC runs thousands of times per second over all of them
+    # (a third of the logcollector's time). Reference counting frees them anyway.
+    gc_threshold = (100_000, 50, 100)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -182,7 +182,7 @@ class CollectorService(Service):
         self.sender = AckSender(
             self.endpoints.ingest,
             stop_event=self.stop_event,
-            counters=self.counters,
+            metrics=self.metrics,
             max_message_bytes=self.config.bus.max_message_bytes,
             timeout=self.ingest_timeout,
         )
@@ -201,42 +201,3 @@ class CollectorService(Service):
         path = self.config.data_dir / "collectors"
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path / f"{self.name}.db"
-
-
-def collector_main(
-    service_cls: Callable[..., Service],
-    argv: Sequence[str] | None = None,
-    *,
-    description: str = "",
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-) -> int:
-    """``python -m collectors.<name> --config F``: load the config, run until SIGTERM."""
-    from core.config import load_config
-    from core.logs import setup_logging
-
-    name = getattr(service_cls, "name", "collector")
-    parser = argparse.ArgumentParser(prog=f"python -m collectors.{name}", description=description)
-    parser.add_argument(
-        "--config", metavar="FILE", help="configuration file (default: $AGENTBUS_CONFIG)"
-    )
-    if add_arguments is not None:
-        add_arguments(parser)
-    args = parser.parse_args(argv)
-    # A burst builds hundreds of thousands of short-lived, acyclic event dicts: with the
-    # default thresholds the cyclic GC runs thousands of times per second over all of them
-    # (a third of the logcollector's time). Reference counting frees them anyway.
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        config = load_config(args.config)
-        setup_logging(config.log, name)
-        service = service_cls(config, args)
-        return service.run()
-    except AgentbusError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except Exception as exc:  # the one place an unexpected error becomes an exit code
-        logger.exception("{} failed", name)
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME

@@ -27,6 +27,7 @@ from typing import Any
 from loguru import logger
 
 from bus.indices import index_for
+from collectors import metrics as km
 from collectors.base import CollectorService
 from collectors.identity import agent_uuid, document_id
 from collectors.isotime import iso_utc
@@ -38,7 +39,7 @@ BATCH_CHANGES = 500
 #: meta keys of the state file
 META_AGENT = "agent_uuid"
 META_SYNCED = "full_sync_at:"  # + collector: Unix time of the last full (re)send
-#: counter suffix per kind of change: ``<collector>_created`` and so on
+#: the ``change`` label of collectors.metrics.DOCUMENTS per kind of change
 _DONE = {"create": "created", "update": "updated", "delete": "deleted", "resend": "resent"}
 
 
@@ -62,15 +63,21 @@ class StatefulCollectorService(CollectorService):
 
     #: the stateful module (docs/protocol.md, Events) this collector reports as
     module = "inventory"
+    declared = km.STATEFUL_COLLECTOR
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
         super().__init__(config)
+        #: ``agentbus <name> --once``: one scan, then exit
         self.once = bool(getattr(args, "once", False))
         self.uuid = ""
         self.state: StateStore | None = None
         self.scans = 0
         #: wall clock of @timestamp and of the resync schedule (tests move it)
         self.clock: Callable[[], float] = time.time
+
+    @classmethod
+    def from_args(cls, config: Config, args: argparse.Namespace) -> StatefulCollectorService:
+        return cls(config, args)
 
     @property
     def interval(self) -> float:
@@ -101,12 +108,12 @@ class StatefulCollectorService(CollectorService):
                 self.claim_state()
                 self.scan()
                 self.scans += 1
-                self.counters.inc("scans")
-                self.counters.set("last_scan_seconds", round(time.monotonic() - started, 3))
-                self.counters.set("last_scan_at", time.time())
+                self.metrics.inc(km.SCANS)
+                self.metrics.set(km.LAST_SCAN_SECONDS, round(time.monotonic() - started, 3))
+                self.metrics.set(km.LAST_SCAN_AT, time.time())
             except Exception as exc:  # a failed scan is retried at the next interval
                 logger.exception("{} scan failed", self.name)
-                self.counters.error(f"scan failed: {exc}")
+                self.metrics.error(f"scan failed: {exc}")
             if self.once:
                 return
             self.stop_event.wait(self.interval)
@@ -123,7 +130,7 @@ class StatefulCollectorService(CollectorService):
         if owner is not None and owner != self.uuid:
             forgotten = self.state.count()
             self.state.reset()
-            self.counters.inc("state_resets")
+            self.metrics.inc(km.STATE_RESETS)
             logger.warning(
                 "{}: the agent uuid changed ({} -> {}): state reset, {} stored documents"
                 " forgotten, everything is reported again",
@@ -201,10 +208,10 @@ class StatefulCollectorService(CollectorService):
                 counts["resend" if ch.resync else ch.operation] += 1
         for op, n in counts.items():
             if n:
-                self.counters.inc(f"{collector}_{_DONE[op]}", n)
+                self.metrics.inc(km.DOCUMENTS, n, collector=collector, change=_DONE[op])
         if resync:
             self.state.set_meta(META_SYNCED + collector, repr(now))
-            self.counters.inc("resyncs")
+            self.metrics.inc(km.RESYNCS)
             logger.info(
                 "{} {}: full resync, {} unchanged documents sent again",
                 self.name,
@@ -234,9 +241,3 @@ class StatefulCollectorService(CollectorService):
         if data is not None:
             event["data"] = data
         return event
-
-
-def add_once_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--once", action="store_true", help="scan once, report the differences and exit"
-    )

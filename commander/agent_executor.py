@@ -1,7 +1,9 @@
 """The built-in executor of the ``agent`` topic: set-group, fetch-config, restart.
 
-Run it as ``python -m commander.agent_executor --config F`` (``agentbus run`` starts it when
-``commander.agent_executor`` is true). It is an ordinary :class:`bus.Executor`:
+Run it as ``agentbus agent-executor --config F`` (``agentbus run`` starts it when
+``commander.agent_executor`` is true). :class:`AgentExecutorService` is a service like the
+others (control socket ``control-agent-executor.sock``, ``status``); inside, it is an
+ordinary :class:`bus.Executor`:
 
 - ``set-group`` — ``args.groups``: a list of group names (required). Every group's file
   ``<group>.yml`` is fetched from the server (``GET /api/v1/files``) first; only when all of
@@ -18,10 +20,9 @@ Run it as ``python -m commander.agent_executor --config F`` (``agentbus run`` st
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ from bus.executor import Command, Executor
 from bus.results import NOT_VALID, ResultCode
 from commander.routing import AGENT_TOPIC
 from core.config import Config
+from core.service import Service, endpoints_from_config
 
 #: group names the server accepts (letters, digits, ``_ - .``; not ``.`` or ``..``)
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
@@ -150,8 +152,6 @@ def _groups_arg(args: dict[str, Any]) -> list[str] | None:
 
 def make_executor(config: Config, client: FileSource | None = None) -> Executor:
     """The agent executor for ``config``, connected to its commander's endpoints."""
-    from core.service import endpoints_from_config
-
     eps = endpoints_from_config(config)
     return Executor(
         [AGENT_TOPIC],
@@ -164,27 +164,37 @@ def make_executor(config: Config, client: FileSource | None = None) -> Executor:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from agent.cli.common import service_setup
-    from bus.errors import AgentbusError
+class AgentExecutorService(Service):
+    """The executor of :func:`make_executor` run as a service (its own thread serves)."""
 
-    parser = argparse.ArgumentParser(
-        prog="python -m commander.agent_executor",
-        description="The built-in executor of the agent topic (set-group, fetch-config, restart).",
-    )
-    parser.add_argument("--config", metavar="FILE", help="configuration file")
-    args = parser.parse_args(argv)
-    try:
-        config = service_setup(args, "agent-executor")
-        executor = make_executor(config)
+    name = "agent-executor"
+
+    def __init__(self, config: Config, *, client: FileSource | None = None) -> None:
+        super().__init__(config)
+        self.client = client
+        self.executor: Executor | None = None
+        self._thread: threading.Thread | None = None
+
+    def startup(self) -> None:
+        self.executor = make_executor(self.config, self.client)
+        self.resources.callback(self._stop_executor)
+        self._thread = self.executor.start()
         logger.info("agent-executor: serving topic {}", AGENT_TOPIC)
-        executor.run()
-        logger.info("agent-executor: stopped")
-    except AgentbusError as exc:
-        print(f"agentbus agent-executor: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
 
+    def main_loop(self) -> None:
+        assert self._thread is not None
+        while not self.stop_event.wait(0.5):
+            if not self._thread.is_alive():
+                raise RuntimeError("the executor's thread stopped")
 
-if __name__ == "__main__":
-    sys.exit(main())
+    def _stop_executor(self) -> None:
+        assert self.executor is not None
+        self.executor.stop()  # running handlers are waited for
+        if self._thread is not None:
+            self._thread.join(max(0.0, self.stop_deadline - time.monotonic()))
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        if self.executor is not None:
+            out.update(self.executor.stats)
+        return out

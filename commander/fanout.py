@@ -83,7 +83,7 @@ class Verdict:
     document_id: str
     code: ResultCode
     message: str
-    reason: str  # counter key: no_executor | timeout_unacked | timeout_no_result
+    reason: str  # label of commander.metrics.VERDICTS: no_executor | timeout_unacked | timeout_no_result
 
 
 class Fanout:

@@ -19,12 +19,14 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+from bus.errors import AgentbusError
 from bus.results import NOT_VALID, ResultCode
+from commander import metrics as cm
 from commander.command import BadCommand, ServerCommand
 from commander.store import CommandStore
 from core.backoff import compute_backoff
-from core.counters import Counters
 from core.logs import RateLimitedLog
+from core.metrics import Registry
 
 
 class CommandSource(Protocol):
@@ -40,7 +42,7 @@ class Poller:
         self,
         client: CommandSource,
         store: CommandStore,
-        counters: Counters,
+        metrics: Registry,
         stop_event: threading.Event,
         deliver: Callable[[list[ServerCommand]], None],
         *,
@@ -49,10 +51,11 @@ class Poller:
         backoff_initial: float,
         backoff_max: float,
         on_answered: Callable[[], None] = lambda: None,
+        on_fatal: Callable[[AgentbusError], None] | None = None,
     ) -> None:
         self.client = client
         self.store = store
-        self.counters = counters
+        self.metrics = metrics
         self.stop_event = stop_event
         self.deliver = deliver
         self.request_timeout = request_timeout
@@ -63,6 +66,8 @@ class Poller:
         self._failures = 0
         #: a final refusal by the server; the service exits with it
         self.fatal: Exception | None = None
+        #: told of that refusal (the commander's Service.fail, which stops the service)
+        self.on_fatal = on_fatal
         self._bad = RateLimitedLog(10)
         self._thread: threading.Thread | None = None
 
@@ -85,14 +90,16 @@ class Poller:
         """One request; returns how long to wait before the next (0 = at once)."""
         from comms.errors import ServerError, ServerRejected
 
-        self.counters.inc("polls")
+        self.metrics.inc(cm.POLLS)
         try:
             raw = self.client.get_commands(self.request_timeout)
         except ServerRejected as exc:
             # Final (invalid key, unknown agent): retrying cannot help. The service stops
             # and exits 3 with this message (comms/errors.py).
-            self.counters.error(str(exc))
+            self.metrics.error(str(exc))
             self.fatal = exc
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
             self.stop_event.set()
             return 0.0
         except ServerError as exc:
@@ -102,7 +109,7 @@ class Poller:
             return self._failed(f"{type(exc).__name__}: {exc}")
         self._failures = 0
         if not raw:
-            self.counters.inc("polls_408")
+            self.metrics.inc(cm.POLLS_408)
             return 0.0
         if self.stop_event.is_set():
             logger.warning("commander: {} command(s) arrived while stopping", len(raw))
@@ -114,21 +121,21 @@ class Poller:
         new: list[ServerCommand] = []
         answered = False
         for item in raw:
-            self.counters.inc("commands_received")
+            self.metrics.inc(cm.COMMANDS_RECEIVED)
             try:
                 command = ServerCommand.from_server(item, default_timeout=self.command_timeout)
             except BadCommand as exc:
-                self.counters.inc(f"bad_commands_{exc.reason}")
+                self.metrics.inc(cm.BAD_COMMANDS, reason=exc.reason)
                 self._bad.warning(exc.reason, "commander: rejected a command: {}", exc)
                 if exc.document_id is not None:
                     if self.store.add_answered(exc.document_id, ResultCode.FAILURE, NOT_VALID):
-                        self.counters.inc(f"executed_code_{ResultCode.FAILURE:d}")
+                        self.metrics.inc(cm.EXECUTED, code=int(ResultCode.FAILURE))
                         answered = True
                     else:
-                        self.counters.inc("duplicates_skipped")
+                        self.metrics.inc(cm.DUPLICATES_SKIPPED)
                 continue
             if not self.store.add(command):
-                self.counters.inc("duplicates_skipped")
+                self.metrics.inc(cm.DUPLICATES_SKIPPED)
                 logger.info(
                     "commander: command {} was delivered again; it runs once",
                     command.document_id,
@@ -144,8 +151,8 @@ class Poller:
 
     def _failed(self, message: str) -> float:
         self._failures += 1
-        self.counters.inc("poll_errors")
-        self.counters.error(message)
+        self.metrics.inc(cm.POLL_ERRORS)
+        self.metrics.error(message)
         # Equal jitter: the pollers of many agents spread out, yet each waits at least half
         # the ceiling, so nothing (not even a tiny backoff_initial) makes the poll a busy loop
         # against a server that fails at once; nothing else bounds this loop's rate.

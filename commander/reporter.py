@@ -17,9 +17,10 @@ from loguru import logger
 
 from bus.client import Ingest
 from bus.errors import BusError
+from commander import metrics as cm
 from commander.store import CommandStore, OutboxItem
 from core.backoff import compute_backoff
-from core.counters import Counters
+from core.metrics import Registry
 
 #: results sent to the forwarder in one ingest request
 BATCH = 100
@@ -57,7 +58,7 @@ class Reporter:
         self,
         store: CommandStore,
         ingest_endpoint: str,
-        counters: Counters,
+        metrics: Registry,
         stop_event: threading.Event,
         *,
         max_message_bytes: int,
@@ -65,7 +66,7 @@ class Reporter:
     ) -> None:
         self.store = store
         self.endpoint = ingest_endpoint
-        self.counters = counters
+        self.metrics = metrics
         self.stop_event = stop_event
         self.max_message_bytes = max_message_bytes
         self.on_delivered = on_delivered
@@ -109,8 +110,8 @@ class Reporter:
             ingest.close()
 
     def _failed(self, message: str) -> None:
-        self.counters.inc("report_errors")
-        self.counters.error(f"cannot hand results to the forwarder: {message}")
+        self.metrics.inc(cm.REPORT_ERRORS)
+        self.metrics.error(f"cannot hand results to the forwarder: {message}")
 
     def _on_retry(self, reason: str, detail: str) -> None:
         # Forwarder down, silent or full: send_until_committed waits and tries again.
@@ -136,7 +137,7 @@ class Reporter:
         rejected = {r.index for r in reply.rejected}
         for r in reply.rejected:
             # The forwarder committed the others; a result it refuses can never be sent.
-            self.counters.inc("results_rejected")
+            self.metrics.inc(cm.RESULTS_REJECTED)
             logger.error(
                 "commander: the forwarder refused the result of {}: {} ({})",
                 items[r.index].document_id if 0 <= r.index < len(items) else "?",
@@ -146,7 +147,7 @@ class Reporter:
         if -1 in rejected:
             raise BusError("the forwarder refused the whole batch of results")
         self.store.delivered(items)
-        self.counters.inc("results_reported", len(items) - len(rejected))
+        self.metrics.inc(cm.RESULTS_REPORTED, len(items) - len(rejected))
         logger.debug("commander: {} result(s) handed to the forwarder", len(items))
         self.on_delivered(items)
         return len(items)

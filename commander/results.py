@@ -6,7 +6,7 @@ Executors push three kinds of maps (docs/bus-protocol.md):
 - ``{"id": "<id>", "code": 0..4, "message": "<text>"}`` — the command's result;
 - ``{"hello": ["<topic>", ...], "executor": "<name>"}`` — this executor serves these topics.
 
-Anything else is rejected with a reason key (counted as ``bad_input_<reason>``).
+Anything else is rejected with a reason key (counted in ``bad_input`` by reason).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from bus.control import request as control_request
 from bus.errors import BusError, InvalidEvent
 from bus.results import ResultCode
 from bus.sockets import Binding, bind, make_socket
+from commander import metrics as cm
 from commander import results
 from commander.command import ServerCommand
 from commander.fanout import ExecutorTable, Fanout
@@ -53,12 +54,11 @@ class Commander(Service):
     """Runs the command path of the agent; ``client`` replaces the comms client in tests."""
 
     name = "commander"
+    declared = cm.COMMANDER
 
     def __init__(self, config: Config, *, client: CommandSource | None = None) -> None:
         super().__init__(config)
         self.client = client
-        #: set when a restart found no supervisor: the caller re-executes the process
-        self.reexec_requested = False
         self.store: CommandStore | None = None
         self.fanout: Fanout | None = None
         self.executors = ExecutorTable(config.commander.executor_ttl)
@@ -73,36 +73,23 @@ class Commander(Service):
         self._reporter: Reporter | None = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def run(self) -> int:
-        """The service lifecycle; raises the server's final refusal (exit 3) if there was one."""
-        code = super().run()
-        if self._poller is not None and self._poller.fatal is not None:
-            raise self._poller.fatal
-        return code
-
     def startup(self) -> None:
         cfg = self.config.commander
         if self.client is None:
             self.client = _server_client(self.config)
+        # What is opened is registered on self.resources at once, so a failed start
+        # releases exactly that; released last opened, first.
+        stack = self.resources
         self.store = self._open_store(self.config.data_dir / "commands.db")
+        stack.callback(self._close_store)
         self.store.prune_executed()
         ctx: zmq.Context = zmq.Context.instance()
         opts = self.socket_options
+        stack.callback(self._close_sockets)  # whichever of them are open by then
         pub = make_socket(ctx, zmq.XPUB, opts)
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not only the first
-        pull = make_socket(ctx, zmq.PULL, opts)
-        try:
-            self._bindings.append(bind(pub, self.endpoints.commands, opts))
-        except BaseException:
-            pub.close(linger=0)
-            pull.close(linger=0)
-            raise
-        try:
-            self._bindings.append(bind(pull, self.endpoints.results, opts))
-        except BaseException:
-            pull.close(linger=0)
-            self._close_sockets()
-            raise
+        self._bindings.append(bind(pub, self.endpoints.commands, opts))
+        self._bindings.append(bind(make_socket(ctx, zmq.PULL, opts), self.endpoints.results, opts))
         address = f"inproc://commander-mailbox-{id(self)}"
         self._mailbox_pull = ctx.socket(zmq.PULL)
         self._mailbox_pull.bind(address)
@@ -118,16 +105,17 @@ class Commander(Service):
         self._reporter = Reporter(
             self.store,
             self.endpoints.ingest,
-            self.counters,
+            self.metrics,
             self.stop_event,
             max_message_bytes=self.config.bus.max_message_bytes,
             on_delivered=self._delivered,
         )
         self._reporter.start()
+        stack.callback(self._join_reporter)
         self._poller = Poller(
             self.client,
             self.store,
-            self.counters,
+            self.metrics,
             self.stop_event,
             self._deliver,
             request_timeout=cfg.request_timeout,
@@ -135,8 +123,11 @@ class Commander(Service):
             backoff_initial=cfg.backoff_initial,
             backoff_max=cfg.backoff_max,
             on_answered=self._wake_reporter,
+            # the server's final refusal (exit 3): the one fatal path of every service
+            on_fatal=self.fail,
         )
         self._poller.start()
+        stack.callback(self._poller.join, 0.1)
 
     def _open_store(self, path: Path) -> CommandStore:
         """Open commands.db; a corrupt file is moved aside and a fresh one started.
@@ -151,9 +142,9 @@ class Commander(Service):
 
     def _store_moved_aside(self, message: str) -> None:
         logger.error("commander: {}", message)
-        self.counters.inc("stores_moved_aside")
-        self.counters.set("store_errors", [message])
-        self.counters.error(message)
+        self.metrics.inc(cm.STORES_MOVED_ASIDE)
+        self.metrics.fact("store_errors", [message])
+        self.metrics.error(message)
 
     def main_loop(self) -> None:
         assert self.fanout is not None and self._mailbox_pull is not None
@@ -176,29 +167,35 @@ class Commander(Service):
                 self._restart_due.clear()
                 self._restart()
 
-    def shutdown(self, deadline: float) -> None:
-        if self._reporter is not None:
-            self._reporter.join(max(0.0, deadline - time.monotonic()))
-        if self._poller is not None:
-            self._poller.join(0.1)
-        self._close_sockets()
-        poller_busy = self._poller is not None and self._poller._thread is not None
-        if self.store is not None and not (poller_busy and self._poller._thread.is_alive()):  # type: ignore[union-attr]
+    # Stopping: everything startup() opened is on self.resources (no shutdown() of its own).
+    def _join_reporter(self) -> None:
+        assert self._reporter is not None
+        self._reporter.join(max(0.0, self.stop_deadline - time.monotonic()))
+
+    def _close_store(self) -> None:
+        poller = self._poller
+        if self.store is not None and not (
+            poller is not None and poller._thread is not None and poller._thread.is_alive()
+        ):
             # A poller still inside its long-poll may yet store a command: leave the file
             # open for it (SQLite is crash-safe; the process exit closes it).
             self.store.close()
 
     def status(self) -> dict[str, Any]:
+        m = self.metrics
+        live = self.executors.live()
+        m.set(cm.LIVE_EXECUTORS, len(live))
+        if self.fanout is not None:
+            m.set(cm.IN_FLIGHT, len(self.fanout.flights))
+            m.set(cm.PUBLICATIONS, self.fanout.publications)
+        if self.store is not None:
+            counts = self.store.counts()
+            m.set_many(cm.STORED, counts["stored"])
+            m.set(cm.OUTBOX, counts["outbox"])
+            m.set(cm.EXECUTED_REMEMBERED, counts["executed_remembered"])
         out = super().status()
         out["pid"] = os.getpid()
-        live = self.executors.live()
-        out["live_executors"] = len(live)
         out["executors"] = live
-        if self.fanout is not None:
-            out["in_flight"] = len(self.fanout.flights)
-            out["publications"] = self.fanout.publications
-        if self.store is not None:
-            out.update(self.store.counts())
         # how authentication goes: a poller backing off on a server hiccup looks the same
         # as an idle one otherwise
         auth = auth_status(self.client)
@@ -226,7 +223,7 @@ class Commander(Service):
                 else (ResultCode.FAILURE, STOPPED)
             )
             self.store.report(cmd.document_id, code, message)
-            self.counters.inc(f"executed_code_{code:d}")
+            self.metrics.inc(cm.EXECUTED, code=int(code))
             answered += 1
             logger.info("commander: {} ({}) → {} {!r}", cmd.name, cmd.document_id, code, message)
         if answered:
@@ -263,7 +260,7 @@ class Commander(Service):
             try:
                 message = results.parse(frames, self.config.bus.max_message_bytes)
             except InvalidEvent as exc:
-                self.counters.inc(f"bad_input_{exc.reason}")
+                self.metrics.inc(cm.BAD_INPUT, reason=exc.reason)
                 self._rejects.warning(
                     exc.reason, "commander: rejected a message on the results socket: {}", exc
                 )
@@ -273,7 +270,7 @@ class Commander(Service):
     def _handle(self, message: results.Message) -> None:
         assert self.fanout is not None and self.store is not None
         if isinstance(message, results.Hello):
-            self.counters.inc("hellos")
+            self.metrics.inc(cm.HELLOS)
             new = self.executors.hello(message)
             if new:
                 logger.info("commander: executor {} serves {}", message.executor, ", ".join(new))
@@ -283,7 +280,7 @@ class Commander(Service):
         if flight is None:
             # A late answer (the command already timed out) or a stray id: nothing to do.
             kind = "acks" if isinstance(message, results.Ack) else "results"
-            self.counters.inc(f"{kind}_unknown")
+            self.metrics.inc(cm.UNKNOWN, kind=kind)
             self._rejects.warning(
                 "unknown_id", "commander: {} for a command not in flight: {}", kind, message.id
             )
@@ -291,13 +288,13 @@ class Commander(Service):
         if isinstance(message, results.Ack):
             if not flight.acked:
                 self.fanout.ack(message.id)
-                self.counters.inc("commands_acked")
+                self.metrics.inc(cm.COMMANDS_ACKED)
                 self.store.set_state(message.id, "acked")
             return
         cmd = flight.command
         if message.code == ResultCode.IN_PROGRESS:
             self.store.report(cmd.document_id, message.code, message.message, final=False)
-            self.counters.inc("progress_reports")
+            self.metrics.inc(cm.PROGRESS_REPORTS)
             if cmd.name == "restart":
                 # The agent restarts once this report is with the forwarder (_delivered).
                 self.fanout.remove(cmd.document_id)
@@ -307,7 +304,7 @@ class Commander(Service):
         else:
             self.fanout.remove(cmd.document_id)
             self.store.report(cmd.document_id, message.code, message.message)
-            self.counters.inc(f"executed_code_{message.code:d}")
+            self.metrics.inc(cm.EXECUTED, code=int(message.code))
             logger.info(
                 "commander: {} ({}) → {} {!r}",
                 cmd.name,
@@ -321,15 +318,15 @@ class Commander(Service):
         assert self.fanout is not None and self.store is not None
         first, verdicts = self.fanout.tick()
         for flight in first:
-            self.counters.inc("commands_published")
+            self.metrics.inc(cm.COMMANDS_PUBLISHED)
             if not flight.acked:  # an ack may already have come in
                 self.store.set_state(flight.command.document_id, "published")
         for v in verdicts:
             self.store.report(v.document_id, v.code, v.message)
-            self.counters.inc(f"executed_code_{v.code:d}")
-            self.counters.inc(v.reason)
+            self.metrics.inc(cm.EXECUTED, code=int(v.code))
+            self.metrics.inc(cm.VERDICTS, reason=v.reason)
             if v.code == ResultCode.TIMEOUT:
-                self.counters.inc("timed_out")
+                self.metrics.inc(cm.TIMED_OUT)
             logger.warning("commander: {} → {} {!r}", v.document_id, v.code, v.message)
         if verdicts:
             self._wake_reporter()

@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from commander.command import ServerCommand
 
@@ -236,13 +237,12 @@ class CommandStore:
             )
             return cur.rowcount
 
-    def counts(self) -> dict[str, int]:
-        """Rows per table and state (for the status)."""
+    def counts(self) -> dict[str, Any]:
+        """Rows per table, and of commands per state (commander.metrics)."""
         with self._lock:
-            out = {
-                f"stored_{state}": n
-                for state, n in self._db.execute(
-                    "SELECT state, COUNT(*) FROM commands GROUP BY state"
+            out: dict[str, Any] = {
+                "stored": dict(
+                    self._db.execute("SELECT state, COUNT(*) FROM commands GROUP BY state")
                 )
             }
             out["outbox"] = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]

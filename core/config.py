@@ -150,58 +150,33 @@ class HealthSection:
     listen: str = "127.0.0.1:9780"
 
 
-@dataclass(frozen=True, kw_only=True)
-class LogcollectorSection:
-    enabled: bool = True
-    #: files and globs to tail
-    paths: list[str] = field(default_factory=lambda: ["/var/log/syslog", "/var/log/auth.log"])
-    #: globs of files never to read
-    exclude: list[str] = field(default_factory=list)
-    #: where to begin in a file seen for the first time: end (only new lines) or start
-    read_from: Literal["start", "end"] = "end"
-    #: longer lines are cut here and flagged
-    max_line_bytes: Bytes = 64 * 1024
-    #: how often files and globs are checked
-    poll_interval: Seconds = 0.5
-    #: a rotated file is closed once it has not grown for this long (its last line sent)
-    rotate_wait: Seconds = 5.0
+class CollectorsSection(dict[str, Any]):
+    """``[collectors.<name>]``: one table per collector of the service registry.
+
+    Each collector's package declares its own section (``collectors/fim/settings.py``:
+    ``FimSettings``); :data:`core.registry.SERVICES` names it by a ``"module:Class"``
+    string, resolved here when a configuration is built. ``config.collectors.fim`` is that
+    collector's settings; a collector types it where it reads it
+    (``self.settings: FimSettings = config.collectors.fim``).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no collector section {name!r}") from None
+
+    @classmethod
+    def defaults(cls) -> CollectorsSection:
+        """Every registered collector's section with its default values."""
+        return cls((name, settings()) for name, settings in collector_settings().items())
 
 
-@dataclass(frozen=True, kw_only=True)
-class InventorySection:
-    enabled: bool = True
-    #: time between scans
-    interval: Seconds = 3600.0
-    #: which inventories to collect
-    collectors: list[str] = field(
-        default_factory=lambda: ["system", "hardware", "packages", "processes", "networks", "ports"]
-    )
-    #: dpkg's status file (packages); when absent, rpm is asked if it is installed
-    dpkg_status: str = "/var/lib/dpkg/status"
-    #: every document is sent again (as an update) this often, so a server that lost an
-    #: index heals; 0 = never
-    resync_interval: Seconds = 86400.0
+def collector_settings() -> dict[str, type[Any]]:
+    """The settings dataclass of every registered collector, by collector name."""
+    from core import registry
 
-
-@dataclass(frozen=True, kw_only=True)
-class FimSection:
-    enabled: bool = True
-    #: directories to watch
-    paths: list[str] = field(default_factory=lambda: ["/etc", "/usr/bin", "/usr/sbin"])
-    exclude: list[str] = field(default_factory=list)
-    #: time between scans
-    interval: Seconds = 43200.0
-    #: files larger than this are reported without a hash
-    max_file_bytes: Bytes = 1024 * 1024 * 1024
-    #: every document is sent again (as an update) this often; 0 = never
-    resync_interval: Seconds = 86400.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class CollectorsSection:
-    logcollector: LogcollectorSection = field(default_factory=LogcollectorSection)
-    inventory: InventorySection = field(default_factory=InventorySection)
-    fim: FimSection = field(default_factory=FimSection)
+    return {name: spec.load_settings() for name, spec in registry.collectors()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,7 +189,7 @@ class Config:
     commander: CommanderSection = field(default_factory=CommanderSection)
     log: LogSection = field(default_factory=LogSection)
     health: HealthSection = field(default_factory=HealthSection)
-    collectors: CollectorsSection = field(default_factory=CollectorsSection)
+    collectors: CollectorsSection = field(default_factory=CollectorsSection.defaults)
     source: str = "<defaults>"
 
     @property
@@ -305,7 +280,10 @@ def _key_paths(cls: type, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
         if f.name == "source":
             continue
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if hint is CollectorsSection:
+            for name, settings in collector_settings().items():
+                out.extend(_key_paths(settings, (*prefix, f.name, name)))
+        elif dataclasses.is_dataclass(hint):
             out.extend(_key_paths(hint, (*prefix, f.name)))  # type: ignore[arg-type]
         else:
             out.append((*prefix, f.name))
@@ -325,11 +303,27 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     for name in names & set(raw):
         key = f"{where}.{name}" if where else name
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if hint is CollectorsSection:
+            values[name] = _build_collectors(raw[name], key)
+        elif dataclasses.is_dataclass(hint):
             values[name] = _build(hint, raw[name], key)  # type: ignore[arg-type]
         else:
             values[name] = _convert(hint, raw[name], key)
     return cls(**values)
+
+
+def _build_collectors(raw: Any, where: str) -> CollectorsSection:
+    """``[collectors.*]``: each registered collector's section, checked by its own dataclass."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    sections = collector_settings()
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+    return CollectorsSection(
+        (name, _build(settings, raw.get(name, {}), f"{where}.{name}"))
+        for name, settings in sections.items()
+    )
 
 
 def _convert(hint: Any, value: Any, key: str) -> Any:

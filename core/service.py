@@ -1,13 +1,23 @@
 """The one lifecycle every long-running agentbus service follows.
 
-``Service(config).run()`` = ``startup()`` → ``main_loop()`` → ``shutdown(deadline)``.
+``Service(config).run()`` = ``startup()`` → ``main_loop()`` → ``shutdown(deadline)``, then
+``resources`` is closed. ``startup()`` registers what it opens (sockets, files, threads) on
+``self.resources``, a :class:`contextlib.ExitStack`, as it opens it: when ``startup()``
+fails half-way, exactly what it had opened is released (last opened, first released) and
+the error goes on to the caller; after a run, it is released after ``shutdown``. A
+callback that needs the stop deadline reads ``self.stop_deadline``.
+
 Loops wait on ``self.stop_event.wait(interval)``, never on a bare sleep, so a signal acts at
 once. Signal handlers only set flags: the first SIGTERM/SIGINT asks for a graceful stop,
 a second one exits at once (whatever is committed to disk stays there).
+
+An error no retry can mend (the server refuses our key) takes one path, whichever thread
+meets it: :meth:`Service.fail`; ``run()`` raises it after a clean stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -22,24 +32,41 @@ from bus.endpoints import Endpoints
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
 from bus.sockets import SocketOptions
 from core.config import Config
-from core.counters import Counters
+from core.metrics import CONTROL_REJECTED, SERVICE, MetricSet, Registry
 
 
 class Service:
     """Base class: subclasses set ``name`` and fill in the three lifecycle steps."""
 
     name = "service"
+    #: this service's metrics (core/metrics.py), declared once in its package's metrics.py
+    declared: MetricSet = SERVICE
+    #: ``gc.set_threshold`` arguments for the process running this service (None: Python's)
+    gc_threshold: tuple[int, int, int] | None = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stop_event = threading.Event()
-        self.counters = Counters()
+        self.metrics = Registry(self.declared)
         self.endpoints = endpoints_from_config(config)
         self.socket_options = socket_options_from_config(config)
+        #: what startup() opened, released when it fails and after shutdown()
+        self.resources = contextlib.ExitStack()
+        #: the stop deadline (``time.monotonic()``), set once stopping began
+        self.stop_deadline = 0.0
+        #: set by the service when its process should be started again once it stopped
+        #: (the commander's restart without a supervisor); the runner re-executes it
+        self.reexec_requested = False
         self._signals = 0
         self._control: ControlServer | None = None
+        self._fail_lock = threading.Lock()
         #: set by fail(): run() raises it after a clean shutdown
         self.fatal: AgentbusError | None = None
+
+    @classmethod
+    def from_args(cls, config: Config, args: Any) -> Service:
+        """The service as ``agentbus <name>`` builds it from its command-line arguments."""
+        return cls(config)
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
@@ -53,8 +80,8 @@ class Service:
         """Release everything before ``deadline`` (a ``time.monotonic()`` value)."""
 
     def status(self) -> dict[str, Any]:
-        """Every counter of this service (served on the control socket)."""
-        return self.counters.snapshot()
+        """Every metric and fact of this service (served on the control socket)."""
+        return self.metrics.snapshot()
 
     def control_handlers(self) -> dict[str, Any]:
         """Control commands this service answers; subclasses may add to it."""
@@ -70,42 +97,64 @@ class Service:
     def _control_figures(self) -> dict[str, Any]:
         """Bad requests on the control socket, by reason."""
         rejected = dict(self._control.rejected) if self._control is not None else {}
-        out: dict[str, Any] = {"control_rejected": sum(rejected.values())}
-        out.update({f"control_rejected_{reason}": n for reason, n in rejected.items()})
-        return out
+        self.metrics.set_many(CONTROL_REJECTED, rejected)
+        return {CONTROL_REJECTED.name: dict(sorted(rejected.items()))}
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> int:
-        """Run the whole lifecycle in the foreground; returns the process exit code."""
+        """Run the whole lifecycle in the foreground; returns the process exit code.
+
+        An error of ``startup()`` is raised once what it opened is released; an error of
+        ``main_loop()`` is logged and makes the exit code 1 (after a graceful stop).
+        """
         self.install_signal_handlers()
-        self.startup()
-        self._control = ControlServer(
-            self.endpoints.control(self.name), self.control_handlers(), options=self.socket_options
-        )
+        started = False
+        code = EXIT_OK
         try:
+            self.startup()
+            started = True
+            self._control = ControlServer(
+                self.endpoints.control(self.name),
+                self.control_handlers(),
+                options=self.socket_options,
+            )
             self._control.start()
             logger.info("{} started (pid {})", self.name, os.getpid())
             self.main_loop()
-            code = EXIT_OK
         except Exception:
+            if not started:
+                raise  # released below; the CLI prints an AgentbusError as one line
             logger.exception("{} stopped on an unexpected error", self.name)
             code = EXIT_RUNTIME
         finally:
-            deadline = time.monotonic() + self.config.agent.stop_timeout
+            self.stop_event.set()  # threads started by startup() wait on it
+            self.stop_deadline = time.monotonic() + self.config.agent.stop_timeout
             try:
-                self.shutdown(deadline)
+                if started:
+                    self.shutdown(self.stop_deadline)
             finally:
-                self._control.stop()
-                logger.info("{} stopped", self.name)
+                try:
+                    self.resources.close()
+                finally:
+                    if self._control is not None:
+                        self._control.stop()
+                    if started:
+                        logger.info("{} stopped", self.name)
         if self.fatal is not None:
             raise self.fatal  # the CLI prints it as one line, with its exit code
         return code
 
     def fail(self, error: AgentbusError) -> None:
-        """Stop because of an error no retry can mend (e.g. the server refuses our key)."""
-        if self.fatal is None:
+        """Stop because of an error no retry can mend (e.g. the server refuses our key).
+
+        Thread-safe: the first error is kept, and ``run()`` raises it after a clean stop.
+        """
+        with self._fail_lock:
+            first = self.fatal is None
+            if first:
+                self.fatal = error
+        if first:
             logger.error("{} stops: {}", self.name, error)
-            self.fatal = error
         self.stop_event.set()
 
     def request_stop(self) -> None:

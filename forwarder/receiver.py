@@ -32,7 +32,9 @@ from bus.envelope import decode_frame
 from bus.errors import InvalidEvent
 from bus.sockets import Binding, SocketOptions, bind, make_socket
 from core.logs import RateLimitedLog
+from core.metrics import Registry
 from forwarder.chunker import Chunk, Chunker
+from forwarder.metrics import FORWARDER, REJECTED
 from forwarder.render import Renderer
 from forwarder.store import Commit, Store
 
@@ -86,6 +88,7 @@ class Receiver:
         check_documents: bool = True,
         max_eps: int = 0,
         reject_log_per_minute: int = 10,
+        metrics: Registry | None = None,
         context: zmq.Context | None = None,
     ) -> None:
         self.events_endpoint = events_endpoint
@@ -114,31 +117,31 @@ class Receiver:
         self._log = RateLimitedLog(reject_log_per_minute)
         self._pull: Binding | None = None
         self._router: Binding | None = None
-        # Figures, written by the receiver thread only and read by the control thread.
+        #: the forwarder's metrics: rejections are counted there as they happen
+        self.metrics = metrics if metrics is not None else Registry(FORWARDER)
+        # Figures of the hot loop, written by the receiver thread only and read by the
+        # control thread (copied into ``metrics`` when status is asked: no lock per frame).
         self.frames = 0
         self.received = 0
         self.persisted = 0
         self.ingest_requests = 0
         self.ingest_full = 0
-        self.rejected: dict[str, int] = {}
         self.blocked = False
 
     # -- sockets -------------------------------------------------------------------
     def bind(self) -> None:
-        """Bind both sockets now, so a second forwarder is refused at start."""
-        pull = make_socket(self._ctx, zmq.PULL, self.options)
-        try:
-            self._pull = bind(pull, self.events_endpoint, self.options)
-        except BaseException:
-            pull.close(linger=0)
-            raise
-        router = make_socket(self._ctx, zmq.ROUTER, self.options)
-        try:
-            self._router = bind(router, self.ingest_endpoint, self.options)
-        except BaseException:
-            router.close(linger=0)
-            self._pull.close(0)
-            raise
+        """Bind both sockets now, so a second forwarder is refused at start.
+
+        A socket that fails to bind is closed by :func:`bus.sockets.bind`; if the second
+        one fails, the first stays bound until :meth:`close` (the forwarder registers it
+        on its service's resources before calling this).
+        """
+        self._pull = bind(
+            make_socket(self._ctx, zmq.PULL, self.options), self.events_endpoint, self.options
+        )
+        self._router = bind(
+            make_socket(self._ctx, zmq.ROUTER, self.options), self.ingest_endpoint, self.options
+        )
 
     def _router_sock(self) -> zmq.Socket:
         assert self._router is not None
@@ -363,7 +366,7 @@ class Receiver:
         }
 
     def _reject(self, reason: str, message: str, index: int, where: str) -> None:
-        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.metrics.inc(REJECTED, reason=reason)
         self._log.warning(
             f"rejected:{where}:{reason}", "rejected input on {} ({}): {}", where, reason, message
         )
@@ -437,15 +440,12 @@ class Receiver:
         self._reap()
 
     def figures(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        """The hot loop's figures, by metric name (forwarder.metrics.RECEIVER_FIGURES)."""
+        return {
             "frames": self.frames,
             "received": self.received,
             "persisted": self.persisted,
             "ingest_requests": self.ingest_requests,
             "ingest_full": self.ingest_full,
             "blocked": self.blocked,
-            "rejected": sum(self.rejected.values()),
         }
-        for reason, n in list(self.rejected.items()):
-            out[f"rejected_{reason}"] = n
-        return out

@@ -91,6 +91,7 @@ class Sender:
         agent_line: Callable[[], bytes],
         workers: int = 1,
         max_body: int | None = None,
+        on_fatal: Callable[[ServerRejected], None] | None = None,
     ) -> None:
         self.kind = kind
         self.stateful = kind == "stateful"
@@ -106,6 +107,8 @@ class Sender:
         self.stop_event = threading.Event()
         #: the server's final refusal of our credentials; the service stops on it
         self.fatal: ServerRejected | None = None
+        #: told of that refusal (the forwarder's Service.fail)
+        self._on_fatal = on_fatal
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._log = RateLimitedLog(6)
@@ -279,6 +282,8 @@ class Sender:
                 continue
             except ServerRejected as exc:  # invalid key, unknown agent: final, no retry mends it
                 self.fatal = exc
+                if self._on_fatal is not None:
+                    self._on_fatal(exc)
                 self._failed(ticket, None, "error", str(exc))
                 continue
             except AgentbusError as exc:  # no credentials, a renewal that failed, bad answer

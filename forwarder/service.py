@@ -28,6 +28,7 @@ from loguru import logger
 from core.config import Config
 from core.service import Service
 from core.storage import open_or_move_aside
+from forwarder import metrics as fm
 from forwarder.backoff import Backoff
 from forwarder.batcher import Batcher
 from forwarder.chunker import Chunk
@@ -49,6 +50,7 @@ RETRY_CHUNK = 500
 
 class Forwarder(Service):
     name = "forwarder"
+    declared = fm.FORWARDER
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -58,6 +60,8 @@ class Forwarder(Service):
         self.receiver: Receiver | None = None
         self.link: ServerLink | None = None
         self._next_upkeep = 0.0
+        #: problems met opening the queue files (shown by status)
+        self.queue_errors: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
@@ -67,25 +71,30 @@ class Forwarder(Service):
         # small hand-overs waits up to 5 ms (a convoy); 0.5 ms keeps them flowing.
         sys.setswitchinterval(SWITCH_INTERVAL)
         queue_dir = self.config.data_dir / "queue"
-        self.stores = {
-            "stateless": self._open(
-                queue_dir / "stateless.db",
-                lambda: Store(
-                    queue_dir,
-                    "stateless",
-                    max_bytes=fw.max_queue_bytes,
-                    drop_oldest=fw.when_full == "drop_oldest",
-                ),
+        # Each thing opened is registered on self.resources at once: a failed start (a
+        # corrupt quarantine, a bus socket in use) releases exactly what was opened. They
+        # are released last opened, first: senders, receiver, quarantine, queues.
+        stack = self.resources
+        self.stores["stateless"] = self._open(
+            queue_dir / "stateless.db",
+            lambda: Store(
+                queue_dir,
+                "stateless",
+                max_bytes=fw.max_queue_bytes,
+                drop_oldest=fw.when_full == "drop_oldest",
             ),
-            # Stateful events are never dropped: the documents would silently diverge.
-            "stateful": self._open(
-                queue_dir / "stateful.db",
-                lambda: Store(queue_dir, "stateful", max_bytes=fw.max_queue_bytes),
-            ),
-        }
+        )
+        stack.callback(self._close_store, self.stores["stateless"])
+        # Stateful events are never dropped: the documents would silently diverge.
+        self.stores["stateful"] = self._open(
+            queue_dir / "stateful.db",
+            lambda: Store(queue_dir, "stateful", max_bytes=fw.max_queue_bytes),
+        )
+        stack.callback(self._close_store, self.stores["stateful"])
         self.quarantine = self._open(
             queue_dir / "quarantine.db", lambda: Quarantine(queue_dir / "quarantine.db")
         )
+        stack.callback(self.quarantine.close)
         for kind, store in self.stores.items():
             if store.events:
                 logger.info(
@@ -107,7 +116,11 @@ class Forwarder(Service):
             check_documents=fw.check_documents,
             max_eps=fw.max_eps,
             reject_log_per_minute=self.config.bus.reject_log_per_minute,
+            metrics=self.metrics,
         )
+        # The receiver committed its buffered events when its loop ended; closing it
+        # only releases its sockets (whichever of them bind() had bound).
+        stack.callback(self.receiver.close, 0)
         self.receiver.bind()
         self.link = ServerLink(self.config, pool_size=fw.stateless_in_flight + 2)
         for kind, store in self.stores.items():
@@ -130,7 +143,11 @@ class Forwarder(Service):
                 # a hard bound for stateful: the 6.0 server parses each received piece
                 # of a request on its own (docs/protocol.md, "Events")
                 max_body=max_bytes if stateful else None,
+                # a final refusal of our credentials: the data stays queued for a
+                # corrected key
+                on_fatal=self.fail,
             )
+        stack.callback(self._stop_senders)
         for sender in self.senders.values():
             sender.start()
         self._next_upkeep = time.monotonic() + fw.clear_acked_interval
@@ -148,37 +165,30 @@ class Forwarder(Service):
 
     def _queue_moved_aside(self, message: str) -> None:
         logger.error(message)
-        self.counters.inc("queues_moved_aside")
-        self.counters.set("queue_errors", [*self.counters.get("queue_errors", []), message])
+        self.metrics.inc(fm.QUEUES_MOVED_ASIDE)
+        self.queue_errors.append(message)
+        self.metrics.fact("queue_errors", list(self.queue_errors))
 
     def main_loop(self) -> None:
         assert self.receiver is not None
         self.receiver.run(self.stop_event, tick=self._upkeep)
 
-    def shutdown(self, deadline: float) -> None:
-        # The receiver committed its buffered events when its loop ended.
-        if self.receiver is not None:
-            self.receiver.close(linger_ms=0)
+    # Stopping: everything startup() opened is on self.resources (no shutdown() of its own).
+    def _stop_senders(self) -> None:
         for sender in self.senders.values():
             sender.request_stop()
-        finished = all([sender.join(deadline) for sender in self.senders.values()])
+        finished = all([sender.join(self.stop_deadline) for sender in self.senders.values()])
         if not finished:
             logger.warning(
                 "a request was still in flight at the stop deadline; its events stay "
                 "queued and are sent again at the next start"
             )
-        for store in self.stores.values():
-            if not store.close(deadline):
-                logger.error(
-                    "the {} queue could not commit everything before the deadline", store.kind
-                )
-        if self.quarantine is not None:
-            self.quarantine.close()
+
+    def _close_store(self, store: Store) -> None:
+        if not store.close(self.stop_deadline):
+            logger.error("the {} queue could not commit everything before the deadline", store.kind)
 
     def _upkeep(self) -> None:
-        for sender in self.senders.values():
-            if sender.fatal is not None:
-                self.fail(sender.fatal)  # the data stays queued for a corrected key
         now = time.monotonic()
         if now < self._next_upkeep:
             return
@@ -192,50 +202,55 @@ class Forwarder(Service):
 
     # -- status ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        out = self.counters.snapshot()
+        """The declared metrics (forwarder/metrics.py), each queue's facts, auth."""
+        m = self.metrics
         if self.receiver is not None:
-            out.update(self.receiver.figures())
-        totals = {"sent": 0, "acked": 0, "retried": 0, "quarantined": 0, "dropped": 0}
-        requests: dict[str, int] = {}
-        queues: dict[str, Any] = {}
+            figures = self.receiver.figures()
+            for metric in fm.RECEIVER_FIGURES:
+                m.set(metric, figures[metric.name])
+        queues: dict[str, dict[str, Any]] = {}
         errors: list[tuple[float, str]] = []
-        oldest: float | None = None
-        backoff = 0.0
+        requests: dict[str, int] = {}
         for kind in KINDS:
             store, sender = self.stores.get(kind), self.senders.get(kind)
             if store is None or sender is None:
                 continue
-            q = {**store.figures(), **sender.figures()}
-            queues[kind] = q
-            for key in ("sent", "acked", "retried", "quarantined", "dropped"):
-                totals[key] += q[key]
+            q = queues[kind] = {**store.figures(), **sender.figures()}
+            for metric in fm.QUEUES.metrics:
+                if metric.labels:
+                    m.set_many(metric, q[metric.name], queue=kind)
+                elif q.get(metric.name) is not None:
+                    m.set(metric, q[metric.name], queue=kind)
             for status, n in q["requests"].items():
                 requests[status] = requests.get(status, 0) + n
-            out[f"queue_{kind}_events"] = q["events"]
-            out[f"queue_{kind}_bytes"] = q["bytes"]
-            if q["oldest_age"] is not None:
-                oldest = max(oldest or 0.0, q["oldest_age"])
-            backoff = max(backoff, q["backoff"])
             if q["last_error"]:
                 errors.append((q["last_error_at"] or 0.0, q["last_error"]))
-        out.update(totals)
-        for status, n in requests.items():
-            out[f"requests_{status}"] = n
-        out["queues"] = queues
-        out["queue_events"] = sum(q["events"] for q in queues.values())
-        out["queue_bytes"] = sum(q["bytes"] for q in queues.values())
-        out["oldest_event_age"] = oldest
-        out["backoff"] = backoff
+        for total, per_queue in fm.TOTALS.items():
+            m.set(total, sum(q[per_queue.name] for q in queues.values()))
+        m.set(fm.DROPPED, sum(q[fm.Q_DROPPED.name] for q in queues.values()))
+        m.set_many(fm.REQUESTS, requests)
+        m.set(fm.QUEUE_EVENTS, sum(q["events"] for q in queues.values()))
+        m.set(fm.QUEUE_BYTES, sum(q["bytes"] for q in queues.values()))
+        ages = [q["oldest_age"] for q in queues.values() if q["oldest_age"] is not None]
+        m.set(fm.BACKOFF, max((q["backoff"] for q in queues.values()), default=0.0))
         if self.quarantine is not None:
-            out["quarantine_events"] = self.quarantine.count()
+            m.set(fm.QUARANTINE_EVENTS, self.quarantine.count())
+        out = m.snapshot()
+        out[fm.OLDEST_EVENT_AGE.name] = max(ages) if ages else None
+        # each queue's facts (last errors, times) next to its metrics
+        for kind, q in queues.items():
+            row = out[fm.QUEUES.key].setdefault(kind, {})
+            row.update({k: v for k, v in q.items() if k not in row})
         for store in self.stores.values():
             if store.last_error:
                 errors.append((store.last_error_at or 0.0, store.last_error))
         if errors and "last_error" not in out:
             out["last_error_at"], out["last_error"] = max(errors)
         if self.link is not None:
-            out["token_expires_in"] = self.link.token_expires_in()
+            out[fm.TOKEN_EXPIRES_IN.name] = self.link.token_expires_in()
             out["auth"] = self.link.auth_status()
+        else:
+            out[fm.TOKEN_EXPIRES_IN.name] = None
         return out
 
     # -- control commands --------------------------------------------------------------

@@ -313,7 +313,8 @@ def _out(args: argparse.Namespace, payload: Any, *, lines: list[str]) -> None:
             print(line)
 
 
-def main() -> int:  # pragma: no cover
-    from agent.main import main as agent_main
-
-    return agent_main(["server", *sys.argv[1:]])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m refserver [...]``: the same as ``agentbus server [...]``, without the agent."""
+    parser = argparse.ArgumentParser(prog="python -m refserver", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from pathlib import Path
 
 import uvicorn
@@ -74,9 +73,3 @@ def serve(options: ServerOptions, *, log_level: str = "warning") -> int:
         for sock in sockets:
             sock.close()
     return 0 if server.started else 1
-
-
-def main() -> None:  # pragma: no cover - convenience for python -m refserver.server
-    from refserver.cli import main as cli_main
-
-    sys.exit(cli_main())

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.collectors",
     "tests.fixtures.forwarder",
     "tests.fixtures.run",
+    "tests.fakes.fixtures",
 ]

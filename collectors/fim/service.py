@@ -12,7 +12,9 @@ import argparse
 
 from loguru import logger
 
+from collectors import metrics as km
 from collectors.fim.scan import ScanInterrupted, Scanner
+from collectors.fim.settings import FimSettings
 from collectors.stateful import StatefulCollectorService
 from core.config import Config
 
@@ -23,11 +25,12 @@ class FimService(StatefulCollectorService):
     """Scans ``[collectors.fim] paths`` every ``interval``."""
 
     name = "fim"
+    declared = km.FIM
     module = "fim"
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
         super().__init__(config, args)
-        self.settings = config.collectors.fim
+        self.settings: FimSettings = config.collectors.fim
 
     @property
     def interval(self) -> float:
@@ -52,7 +55,7 @@ class FimService(StatefulCollectorService):
             logger.info("fim scan interrupted by stop; nothing reported for it")
             return
         for reason, n in scanner.errors.items():
-            self.counters.inc(f"errors_{reason}", n)
-        self.counters.inc("files_hashed", scanner.hashed)
-        self.counters.set("files", len(current))
+            self.metrics.inc(km.ERRORS, n, reason=reason)
+        self.metrics.inc(km.FILES_HASHED, scanner.hashed)
+        self.metrics.set(km.FILES, len(current))
         self.sync(COLLECTOR, current, previous=previous)

@@ -12,7 +12,9 @@ import argparse
 
 from loguru import logger
 
+from collectors import metrics as km
 from collectors.inventory.scanners import STABLE, Scanner, scanners
+from collectors.inventory.settings import InventorySettings
 from collectors.stateful import StatefulCollectorService
 from core.config import Config
 
@@ -21,11 +23,12 @@ class InventoryService(StatefulCollectorService):
     """Scans ``[collectors.inventory] collectors`` every ``interval``."""
 
     name = "inventory"
+    declared = km.INVENTORY
     module = "inventory"
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
         super().__init__(config, args)
-        self.settings = config.collectors.inventory
+        self.settings: InventorySettings = config.collectors.inventory
         available = scanners(self.settings.dpkg_status)
         self.scanners: dict[str, Scanner] = {}
         for name in self.settings.collectors:
@@ -50,8 +53,8 @@ class InventoryService(StatefulCollectorService):
                 current = scanner()
             except Exception as exc:
                 # Skip this collector this time; its documents stay as they were.
-                self.counters.inc("scan_errors")
-                self.counters.error(f"{name}: {exc}")
+                self.metrics.inc(km.SCAN_ERRORS)
+                self.metrics.error(f"{name}: {exc}")
                 logger.warning("inventory {} scan failed: {}", name, exc)
                 continue
             self.sync(name, current, stable=STABLE.get(name))

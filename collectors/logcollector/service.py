@@ -32,8 +32,10 @@ from typing import Any
 
 from loguru import logger
 
+from collectors import metrics as km
 from collectors.base import CollectorService
 from collectors.logcollector.offsets import OffsetRow, OffsetStore, same_head
+from collectors.logcollector.settings import LogcollectorSettings
 from collectors.logcollector.tail import FileTail, Line
 from core.config import Config
 from core.logs import RateLimitedLog
@@ -46,10 +48,11 @@ class LogcollectorService(CollectorService):
     """Tails ``[collectors.logcollector] paths``; see the module docstring."""
 
     name = "logcollector"
+    declared = km.LOGCOLLECTOR
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
         super().__init__(config)
-        self.settings = config.collectors.logcollector
+        self.settings: LogcollectorSettings = config.collectors.logcollector
         self.store: OffsetStore | None = None
         #: followed files by the path they were found under
         self.tails: dict[str, FileTail] = {}
@@ -78,7 +81,7 @@ class LogcollectorService(CollectorService):
                 busy = self.step()
             except Exception as exc:  # never let one bad file stop the collector
                 logger.exception("logcollector step failed")
-                self.counters.error(f"step failed: {exc}")
+                self.metrics.error(f"step failed: {exc}")
                 busy = False
             if not busy:
                 self.stop_event.wait(self.settings.poll_interval)
@@ -93,8 +96,8 @@ class LogcollectorService(CollectorService):
         super().shutdown(deadline)
 
     def status(self) -> dict[str, Any]:
-        self.counters.set("files", len(self.tails))
-        self.counters.set("rotated_files", len(self.retired))
+        self.metrics.set(km.FILES, len(self.tails))
+        self.metrics.set(km.ROTATED_FILES, len(self.retired))
         return super().status()
 
     # -- finding files ---------------------------------------------------------------
@@ -136,7 +139,7 @@ class LogcollectorService(CollectorService):
                 continue
             if tail is not None:
                 logger.info("{} was rotated (new inode); finishing the old file", path)
-                self.counters.inc("rotations")
+                self.metrics.inc(km.ROTATIONS)
                 self._retire(tail)
             if any(t.key == key for t in self.retired):
                 continue  # a rotated file that a glob also matches under its new name
@@ -167,7 +170,7 @@ class LogcollectorService(CollectorService):
                     max_line_bytes=self.settings.max_line_bytes,
                 )
         except OSError as exc:
-            self.counters.inc("open_errors")
+            self.metrics.inc(km.OPEN_ERRORS)
             self._log.warning("open", "cannot read {}: {}", path, exc.strerror or exc)
             return
         logger.info("following {} from offset {}", path, tail.offset)
@@ -181,7 +184,7 @@ class LogcollectorService(CollectorService):
 
     def _restart(self, tail: FileTail) -> None:
         logger.info("{} was truncated or rewritten; reading it from the start", tail.path)
-        self.counters.inc("truncations")
+        self.metrics.inc(km.TRUNCATIONS)
         tail.reset()
         self._save(tail)
 
@@ -233,7 +236,7 @@ class LogcollectorService(CollectorService):
         try:
             return self._pump_file(tail)
         except OSError as exc:
-            self.counters.inc("read_errors")
+            self.metrics.inc(km.READ_ERRORS)
             self._log.warning("read", "cannot read {}: {}", tail.path, exc.strerror or exc)
             if tail.retired:
                 self._close_retired(tail)
@@ -280,7 +283,7 @@ class LogcollectorService(CollectorService):
         tail.offset = end
         tail.skipping = skipping
         self._save(tail)
-        self.counters.inc("lines", lines)
+        self.metrics.inc(km.LINES, lines)
 
     def _save(self, tail: FileTail) -> None:
         assert self.store is not None
@@ -316,11 +319,11 @@ class LogcollectorService(CollectorService):
                 "original_base64": base64.b64encode(raw).decode("ascii"),
             }
             tags = ["invalid_utf8"]
-            self.counters.inc("invalid_utf8_lines")
+            self.metrics.inc(km.INVALID_UTF8_LINES)
         if truncated:
             event["truncated"] = True
             tags = [*(tags or []), "truncated"]
-            self.counters.inc("truncated_lines")
+            self.metrics.inc(km.TRUNCATED_LINES)
         data: dict[str, Any] = {"event": event, "log": {"file": {"path": path}, "offset": start}}
         if tags:
             data["tags"] = tags

@@ -97,12 +97,16 @@ def test_status_shows_a_known_backlog_while_it_drains(enrolled_agent, agent_proc
 
     def backlog():
         c = agent.status()["services"]["forwarder"]["counters"]
-        return c.get("queue_stateless_events") == 5000 and c.get("retried", 0) >= 1 and c
+        return (
+            c.get("queues", {}).get("stateless", {}).get("events") == 5000
+            and c.get("retried", 0) >= 1
+            and c
+        )
 
     wait_for(backlog, timeout=30)
     report = json.loads(agentbus("status", "--json", "--config", str(agent.config_file)).stdout)
     forwarder = report["services"]["forwarder"]["counters"]
-    assert forwarder["queue_stateless_events"] == 5000
+    assert forwarder["queues"]["stateless"]["events"] == 5000
     assert forwarder["retried"] >= 1
     table = agentbus("status", "--config", str(agent.config_file)).stdout
     assert "5,000 events" in table

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from collectors import metrics as km
 from collectors.fim import FimService
 from tests.fixtures.collectors import write_credentials
 from tests.fixtures.common import wait_for
@@ -21,7 +22,7 @@ def _scan(run_service: Any, config: Any, sink: Any) -> dict[str, dict[str, Any]]
     svc = run_service(FimService(config, ONCE))
     assert svc.join(60) == 0
     # Committed by the forwarder once the scan returns; at the server a moment later.
-    sent = svc.service.counters.get("events_sent")
+    sent = svc.service.metrics.get(km.EVENTS_SENT)
     wait_for(lambda: len(sink.snapshot()) >= before + sent)
     out: dict[str, dict[str, Any]] = {}
     for ev in sink.snapshot()[before:]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from collectors import metrics as km
 from collectors.inventory import InventoryService
 from collectors.inventory.packages import parse_dpkg_status
 from tests.fixtures.collectors import write_credentials
@@ -36,7 +37,7 @@ def _scan(run_service: Any, config: Any, sink: Any) -> list[dict[str, Any]]:
     svc = run_service(InventoryService(config, ONCE))
     assert svc.join(60) == 0
     # Committed by the forwarder once the scan returns; at the server a moment later.
-    sent = svc.service.counters.get("events_sent")
+    sent = svc.service.metrics.get(km.EVENTS_SENT)
     wait_for(lambda: len(sink.snapshot()) >= before + sent)
     return sink.snapshot()[before:]
 
@@ -173,7 +174,8 @@ def test_not_enrolled_is_a_clear_error(make_config, run_dir):
         [
             sys.executable,
             "-m",
-            "collectors.inventory",
+            "agent.main",
+            "inventory",
             "--config",
             _toml(config, run_dir),
             "--once",

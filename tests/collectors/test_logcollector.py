@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from collectors import metrics as km
 from collectors.logcollector import LogcollectorService
 from collectors.logcollector.offsets import OffsetStore
 from tests.fixtures.common import wait_for
@@ -245,7 +246,7 @@ def test_bad_paths_do_not_stop_it(make_config, sink, run_service, tmp_path):
     svc = run_service(LogcollectorService(_config(make_config, paths)))
     wait_for(lambda: "ok" in _originals(sink))
     if os.geteuid() != 0:
-        assert svc.service.counters.get("open_errors") >= 1
+        assert svc.service.metrics.get(km.OPEN_ERRORS) >= 1
     assert svc.alive
 
 
@@ -260,11 +261,11 @@ def test_offsets_saved_only_after_the_forwarder_commits(
     service.ingest_timeout = 1.0
     svc = run_service(service)
     wait_for(lambda: len(stub_ingest.data()) == 20)
-    assert svc.service.counters.get("forwarder_full") == 3
+    assert svc.service.metrics.get(km.FORWARDER_FULL) == 3
 
     stub_ingest.silent = True  # a hung forwarder: the offset must stay where it is
     _append(log, range(20, 30))
-    wait_for(lambda: svc.service.counters.get("send_timeouts") >= 1, timeout=20)
+    wait_for(lambda: svc.service.metrics.get(km.SEND_TIMEOUTS) >= 1, timeout=20)
     assert svc.stop() == 0
     store = OffsetStore(config.data_dir / "collectors" / "logcollector.db")
     (row,) = store.load().values()
@@ -291,14 +292,14 @@ def test_a_full_forwarder_delays_lines_without_losing_or_repeating_them(
     _append(log, range(1000), fmt=fmt)
     svc = run_service(LogcollectorService(_config(make_config, [str(log)])))
     # The first batch fills the (empty) queue past its bound; it cannot drain.
-    wait_for(lambda: svc.service.counters.get("lines") == 1000, timeout=30)
+    wait_for(lambda: svc.service.metrics.get(km.LINES) == 1000, timeout=30)
     _append(log, range(1000, 3000), fmt=fmt)
-    wait_for(lambda: svc.service.counters.get("forwarder_full") >= 2, timeout=30)
-    assert svc.service.counters.get("lines") == 1000  # the rest is held back, not dropped
+    wait_for(lambda: svc.service.metrics.get(km.FORWARDER_FULL) >= 2, timeout=30)
+    assert svc.service.metrics.get(km.LINES) == 1000  # the rest is held back, not dropped
 
     sink.server.clear_faults()
     wait_for(lambda: sink.count() >= 3000, timeout=60)
-    wait_for(lambda: svc.service.counters.get("lines") == 3000, timeout=10)
+    wait_for(lambda: svc.service.metrics.get(km.LINES) == 3000, timeout=10)
     seen = Counter(o.split()[2] for o in _originals(sink))
     assert len(seen) == 3000 and set(seen.values()) == {1}
 

@@ -1,4 +1,4 @@
-"""Collectors as stand-alone processes: ``python -m collectors.<name> --config F``."""
+"""Collectors as stand-alone processes: ``agentbus <name> --config F``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _write_config(path: Path, config: Any, collectors: dict[str, Any]) -> str:
 
 def _start(name: str, config_file: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", f"collectors.{name}", "--config", config_file, *extra],
+        [sys.executable, "-m", "agent.main", name, "--config", config_file, *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -95,7 +95,7 @@ def test_fim_once_as_a_script(make_config, sink, tmp_path):
         tmp_path / "agentbus.toml", config, {"fim": {"paths": [str(watched)]}}
     )
     done = subprocess.run(
-        [sys.executable, "-m", "collectors.fim", "--config", config_file, "--once"],
+        [sys.executable, "-m", "agent.main", "fim", "--config", config_file, "--once"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -16,6 +16,7 @@ import pytest
 from loguru import logger
 
 from bus.indices import index_for
+from collectors import metrics as km
 from collectors.fim import FimService
 from collectors.inventory import InventoryService
 from collectors.isotime import iso_utc
@@ -191,7 +192,7 @@ def test_a_new_agent_uuid_starts_from_empty(make_config, scan_once, status_file,
     assert sorted((e["operation"], e["id"]) for e in again) == sorted(
         ("create", _sha1(f"{OTHER_UUID}:deb:{n}:amd64")) for n in ("alpha", "beta")
     )
-    assert service.counters.get("state_resets") == 1
+    assert service.metrics.get(km.STATE_RESETS) == 1
     resets = [line for line in log_lines if "agent uuid changed" in line]
     assert len(resets) == 1 and first_uuid in resets[0] and OTHER_UUID in resets[0]
     # From then on the new agent's state is the baseline.
@@ -237,8 +238,8 @@ def test_resync_sends_every_document_again_after_the_interval(
     # Whole documents, as last reported (the time of their last change included)
     by_id = {e["id"]: e["data"] for e in first}
     assert all(e["data"] == by_id[e["id"]] for e in resync)
-    assert service.counters.get("resyncs") == 2  # hardware and packages
-    assert service.counters.get("packages_resent") == 2
+    assert service.metrics.get(km.RESYNCS) == 2  # hardware and packages
+    assert service.metrics.get(km.DOCUMENTS, collector="packages", change="resent") == 2
     assert len([line for line in log_lines if "full resync" in line]) == 2
 
     # Done: the next one is an interval later again

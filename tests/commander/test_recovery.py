@@ -1,6 +1,6 @@
 """Crashes and restarts: kill -9 of the commander, and the ``restart`` command.
 
-The commander runs as a real subprocess (``python -m commander``) so it can be killed;
+The commander runs as a real subprocess (``agentbus commander``) so it can be killed;
 the forwarder runs in the test process, the reference server in its own.
 """
 
@@ -61,17 +61,17 @@ def test_kill_9_while_the_executor_runs_ends_with_one_result(setup, procs):
     release = threading.Event()
     ex = executor_for(config, ["myapp"], handlers={"block": lambda c: release.wait(60) and "done"})
     try:
-        first = procs("commander", "-m", "commander", "--config", str(cfg))
+        first = procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))
         wait_status(config, "commander")
         doc = server.queue_command(server.agents()[0]["id"], name="myapp.block", timeout=60)
         wait_for(lambda: status(config).get("commands_acked") == 1)
         first.kill9()
         release.set()  # the executor finishes while no commander listens
-        procs("commander", "-m", "commander", "--config", str(cfg))
+        procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))
         wait_for(lambda: len(server.command_results(doc)) >= 1, 20)
         wait_for(lambda: settled(config), 20)
         assert results_of(server, doc) == [(1, "Agent stopped during execution")]
-        assert status(config)["executed_code_1"] == 1
+        assert status(config)["executed"]["1"] == 1
     finally:
         ex.stop()
 
@@ -79,17 +79,17 @@ def test_kill_9_while_the_executor_runs_ends_with_one_result(setup, procs):
 def test_kill_9_before_publishing_runs_the_command_after_restart(setup, procs):
     # A long start-up grace and no executor: the command is stored, not yet published.
     config, server, cfg = setup(hello_grace="60s")
-    first = procs("commander", "-m", "commander", "--config", str(cfg))
+    first = procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))
     wait_status(config, "commander")
     doc = server.queue_command(server.agents()[0]["id"], name="myapp.work", timeout=60)
     wait_for(lambda: status(config).get("commands_received") == 1)
     st = status(config)
-    assert st.get("commands_published", 0) == 0 and st["stored_received"] == 1
+    assert st.get("commands_published", 0) == 0 and st["stored"]["received"] == 1
     first.kill9()
     calls: list[str] = []
     ex = executor_for(config, ["myapp"], handlers={"work": lambda c: calls.append(c.id) or "ok"})
     try:
-        procs("commander", "-m", "commander", "--config", str(cfg))
+        procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))
         wait_for(lambda: len(server.command_results(doc)) >= 1, 20)
         wait_for(lambda: settled(config), 20)
         assert results_of(server, doc) == [(0, "ok")]
@@ -100,8 +100,8 @@ def test_kill_9_before_publishing_runs_the_command_after_restart(setup, procs):
 
 def test_restart_without_supervisor_reexecutes_and_reports_2_then_0(setup, procs):
     config, server, cfg = setup()
-    commander = procs("commander", "-m", "commander", "--config", str(cfg))
-    procs("agent-executor", "-m", "commander.agent_executor", "--config", str(cfg))
+    commander = procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))
+    procs("agent-executor", "-m", "agent.main", "agent-executor", "--config", str(cfg))
     before = wait_status(config, "commander")
     wait_for(lambda: status(config)["live_executors"] == 1)
     doc = server.queue_command(server.agents()[0]["id"], name="restart")
@@ -126,8 +126,8 @@ def test_restart_with_a_supervisor_asks_it_and_reports_0_when_back(setup, procs)
     supervisor = ControlServer(endpoints_from_config(config).control("agent"), {"restart": restart})
     supervisor.start()
     try:
-        commander = procs("commander", "-m", "commander", "--config", str(cfg))
-        procs("agent-executor", "-m", "commander.agent_executor", "--config", str(cfg))
+        commander = procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))
+        procs("agent-executor", "-m", "agent.main", "agent-executor", "--config", str(cfg))
         before = wait_status(config, "commander")
         wait_for(lambda: status(config)["live_executors"] == 1)
         doc = server.queue_command(server.agents()[0]["id"], name="restart")
@@ -136,7 +136,7 @@ def test_restart_with_a_supervisor_asks_it_and_reports_0_when_back(setup, procs)
         assert status(config)["started_at"] == before["started_at"]  # it did not restart itself
         # The supervisor restarts the agent: stop the commander, start it again.
         assert commander.stop() == 0
-        procs("commander", "-m", "commander", "--config", str(cfg))
+        procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))
         wait_for(lambda: len(server.command_results(doc)) >= 2, 20)
         assert results_of(server, doc) == [(2, "Restarting the agent"), (0, "Agent restarted")]
     finally:

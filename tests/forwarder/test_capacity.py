@@ -44,8 +44,8 @@ def test_drop_oldest_keeps_the_newest_and_counts_every_drop(
     status = fw.status()
     dropped = status["dropped"]
     assert dropped > 1000  # 2000 events of ~150 bytes do not fit in 64 KB
-    assert status["queue_stateless_bytes"] <= LIMIT
-    assert status["queue_stateless_events"] == 2000 - dropped
+    assert status["queues"]["stateless"]["bytes"] <= LIMIT
+    assert status["queues"]["stateless"]["events"] == 2000 - dropped
 
     agent.server.start()
     wait_for(lambda: fw.status()["queue_events"] == 0, timeout=30)
@@ -81,7 +81,7 @@ def test_block_answers_full_and_pushes_back_without_losing_anything(
             seq += 50
             assert seq < 10_000, "the queue never filled"
     assert fw.status()["ingest_full"] == 1
-    assert fw.status()["queue_stateless_bytes"] <= LIMIT
+    assert fw.status()["queues"]["stateless"]["bytes"] <= LIMIT
 
     pushed: list[int] = []
     seq = 100_000

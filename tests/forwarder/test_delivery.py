@@ -38,7 +38,7 @@ def test_fast_path_events_arrive_exactly(
     assert status["received"] == 2001
     assert status["persisted"] == 2001
     assert status["queue_events"] == 0
-    assert status["requests_204"] >= 1
+    assert status["requests"]["204"] >= 1
     assert status["quarantine_events"] == 0
 
 

@@ -114,9 +114,7 @@ def test_garbage_on_the_fast_path_is_counted_by_reason_and_good_events_flow(
     got = sorted(seqs(agent.server.events(module="logcollector")))
     assert got == [*range(seq), seq + 2, 1000, 1001]
     status = fw.status()
-    rejected = {k[len("rejected_") :]: v for k, v in status.items() if k.startswith("rejected_")}
-    assert rejected == expected
-    assert status["rejected"] == sum(expected.values())
+    assert status["rejected"] == expected
     assert fw.alive
 
 
@@ -157,4 +155,4 @@ def test_garbage_on_the_acknowledged_path_gets_the_reason_back(
     assert ask(pack(stateless(12))) == {"ok": True, "accepted": 1}
     agent.server.wait_for_events(3, module="logcollector")
     assert sorted(seqs(agent.server.events(module="logcollector"))) == [10, 11, 12]
-    wait_for(lambda: fw.status()["rejected"] == len(GARBAGE) + 2)
+    wait_for(lambda: sum(fw.status()["rejected"].values()) == len(GARBAGE) + 2)

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bus.client import Ingest
 from core.config import Config
@@ -84,9 +87,21 @@ def test_list_retry_and_drop_quarantined_events(
 
 
 def test_quarantine_cli_says_when_the_forwarder_is_not_running(
-    make_config: Callable[..., Config], tmp_path: Path
+    make_config: Callable[..., Config],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # In process, with the control request's 10 s wait cut short: nobody answers either way.
+    import bus.control
+    from agent.main import main
+
+    real_request = bus.control.request
+
+    def impatient(endpoint: str, message: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return real_request(endpoint, message, **{**kwargs, "timeout": 0.2})
+
+    monkeypatch.setattr(bus.control, "request", impatient)
     config_file = write_config(tmp_path / "cli.toml", make_config())
-    result = cli(config_file, "list")
-    assert result.returncode == 1
-    assert "forwarder is not running" in result.stderr
+    assert main(["quarantine", "--config", str(config_file), "list"]) == 1
+    assert "forwarder is not running" in capsys.readouterr().err

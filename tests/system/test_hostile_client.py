@@ -169,8 +169,9 @@ class Flood:
         self.ctx.destroy(linger=0)
 
 
-def counted(counters: dict[str, Any], prefix: str, reasons: Counter[str]) -> dict[str, int]:
-    return {r: int(counters.get(f"{prefix}{r}", 0)) for r in reasons}
+def counted(counters: dict[str, Any], metric: str, reasons: Counter[str]) -> dict[str, int]:
+    """How many of each reason a labelled metric counted (``{reason: n}`` in status)."""
+    return {r: int(counters.get(metric, {}).get(r, 0)) for r in reasons}
 
 
 @pytest.mark.timeout(180)
@@ -205,12 +206,12 @@ def test_garbage_and_oversized_frames_on_every_socket_are_counted_and_good_event
     want_fw = expected(EVENT_GARBAGE, 2 * ROUNDS)  # events PULL + ingest
     want_cmd = expected(RESULT_GARBAGE, ROUNDS)
     want_ctl = expected(CONTROL_GARBAGE, CONTROL_ROUNDS)
-    wait_for(lambda: counted(forwarder_counters(agent), "rejected_", want_fw) == dict(want_fw), 30)
+    wait_for(lambda: counted(forwarder_counters(agent), "rejected", want_fw) == dict(want_fw), 30)
     wait_for(
-        lambda: counted(commander_counters(agent), "bad_input_", want_cmd) == dict(want_cmd), 30
+        lambda: counted(commander_counters(agent), "bad_input", want_cmd) == dict(want_cmd), 30
     )
     controls = {
-        name: counted(counters_of(agent, name), "control_rejected_", want_ctl)
+        name: counted(counters_of(agent, name), "control_rejected", want_ctl)
         for name in ("agent", "forwarder", "commander")
     }
 

@@ -80,7 +80,7 @@ def test_server_down_for_a_while_then_back_everything_delivered(start_agent):
     stale = stale_documents(server, events)
     cmd = tally_commands(server, commands.ids)
 
-    fw_requests = fw_during.get("requests_error", 0) - fw_before.get("requests_error", 0)
+    fw_requests = fw_during["requests"].get("error", 0) - fw_before["requests"].get("error", 0)
     polls = cmd_during.get("poll_errors", 0) - cmd_before.get("poll_errors", 0)
     fw_bound = 2 * (2 * expected_attempts(outage, 0.5, 4.0, 0.5) + 3)  # two queues
     poll_bound = expected_attempts(outage, 0.5, 4.0, 0.5) + 1  # delays ≥ half the ceiling
@@ -167,7 +167,7 @@ def test_a_server_slower_than_the_request_timeout_then_recovery(start_agent):
     ev = tally_events(server, events)
     stale = stale_documents(server, events)
     cmd = tally_commands(server, commands.ids)
-    timeouts = during.get("requests_error", 0) - before.get("requests_error", 0)
+    timeouts = during["requests"].get("error", 0) - before["requests"].get("error", 0)
     report(
         ev.line("slow server") + f" ({timeouts} requests timed out on the agent side, last error: "
         f"{during.get('last_error')!r:.90})"

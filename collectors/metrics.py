@@ -1,0 +1,71 @@
+"""Every metric of the built-in collectors, declared once (core/metrics.py says what follows).
+
+Every collector counts what it hands to the forwarder (:class:`collectors.base.AckSender`);
+stateful collectors (inventory, fim) count scans and documents by collector and change;
+each collector adds its own.
+"""
+
+from __future__ import annotations
+
+from core.metrics import MetricSet, counter, gauge, service_metrics
+
+# -- every collector (collectors/base.py) ----------------------------------------------------
+EVENTS_SENT = counter("events_sent", "events the forwarder committed")
+EVENTS_REJECTED = counter("events_rejected", "events the forwarder refused")
+SEND_TIMEOUTS = counter("send_timeouts", "sends the forwarder did not answer in time (retried)")
+FORWARDER_FULL = counter("forwarder_full", "sends answered 'full' (retried)")
+SEND_ERRORS = counter("send_errors", "sends that failed on the bus (retried)")
+SENDING = (EVENTS_SENT, EVENTS_REJECTED, SEND_TIMEOUTS, FORWARDER_FULL, SEND_ERRORS)
+
+# -- stateful collectors (collectors/stateful.py) ---------------------------------------------
+SCANS = counter("scans", "scans completed")
+LAST_SCAN_SECONDS = gauge("last_scan_seconds", "how long the last scan took")
+LAST_SCAN_AT = gauge("last_scan_at", "when the last scan ended (Unix time)")
+STATE_RESETS = counter("state_resets", "state files started afresh (the agent uuid changed)")
+RESYNCS = counter("resyncs", "full resyncs, one per collector resynced")
+DOCUMENTS = counter(
+    "documents",
+    "documents reported, by collector and change (created, updated, deleted, resent)",
+    "collector",
+    "change",
+)
+STATEFUL = (SCANS, LAST_SCAN_SECONDS, LAST_SCAN_AT, STATE_RESETS, RESYNCS, DOCUMENTS)
+
+# -- logcollector ------------------------------------------------------------------------------
+FILES = gauge("files", "files followed (logcollector) or in the last scan (fim)")
+ROTATED_FILES = gauge("rotated_files", "rotated files still being read to their end")
+ROTATIONS = counter("rotations", "rotations seen")
+TRUNCATIONS = counter("truncations", "files truncated under us (read again from the start)")
+OPEN_ERRORS = counter("open_errors", "files that could not be opened")
+READ_ERRORS = counter("read_errors", "failed reads")
+LINES = counter("lines", "lines read and sent")
+INVALID_UTF8_LINES = counter("invalid_utf8_lines", "lines that were not valid UTF-8 (replaced)")
+TRUNCATED_LINES = counter("truncated_lines", "lines cut at the maximum line size")
+
+# -- inventory -------------------------------------------------------------------------------
+SCAN_ERRORS = counter("scan_errors", "scanners that failed (the others went on)")
+
+# -- fim -------------------------------------------------------------------------------------
+FILES_HASHED = counter("files_hashed", "files hashed (new or changed)")
+ERRORS = counter("errors", "files and directories that could not be read, by reason", "reason")
+
+COLLECTOR = service_metrics("collector", *SENDING)
+STATEFUL_COLLECTOR = service_metrics("collector", *SENDING, *STATEFUL)
+LOGCOLLECTOR = service_metrics(
+    "logcollector",
+    *SENDING,
+    FILES,
+    ROTATED_FILES,
+    ROTATIONS,
+    TRUNCATIONS,
+    OPEN_ERRORS,
+    READ_ERRORS,
+    LINES,
+    INVALID_UTF8_LINES,
+    TRUNCATED_LINES,
+)
+INVENTORY = service_metrics("inventory", *SENDING, *STATEFUL, SCAN_ERRORS)
+FIM = service_metrics("fim", *SENDING, *STATEFUL, FILES, FILES_HASHED, ERRORS)
+
+#: every collector's declarations, by service name
+DECLARED: dict[str, MetricSet] = {s.service: s for s in (LOGCOLLECTOR, INVENTORY, FIM)}

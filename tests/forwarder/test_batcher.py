@@ -1,0 +1,70 @@
+"""forwarder.batcher: batches from stored chunks, split again (413/400), packed within the
+stateful request bound."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from forwarder.batcher import Batch, Batcher, Piece, pack, pieces_of_events, split
+from forwarder.store import Store
+from tests.forwarder.helpers import body_seqs, chunk, inventory_package, rendered
+
+
+def test_split_between_chunks_then_between_events_keeps_order() -> None:
+    pieces = [Piece(1, 2, chunk(0, 1).body), Piece(2, 2, chunk(2, 3).body)]
+    left, right = split(pieces, False)  # type: ignore[misc]
+    assert [p.chunk for p in left] == [1] and [p.chunk for p in right] == [2]
+    a, b = split(left, False)  # type: ignore[misc]
+    assert body_seqs(a[0].body) == [0] and body_seqs(b[0].body) == [1]
+    assert split(a, False) is None
+    assert [body_seqs(p.body) for p in pieces_of_events(pieces, False)] == [[0], [1], [2], [3]]
+    assert Batch(pieces).body(b"{}") == b"{}\n" + pieces[0].body + b"\n" + pieces[1].body
+
+
+def test_batcher_waits_for_the_interval_unless_the_batch_is_full(tmp_path: Path) -> None:
+    store = Store(tmp_path, "stateless", max_bytes=10**9)
+    wall = [2000.0]
+    size = len(chunk(1).body)
+    # a batch's bytes count one newline per chunk, as they are joined in the body
+    batcher = Batcher(
+        store, max_bytes=3 * (size + 1), max_events=100, interval=1.0, wall=lambda: wall[0]
+    )
+    store.put(chunk(1))  # ts 1001: waited 999 s already
+    with store.cond:
+        assert batcher.due_in() == 0.0
+    wall[0] = 1001.5
+    with store.cond:
+        assert batcher.due_in() == pytest.approx(0.5)
+    wall[0] = 0.0  # the clock stepped back by half an hour: one interval at most
+    with store.cond:
+        assert 0.9 < batcher.due_in() <= 1.0  # type: ignore[operator]
+    store.head_seen -= 1.0
+    with store.cond:
+        assert batcher.due_in() == 0.0
+    for i in (2, 3):
+        store.put(chunk(i))
+    with store.cond:
+        assert batcher.due_in() == 0.0  # full: no waiting for the timer
+    batch = batcher.next_batch(threading.Event())
+    assert batch is not None and batch.events == 3
+    store.close()
+
+
+def test_pack_cuts_requests_within_the_budget_in_order() -> None:
+    events = [rendered(inventory_package(f"p{i}")) for i in range(30)]
+    big = rendered(inventory_package("big", description="d" * 3000))
+    body = b"\n".join(events[:20])
+    pieces = [Piece(1, 20, body), Piece(2, 1, big), Piece(3, 10, b"\n".join(events[20:]))]
+    requests, oversized = pack(pieces, 1000, True)
+    assert oversized == 1
+    flat = [p.body for request in requests for p in request]
+    assert b"\n".join(flat) == b"\n".join([body, big, *events[20:]])  # same events, same order
+    for request in requests:
+        cost = sum(len(p.body) + 1 for p in request)
+        assert cost <= 1000 or [p.body for p in request] == [big]
+    assert [[p.body for p in r] for r in requests].count([big]) == 1
+    # everything fits: one request, pieces untouched
+    assert pack(pieces, 10**6, True) == ([pieces], 0)
