@@ -31,6 +31,11 @@ from loguru import logger
 from bus.executor import Command, Executor
 from bus.results import NOT_VALID, ResultCode
 from commander.routing import AGENT_TOPIC
+from comms.api import ServerClient
+from comms.credentials import load_credentials, update_groups
+from comms.errors import ServerError
+from comms.private_files import remove_private, write_private
+from comms.tokens import TokenManager
 from core.config import Config
 from core.service import Service, endpoints_from_config
 
@@ -60,10 +65,6 @@ class AgentActions:
     @property
     def client(self) -> FileSource:
         if self._client is None:
-            from comms.api import ServerClient
-            from comms.credentials import load_credentials
-            from comms.tokens import TokenManager
-
             creds = load_credentials(self.data_dir)
             self._client = ServerClient(self.config, TokenManager(self.config, creds))
         return self._client
@@ -81,8 +82,6 @@ class AgentActions:
         if groups is None:
             logger.warning("agent-executor: set-group {} has bad args", command.id)
             return ResultCode.FAILURE, NOT_VALID
-        from comms.credentials import update_groups
-
         with self._lock:
             files, error = self._fetch(groups)
             if error:
@@ -94,8 +93,6 @@ class AgentActions:
         return ResultCode.SUCCESS, f"Groups set to {shown}; {len(files)} group file(s) fetched"
 
     def fetch_config(self, command: Command) -> tuple[ResultCode, str]:
-        from comms.credentials import load_credentials
-
         with self._lock:
             groups = list(load_credentials(self.data_dir).groups)
             files, error = self._fetch(groups)
@@ -111,8 +108,6 @@ class AgentActions:
     # -- files -------------------------------------------------------------------------
     def _fetch(self, groups: list[str]) -> tuple[dict[str, bytes], str]:
         """Every group's file, or an error message (then nothing is written)."""
-        from comms.errors import ServerError
-
         files: dict[str, bytes] = {}
         for group in groups:
             name = f"{group}.yml"
@@ -126,8 +121,6 @@ class AgentActions:
         return files, ""
 
     def _store(self, files: dict[str, bytes], *, prune: bool) -> None:
-        from comms.private_files import remove_private, write_private
-
         folder = self.data_dir / GROUPS_DIR
         for name, body in files.items():
             write_private(folder / name, body)

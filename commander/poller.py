@@ -24,6 +24,7 @@ from bus.results import NOT_VALID, ResultCode
 from commander import metrics as cm
 from commander.command import BadCommand, ServerCommand
 from commander.store import CommandStore
+from comms.errors import ServerError, ServerRejected
 from core.backoff import compute_backoff
 from core.logs import RateLimitedLog
 from core.metrics import Registry
@@ -88,8 +89,6 @@ class Poller:
 
     def poll_once(self) -> float:
         """One request; returns how long to wait before the next (0 = at once)."""
-        from comms.errors import ServerError, ServerRejected
-
         self.metrics.inc(cm.POLLS)
         try:
             raw = self.client.get_commands(self.request_timeout)

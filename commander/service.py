@@ -33,7 +33,9 @@ from commander.fanout import ExecutorTable, Fanout
 from commander.poller import CommandSource, Poller
 from commander.reporter import Reporter
 from commander.store import CommandStore, OutboxItem
-from comms.api import auth_status
+from comms.api import ServerClient, auth_status
+from comms.credentials import load_credentials
+from comms.tokens import TokenManager
 from core.config import Config
 from core.logs import RateLimitedLog
 from core.service import Service
@@ -373,9 +375,5 @@ class Commander(Service):
 
 def _server_client(config: Config) -> CommandSource:
     """The comms client of this agent (loads the credentials: NotEnrolled if there are none)."""
-    from comms.api import ServerClient
-    from comms.credentials import load_credentials
-    from comms.tokens import TokenManager
-
     credentials = load_credentials(config.data_dir)
     return ServerClient(config, TokenManager(config, credentials))

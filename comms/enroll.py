@@ -47,6 +47,7 @@ from comms.http import make_session, send, timeouts
 from comms.private_files import remove_private, write_private
 from comms.tokens import TOKEN_FILE
 from core.config import Config
+from core.version import __version__
 
 #: default port of the comms API
 COMMS_PORT = 27000
@@ -200,8 +201,6 @@ def enroll(
     http = session if session is not None else make_session(config, 2, verification_mode=mode)
 
     token = _management_token(config, http, enroll_url, request.user, request.password)
-    from core.version import __version__
-
     body = {
         "id": new_agent_id(pinned or 7),
         "name": name,

@@ -24,7 +24,9 @@ import urllib3
 from loguru import logger
 from requests.adapters import HTTPAdapter
 
+from comms.errors import ServerUnreachable, TLSFailure
 from core.config import Config
+from core.version import __version__
 
 #: connections kept open per host
 DEFAULT_POOL_SIZE = 10
@@ -33,8 +35,6 @@ VERIFICATION_MODES = ("full", "certificate", "none")
 
 def user_agent() -> str:
     """``agentbus/<version> (Endpoint; <arch>; <os type>)`` as the server expects (docs/protocol.md)."""
-    from core.version import __version__
-
     return f"agentbus/{__version__} (Endpoint; {platform.machine()}; {platform.system()})"
 
 
@@ -129,8 +129,6 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
     The caller must pass ``timeout``. Messages name the URL and the cause, never a header
     (headers carry the token).
     """
-    from comms.errors import ServerUnreachable, TLSFailure
-
     if "timeout" not in kwargs:
         raise TypeError("every call to the server needs an explicit timeout")
     try:

@@ -19,6 +19,7 @@ import orjson
 
 from comms.credentials import Credentials, credentials_path, load_credentials
 from comms.hostinfo import host_facts
+from core.version import __version__
 
 #: how often host facts (addresses) are read again
 FACTS_REFRESH_SECONDS = 300.0
@@ -28,8 +29,6 @@ AGENT_TYPE = "Endpoint"
 
 def agent_line(credentials: Credentials, facts: dict[str, Any] | None = None) -> bytes:
     """Line 1 of an events body: compact JSON, keys sorted, no newline."""
-    from core.version import __version__
-
     doc = {
         "agent": {
             "groups": list(credentials.groups),

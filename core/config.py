@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from bus.errors import EXIT_USAGE, AgentbusError
+from core import registry
 
 Seconds = Annotated[float, "duration"]
 Bytes = Annotated[int, "size"]
@@ -174,8 +175,6 @@ class CollectorsSection(dict[str, Any]):
 
 def collector_settings() -> dict[str, type[Any]]:
     """The settings dataclass of every registered collector, by collector name."""
-    from core import registry
-
     return {name: spec.load_settings() for name, spec in registry.collectors()}
 
 

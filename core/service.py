@@ -31,7 +31,7 @@ from bus.control import ControlServer
 from bus.endpoints import Endpoints
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
 from bus.sockets import SocketOptions
-from core.config import Config
+from core.config import Config, ConfigError
 from core.metrics import CONTROL_REJECTED, SERVICE, MetricSet, Registry
 
 
@@ -190,8 +190,6 @@ def socket_options_from_config(config: Config) -> SocketOptions:
     """Socket options for every bus socket of this configuration (reads CURVE keys)."""
     secret = public = None
     if config.bus.curve_secret_key_file:
-        from core.config import ConfigError
-
         try:
             lines = Path(config.bus.curve_secret_key_file).read_bytes().split()
             public, secret = lines[0], lines[1]

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from collectors.inventory.host import _compact
 from collectors.isotime import iso_utc
 from collectors.state import Item
-
-if TYPE_CHECKING:
-    from collectors.inventory.scanners import Scanner
 
 
 def _dpkg_record(info_dir: Path | None, name: str, arch: str) -> tuple[str, str]:
@@ -102,7 +99,7 @@ def scan_rpm() -> dict[str, Item]:
     return items
 
 
-def make_package_scanner(dpkg_status: str) -> Scanner:
+def make_package_scanner(dpkg_status: str) -> Callable[[], dict[str, Item]]:
     def scan_packages() -> dict[str, Item]:
         path = Path(dpkg_status)
         if path.exists():
