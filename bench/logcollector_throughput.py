@@ -138,7 +138,7 @@ def collector_ceiling(lines: int, payload: bytes) -> float:
     )
     try:
         assert null.stdout is not None and null.stdout.readline().startswith(b"READY")
-        from collectors.logcollector import LogcollectorService
+        from collectors.logcollector.service import LogcollectorService
         from core.config import config_from_dict
 
         (base / "burst.log").write_bytes(payload)

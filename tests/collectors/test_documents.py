@@ -22,11 +22,11 @@ import pytest
 
 from bus.indices import check_document, index_for, index_name
 from collectors import metrics as km
-from collectors.fim import FimService
 from collectors.fim.scan import Scanner as FimScanner
-from collectors.inventory import InventoryService
+from collectors.fim.service import FimService
 from collectors.inventory.packages import make_package_scanner
 from collectors.inventory.scanners import STABLE, scanners
+from collectors.inventory.service import InventoryService
 from collectors.isotime import iso_utc
 from collectors.state import Item, digest_of
 from tests.fixtures.common import wait_for

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors import metrics as km
-from collectors.fim import FimService
+from collectors.fim.service import FimService
 from tests.fixtures.collectors import write_credentials
 from tests.fixtures.common import wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from collectors import metrics as km
-from collectors.inventory import InventoryService
 from collectors.inventory.packages import parse_dpkg_status
+from collectors.inventory.service import InventoryService
 from tests.fixtures.collectors import write_credentials
 from tests.fixtures.common import wait_for
 

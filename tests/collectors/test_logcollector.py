@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from collectors import metrics as km
-from collectors.logcollector import LogcollectorService
 from collectors.logcollector.offsets import OffsetStore
+from collectors.logcollector.service import LogcollectorService
 from tests.fixtures.common import wait_for
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

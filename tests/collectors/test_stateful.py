@@ -17,8 +17,8 @@ from loguru import logger
 
 from bus.indices import index_for
 from collectors import metrics as km
-from collectors.fim import FimService
-from collectors.inventory import InventoryService
+from collectors.fim.service import FimService
+from collectors.inventory.service import InventoryService
 from collectors.isotime import iso_utc
 from collectors.state import Change, Item, StateStore, vanished, with_nulls
 from collectors.stateful import StatefulCollectorService
