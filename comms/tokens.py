@@ -71,12 +71,11 @@ DEFAULT_LIFETIME = 900.0
 MAX_LIFETIME = 86400.0
 #: a token is treated as expired this long before its end (the call must still arrive)
 EXPIRY_MARGIN = 10.0
-#: back-off after failed authentications: full jitter in [0, min(MAX, INITIAL * 2**n)]; a
-#: server's Retry-After is a floor, capped at MAX. Full: a fleet that lost the same server
-#: must not come back in step, and callers are never blocked meanwhile (they get
-#: ServerUnreachable with retry_after), so a short draw costs one request, not a loop.
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
+# Back-off after failed authentications ([agent] auth_backoff_initial/_max): full jitter in
+# [0, min(max, initial * 2**n)]; a server's Retry-After is a floor, capped at max. Full: a
+# fleet that lost the same server must not come back in step, and callers are never blocked
+# meanwhile (they get ServerUnreachable with retry_after), so a short draw costs one
+# request, not a loop.
 #: a token rejected this soon after we got it counts toward a rejection streak
 FRESH_TOKEN_SECONDS = 30.0
 #: the server answers authentication within 20 s (else 408); leave it room
@@ -394,11 +393,11 @@ class TokenManager:
     def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
         return compute_backoff(
             attempt,
-            initial=BACKOFF_INITIAL,
-            maximum=BACKOFF_MAX,
+            initial=self.config.agent.auth_backoff_initial,
+            maximum=self.config.agent.auth_backoff_max,
             jitter="full",
             retry_after=retry_after,
-            max_retry_after=BACKOFF_MAX,
+            max_retry_after=self.config.agent.auth_backoff_max,
             rng=self._rng,
         )
 

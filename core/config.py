@@ -58,6 +58,10 @@ class AgentSection:
     read_timeout: Seconds = 60.0
     #: how long a graceful stop may take before the rest is abandoned
     stop_timeout: Seconds = 10.0
+    #: back-off after a failed authentication (the server in trouble, the network): full
+    #: jitter, doubling from the first value up to the second
+    auth_backoff_initial: Seconds = 1.0
+    auth_backoff_max: Seconds = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)

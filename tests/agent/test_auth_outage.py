@@ -31,6 +31,7 @@ OUTAGE = 20.0
 SERVICES = ("forwarder", "commander")
 #: short service back-offs: after the outage only the token manager's own back-off counts
 FAST = {
+    "agent": {"auth_backoff_max": "2s"},
     "forwarder": {"batch_interval": "100ms", "backoff_max": "2s"},
     "commander": {"backoff_max": "2s"},
 }
