@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-#: parallel test workers (tests mostly wait on sockets and processes, so more than cores)
-TEST_WORKERS ?= 3
+#: parallel test workers (tests mostly wait on sockets, processes and HTTP, so twice the
+#: cores: 830 tests in ~2m10s on 2 cores, against ~2m45s with 3 workers)
+TEST_WORKERS ?= 4
 
 ## make test: the whole test suite (except the slow system tests)
 test: $(STAMP)
