@@ -18,6 +18,7 @@ import zmq
 
 from bus.errors import BusError, BusTimeout
 from bus.sockets import Binding, SocketOptions, bind, connect, make_socket
+from bus.threads import start_thread
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -50,8 +51,7 @@ class ControlServer:
         """Bind now (so an endpoint conflict raises here) and serve in a daemon thread."""
         sock = make_socket(self._ctx, zmq.REP, self._opts)
         self._binding = bind(sock, self.endpoint, self._opts)
-        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._serve, "control")
 
     def stop(self) -> None:
         self._stop.set()

@@ -52,6 +52,7 @@ from bus.endpoints import Endpoints, default_run_dir
 from bus.errors import BusError
 from bus.results import MAX_MESSAGE_CHARS, NOT_VALID, ResultCode
 from bus.sockets import DEFAULT_MAX_MESSAGE_BYTES, SocketOptions, connect, make_socket
+from bus.threads import current_service, mark_service, start_thread
 
 #: seconds between two hello messages (the commander's executor_ttl must be longer)
 HELLO_INTERVAL = 5.0
@@ -146,7 +147,12 @@ class Executor:
         self.stats: collections.Counter[str] = collections.Counter()
         self._stats_lock = threading.Lock()
         self._ctx = context or zmq.Context.instance()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="handler")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="handler",
+            initializer=mark_service,  # its log lines carry the creator's service
+            initargs=(current_service(),),
+        )
         self._stop = threading.Event()
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
@@ -199,11 +205,7 @@ class Executor:
 
     def start(self) -> threading.Thread:
         """Run in a background thread (for tests and embedding); returns the thread."""
-        thread = threading.Thread(
-            target=self.run, kwargs={"install_signals": False}, name=f"executor-{self.name}"
-        )
-        thread.daemon = True
-        thread.start()
+        thread = start_thread(self.run, f"executor-{self.name}", install_signals=False)
         self._running.wait(5)
         return thread
 

@@ -21,6 +21,7 @@ from loguru import logger
 
 from bus.errors import AgentbusError
 from bus.results import NOT_VALID, ResultCode
+from bus.threads import start_thread
 from commander import metrics as cm
 from commander.command import BadCommand, ServerCommand
 from commander.store import CommandStore
@@ -73,8 +74,7 @@ class Poller:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="poller", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "poller")
 
     def join(self, timeout: float) -> None:
         # The thread may be inside a long-poll; it is a daemon and dies with the process.

@@ -17,6 +17,7 @@ from loguru import logger
 
 from bus.client import Ingest
 from bus.errors import BusError
+from bus.threads import start_thread
 from commander import metrics as cm
 from commander.store import CommandStore, OutboxItem
 from core.backoff import compute_backoff
@@ -74,8 +75,7 @@ class Reporter:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="reporter", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "reporter")
 
     def wake(self) -> None:
         """New results are in the outbox."""

@@ -62,6 +62,10 @@ class AgentSection:
     #: jitter, doubling from the first value up to the second
     auth_backoff_initial: Seconds = 1.0
     auth_backoff_max: Seconds = 60.0
+    #: how `agentbus run` hosts the built-in services: "thread" = all in the agent's one
+    #: process (the smallest footprint), "process" = one process each (a crash stays in
+    #: its own process)
+    isolation: Literal["thread", "process"] = "thread"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,18 +9,28 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from bus.threads import current_service
 from core.config import LogSection
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} [{extra[service]}] {message}"
 
 
 def setup_logging(section: LogSection, service: str) -> None:
-    """Route every log line to stderr (and the configured file) with ``[service]`` prefix."""
+    """Route every log line to stderr (and the configured file) with ``[service]`` prefix.
+
+    ``service`` is the process's name; a line logged by a thread that works for another
+    service (bus/threads.py: the agent's services as threads of one process) carries that
+    service's name instead.
+    """
     logger.remove()
-    logger.configure(extra={"service": service})
+    logger.configure(extra={"service": service}, patcher=_service_of_thread)
     # Write to whatever sys.stderr is at the time of the call, not the object of today: a
     # swapped or closed stream (pytest capture, a daemonising parent) must not break logging.
     logger.add(_to_stderr, level=section.level, format=FORMAT, diagnose=False, backtrace=False)
@@ -36,6 +46,12 @@ def setup_logging(section: LogSection, service: str) -> None:
             backtrace=False,
             enqueue=False,
         )
+
+
+def _service_of_thread(record: Record) -> None:
+    owner = current_service()
+    if owner is not None:
+        record["extra"]["service"] = owner
 
 
 def _to_stderr(message: str) -> None:

@@ -40,6 +40,7 @@ from loguru import logger
 
 from bus.errors import AgentbusError
 from bus.indices import index_name
+from bus.threads import start_thread
 from comms.errors import ServerRejected, ServerUnreachable
 from comms.ndjson import NEWLINE, event_spans
 from core.logs import RateLimitedLog
@@ -133,8 +134,7 @@ class Sender:
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         for i in range(self.workers):
-            t = threading.Thread(target=self._work, name=f"send-{self.kind}-{i}", daemon=True)
-            t.start()
+            t = start_thread(self._work, f"send-{self.kind}-{i}")
             self._threads.append(t)
 
     def request_stop(self) -> None:

@@ -40,6 +40,7 @@ from loguru import logger
 from persistqueue import SQLiteAckQueue
 from persistqueue.sqlbase import with_conditional_transaction
 
+from bus.threads import start_thread
 from forwarder.chunker import Chunk
 
 #: rows looked at per take (their small columns only)
@@ -280,8 +281,7 @@ class Store:
         self._acks: list[int] = []
         self._closing = False
         self._close_deadline = 0.0
-        self._writer = threading.Thread(target=self._write_loop, name=f"write-{kind}", daemon=True)
-        self._writer.start()
+        self._writer = start_thread(self._write_loop, f"write-{kind}")
 
     # -- receiver side ---------------------------------------------------------------
     def has_room(self, nbytes: int) -> bool:
