@@ -84,7 +84,11 @@ def render(report: dict[str, Any], rate: dict[str, float] | None = None) -> str:
     sup = services["agent"]
     if sup["up"]:
         c = sup["counters"]
-        lines.append(f"agent      up   pid {c.get('pid')}, since {_ago(c.get('started_at'))}")
+        how = {"thread": ", services as threads", "process": ", a process per service"}
+        lines.append(
+            f"agent      up   pid {c.get('pid')}{how.get(c.get('isolation', ''), '')}, "
+            f"since {_ago(c.get('started_at'))}"
+        )
         for name, child in c.get("children", {}).items():
             state = "up  " if child.get("up") else "DOWN"
             extra = f"restarts {child['restarts']}" if child.get("restarts") else ""

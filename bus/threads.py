@@ -46,3 +46,27 @@ def start_thread(
     thread = threading.Thread(target=run, name=name, daemon=daemon)
     thread.start()
     return thread
+
+
+class StopEvent(threading.Event):
+    """A stop flag that also sets the events a loop waits on (:meth:`also_set`).
+
+    Python cannot wait on two events at once: a loop that waits for "something changed"
+    registers its event here, so a stop request wakes it too instead of being noticed on
+    the next tick of a timer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._also: list[threading.Event] = []
+
+    def also_set(self, event: threading.Event) -> None:
+        """Set ``event`` whenever this one is set (at once, if it already is)."""
+        self._also.append(event)
+        if self.is_set():
+            event.set()
+
+    def set(self) -> None:
+        super().set()
+        for event in self._also:
+            event.set()

@@ -7,9 +7,13 @@ fails half-way, exactly what it had opened is released (last opened, first relea
 the error goes on to the caller; after a run, it is released after ``shutdown``. A
 callback that needs the stop deadline reads ``self.stop_deadline``.
 
-Loops wait on ``self.stop_event.wait(interval)``, never on a bare sleep, so a signal acts at
-once. Signal handlers only set flags: the first SIGTERM/SIGINT asks for a graceful stop,
-a second one exits at once (whatever is committed to disk stays there).
+Loops wait on ``self.stop_event.wait(timeout)``, never on a bare sleep, so a signal acts at
+once; the timeout is the real next deadline (the next scan, the next retry), never a tick,
+so an idle service does not wake. A loop that waits for something else too registers its
+own event with ``stop_event.also_set(event)``. Signal handlers only set flags: the first
+SIGTERM/SIGINT asks for a graceful stop, a second one exits at once (whatever is committed
+to disk stays there). A service may run in a thread of the agent's process (``[agent]
+isolation = "thread"``): it then installs no signal handler, the supervisor stops it.
 
 An error no retry can mend (the server refuses our key) takes one path, whichever thread
 meets it: :meth:`Service.fail`; ``run()`` raises it after a clean stop.
@@ -31,6 +35,7 @@ from bus.control import ControlServer
 from bus.endpoints import Endpoints
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
 from bus.sockets import SocketOptions
+from bus.threads import StopEvent
 from core.config import Config, ConfigError
 from core.metrics import CONTROL_REJECTED, SERVICE, MetricSet, Registry
 
@@ -46,7 +51,10 @@ class Service:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.stop_event = threading.Event()
+        self.stop_event = StopEvent()
+        #: set once the service answers on its control socket, or once run() returned
+        #: (a service hosted as a thread: the supervisor starts the others after this one)
+        self.ready = threading.Event()
         self.metrics = Registry(self.declared)
         self.endpoints = endpoints_from_config(config)
         self.socket_options = socket_options_from_config(config)
@@ -119,6 +127,7 @@ class Service:
                 options=self.socket_options,
             )
             self._control.start()
+            self.ready.set()
             logger.info("{} started (pid {})", self.name, os.getpid())
             self.main_loop()
         except Exception:
@@ -138,6 +147,7 @@ class Service:
                 finally:
                     if self._control is not None:
                         self._control.stop()
+                    self.ready.set()
                     if started:
                         logger.info("{} stopped", self.name)
         if self.fatal is not None:

@@ -1,4 +1,4 @@
-"""`agentbus run`: the whole agent in the foreground, one supervised process per service."""
+"""`agentbus run`: the whole agent in the foreground, every built-in service supervised."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.cli.common import service_setup
+    from agent.cli.service import reexec
     from agent.supervisor import Supervisor
 
-    return Supervisor(service_setup(args, "agent")).run()
+    config = service_setup(args, "agent")
+    supervisor = Supervisor(config)
+    code = supervisor.run()
+    if supervisor.reexec_requested:  # the restart command: every service stopped
+        reexec("run", config.source)
+    return code

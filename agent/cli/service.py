@@ -50,9 +50,14 @@ def run(name: str, args: argparse.Namespace) -> int:
         print(f"agentbus {spec.name}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     if service.reexec_requested:
-        argv = [sys.executable, "-m", "agent.main", spec.name, "--config", config.source]
-        logger.info("{}: re-executing {}", spec.name, " ".join(argv))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, argv)
+        reexec(spec.name, config.source)
     return code
+
+
+def reexec(command: str, config_file: str) -> None:
+    """Replace this process by a fresh ``agentbus <command> --config F`` (new code too)."""
+    argv = [sys.executable, "-m", "agent.main", command, "--config", config_file]
+    logger.info("re-executing {}", " ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)

@@ -11,7 +11,7 @@ import pytest
 
 from agent.main import build_parser
 from agent.status import services_asked
-from agent.supervisor import child_commands
+from agent.children import ProcessChild, ThreadChild, make_children
 from bus.control import request
 from bus.errors import AgentbusError, EndpointInUse
 from core import registry
@@ -73,20 +73,35 @@ def test_enabled_services_follow_the_config():
     assert services_asked(some) == ["agent", "forwarder", "commander", "inventory"]
 
 
-def test_the_supervisor_starts_each_service_the_one_way(tmp_path):
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_the_supervisor_starts_each_enabled_service_the_one_way(tmp_path, isolation):
     path = tmp_path / "agentbus.toml"
-    path.write_text("[collectors.inventory]\nenabled = false\n")
+    path.write_text(
+        f'[agent]\nisolation = "{isolation}"\n[collectors.inventory]\nenabled = false\n'
+    )
     config = load_config(path, environ={})
-    children = child_commands(config)
-    assert [name for name, _argv in children] == [
+    children = make_children(config, lambda: None)
+    assert [child.name for child in children] == [
         "forwarder",
         "commander",
         "agent-executor",
         "logcollector",
         "fim",
     ]
-    for name, argv in children:
-        assert argv == [sys.executable, "-m", "agent.main", name, "--config", str(path)]
+    kind = {"thread": ThreadChild, "process": ProcessChild}[isolation]
+    assert all(type(child) is kind for child in children)
+    for child in children:
+        if isinstance(child, ProcessChild):
+            argv = [sys.executable, "-m", "agent.main", child.name, "--config", str(path)]
+            assert child.argv == argv
+
+
+def test_isolation_is_thread_unless_the_config_says_otherwise(tmp_path):
+    assert load_config(DEFAULT_CONFIG_FILE, environ={}).agent.isolation == "thread"
+    path = tmp_path / "agentbus.toml"
+    path.write_text('[agent]\nisolation = "processes"\n')
+    with pytest.raises(ConfigError, match="isolation"):
+        load_config(path, environ={})
 
 
 def test_every_service_has_its_subcommand():

@@ -14,7 +14,7 @@ import requests
 
 from bus import Ingest, make_event
 from tests.fixtures.common import wait_for
-from tests.fixtures.run import clean_env, write_config
+from tests.fixtures.run import clean_env, fault_env, write_config
 
 
 def agentbus(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -51,10 +51,11 @@ def test_run_refuses_an_agent_that_is_not_enrolled(make_config, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_a_crashed_child_is_restarted_and_reported(enrolled_agent, agent_process):
+def test_a_killed_service_process_is_restarted_and_reported(enrolled_agent, agent_process):
     config, _credentials, _server = enrolled_agent
-    agent = agent_process(config)
+    agent = agent_process(config, agent={"isolation": "process"})
     victim = agent.child_pid("commander")
+    assert victim != agent.proc.pid  # its own process
     os.kill(victim, signal.SIGKILL)
 
     def restarted():
@@ -66,6 +67,43 @@ def test_a_crashed_child_is_restarted_and_reported(enrolled_agent, agent_process
     table = agentbus("status", "--config", str(agent.config_file))
     assert table.returncode == 0
     assert "restarts 1, last exit signal SIGKILL" in table.stdout
+    assert agent.stop() == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_a_crashing_service_is_restarted_and_reported(
+    enrolled_agent, agent_process, tmp_path, isolation
+):
+    config, _credentials, server = enrolled_agent
+    marker = tmp_path / "crashed-once"
+    env = fault_env(TEST_CRASH_SERVICE="commander", TEST_CRASH_ONCE=str(marker))
+    agent = agent_process(config, env, agent={"isolation": isolation})
+
+    def restarted():
+        report = agent.status()
+        supervisor = report["services"]["agent"]["counters"]
+        child = supervisor["children"]["commander"]
+        return report["summary"]["healthy"] and child["restarts"] == 1 and supervisor
+
+    supervisor = wait_for(restarted, timeout=30)
+    assert marker.exists()
+    assert supervisor["isolation"] == isolation
+    child = supervisor["children"]["commander"]
+    assert child["up"] and child["last_exit"] == "code 1"
+    pids = {c["pid"] for c in supervisor["children"].values()}
+    if isolation == "thread":
+        assert pids == {agent.proc.pid}  # every service in the agent's one process
+    else:
+        assert agent.proc.pid not in pids and len(pids) == len(supervisor["children"])
+    table = agentbus("status", "--config", str(agent.config_file))
+    assert "restarts 1, last exit code 1" in table.stdout
+    log = agent.log.read_text()
+    assert "[commander] commander stopped on an unexpected error" in log
+    assert "injected crash of commander" in log
+    # the restarted commander works: a command reaches its executor and is reported
+    doc = server.queue_command(server.agents()[0]["id"], name="set-group", args={"groups": []})
+    wait_for(lambda: server.command_results(doc), timeout=30)
     assert agent.stop() == 0
 
 
@@ -120,25 +158,80 @@ def test_status_shows_a_known_backlog_while_it_drains(enrolled_agent, agent_proc
 
 
 @pytest.mark.timeout(120)
-def test_health_endpoint_reports_a_hung_service(enrolled_agent, agent_process):
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_health_endpoint_reports_a_hung_service(enrolled_agent, agent_process, tmp_path, isolation):
     config, _credentials, _server = enrolled_agent
     port = _free_port()
-    agent = agent_process(config, health={"enabled": True, "listen": f"127.0.0.1:{port}"})
+    hang = tmp_path / "hang"
+    agent = agent_process(
+        config,
+        fault_env(TEST_HANG_SERVICE="forwarder", TEST_HANG_WHILE=str(hang)),
+        agent={"isolation": isolation},
+        health={"enabled": True, "listen": f"127.0.0.1:{port}"},
+    )
     url = f"http://127.0.0.1:{port}"
     assert requests.get(f"{url}/health", timeout=10).status_code == 200
     metrics = requests.get(f"{url}/metrics", timeout=10).text
     assert 'agentbus_service_up{service="forwarder"} 1.0' in metrics
     assert 'agentbus_child_up{child="commander"} 1.0' in metrics
 
-    forwarder = agent.child_pid("forwarder")
-    os.kill(forwarder, signal.SIGSTOP)  # alive but not answering
+    hang.touch()  # alive but not answering
     try:
         wait_for(lambda: requests.get(f"{url}/health", timeout=10).status_code == 503, timeout=20)
         metrics = requests.get(f"{url}/metrics", timeout=10).text
         assert 'agentbus_service_up{service="forwarder"} 0.0' in metrics
     finally:
+        hang.unlink()
+    wait_for(lambda: requests.get(f"{url}/health", timeout=10).status_code == 200, timeout=20)
+    assert agent.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_service_process_is_reported_hung(enrolled_agent, agent_process):
+    config, _credentials, _server = enrolled_agent
+    port = _free_port()
+    agent = agent_process(
+        config,
+        agent={"isolation": "process"},
+        health={"enabled": True, "listen": f"127.0.0.1:{port}"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    forwarder = agent.child_pid("forwarder")
+    os.kill(forwarder, signal.SIGSTOP)  # alive but not answering
+    try:
+        wait_for(lambda: requests.get(f"{url}/health", timeout=10).status_code == 503, timeout=20)
+    finally:
         os.kill(forwarder, signal.SIGCONT)
     wait_for(lambda: requests.get(f"{url}/health", timeout=10).status_code == 200, timeout=20)
+    assert agent.stop() == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_restart_re_executes_the_whole_agent(enrolled_agent, agent_process, isolation):
+    config, _credentials, server = enrolled_agent
+    agent = agent_process(config, agent={"isolation": isolation})
+    before = agent.status()["services"]["agent"]["counters"]
+    doc = server.queue_command(server.agents()[0]["id"], name="restart")
+
+    def restarted():
+        try:
+            report = agent.status()
+        except Exception:
+            return False
+        counters = report["services"]["agent"]["counters"]
+        return (
+            report["summary"]["healthy"]
+            and counters.get("started_at", 0) > before["started_at"]
+            and counters
+        )
+
+    after = wait_for(restarted, timeout=60)
+    assert after["pid"] == agent.proc.pid == before["pid"]  # re-executed in place
+    assert "re-executing" in agent.log.read_text()
+    wait_for(lambda: len(server.command_results(doc)) >= 2, timeout=30)
+    results = [(r["code"], r["message"]) for r in server.command_results(doc)]
+    assert results == [(2, "Restarting the agent"), (0, "Agent restarted")]
     assert agent.stop() == 0
 
 

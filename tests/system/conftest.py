@@ -16,9 +16,18 @@ from tests.fixtures.system import AGENT, COMMANDER, FIGURES, FORWARDER
 UNEXPECTED = ("Traceback", "stopped on an unexpected error", "failed unexpectedly")
 
 
+@pytest.fixture(params=["thread", "process"])
+def isolation(request: pytest.FixtureRequest) -> str:
+    """Every system test runs with the built-in services as threads of the agent's process
+    (the default) and as a process each (``[agent] isolation``)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def start_agent(
-    enroll_agent: Callable[..., EnrolledAgent], agent_process: Callable[..., AgentProcess]
+    enroll_agent: Callable[..., EnrolledAgent],
+    agent_process: Callable[..., AgentProcess],
+    isolation: str,
 ) -> Iterator[Callable[..., tuple[AgentProcess, EnrolledAgent]]]:
     """``start_agent(before_start=None, **sections)``: enroll with the test's server and run
     `agentbus run` with the system tests' quick settings (``sections`` override them);
@@ -30,7 +39,7 @@ def start_agent(
         before_start: Callable[[Config], None] | None = None, **sections: dict[str, Any]
     ) -> tuple[AgentProcess, EnrolledAgent]:
         merged: dict[str, dict[str, Any]] = {
-            "agent": dict(AGENT),
+            "agent": {**AGENT, "isolation": isolation},
             "forwarder": dict(FORWARDER),
             "commander": dict(COMMANDER),
         }

@@ -35,9 +35,13 @@ from tests.fixtures.system import (
 pytestmark = pytest.mark.system
 
 ROUNDS = 3
-#: the victims of one round; "agent" is the supervisor together with all its children,
-#: "supervisor" the supervisor alone (its children must follow it)
-VICTIMS = ("forwarder", "commander", "agent-executor", "agent", "supervisor")
+#: the victims of one round, by ``[agent] isolation``: "agent" is the whole agent (the
+#: supervisor together with every service, whether threads of its process or processes),
+#: "supervisor" the supervisor process alone (its children must follow it)
+VICTIMS = {
+    "thread": ("agent", "agent"),
+    "process": ("forwarder", "commander", "agent-executor", "agent", "supervisor"),
+}
 
 
 @pytest.mark.timeout(300)
@@ -53,7 +57,7 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
     try:
         events.wait_acked(500)
         for _round in range(ROUNDS):
-            victims = list(VICTIMS)
+            victims = list(VICTIMS[enrolled.config.agent.isolation])
             rng.shuffle(victims)
             for victim in victims:
                 pause = random_pause(rng, 0.2, 2.0)
@@ -79,7 +83,8 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
     stale = stale_documents(server, events)
     cmd = tally_commands(server, commands.ids)
     cmd.handoff = handoff_losses(server, agent, cmd.missing, commander_kills)
-    report(ev.line("kill -9") + f" (seed {SEED}, {len(kills)} kills, {elapsed(started)})")
+    mode = enrolled.config.agent.isolation
+    report(ev.line(f"kill -9, isolation {mode}") + f" (seed {SEED}, {len(kills)} kills, {elapsed(started)})")
     report(cmd.line("kill -9"))
     updates = sum(1 for seq in events.acked if events.document(seq) is not None)
     report(
