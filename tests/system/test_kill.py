@@ -84,7 +84,10 @@ def test_kill_9_of_each_service_under_load_loses_nothing(start_agent):
     cmd = tally_commands(server, commands.ids)
     cmd.handoff = handoff_losses(server, agent, cmd.missing, commander_kills)
     mode = enrolled.config.agent.isolation
-    report(ev.line(f"kill -9, isolation {mode}") + f" (seed {SEED}, {len(kills)} kills, {elapsed(started)})")
+    report(
+        ev.line(f"kill -9, isolation {mode}")
+        + f" (seed {SEED}, {len(kills)} kills, {elapsed(started)})"
+    )
     report(cmd.line("kill -9"))
     updates = sum(1 for seq in events.acked if events.document(seq) is not None)
     report(
