@@ -3,6 +3,11 @@
 Each subcommand lives in its own module with ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them up and turns errors into one line on stderr
 and the exit codes of the CLI contract (README; 0 ok, 1 runtime, 2 usage/config, 3 server).
+
+A subcommand's module is imported only once that subcommand is chosen: ``agentbus --help``
+lists them from :data:`HELP` and the registry, and ``agentbus run`` or ``agentbus
+forwarder`` import neither the reference server nor the other subcommands
+(tests/agent/test_imports.py).
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ import argparse
 import functools
 import importlib
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bus.errors import EXIT_RUNTIME, EXIT_USAGE, AgentbusError
+
+if TYPE_CHECKING:
+    from core.registry import ServiceSpec
 
 #: subcommand → module implementing it; SERVICES marks where ``agentbus <service>`` go,
 #: one per service of the registry (core/registry.py), all run by agent/cli/service.py
@@ -29,6 +37,18 @@ SUBCOMMANDS = {
     "server": "refserver.cli",
     "demo": "agent.cli.demo",
 }
+#: each subcommand's line in ``agentbus --help`` (a service's is its registry entry's
+#: ``help``): here, so that the listing imports no subcommand module; the same text as the
+#: module's ``HELP`` (tests/agent/test_imports.py holds them equal)
+HELP = {
+    "register": "enroll this agent with the server (once; --force to enroll again)",
+    "run": "run the forwarder, commander, built-in executor and enabled collectors (foreground)",
+    "send": "send JSON data objects (NDJSON on stdin, or one argument) as events",
+    "status": "show every service's state and counters",
+    "quarantine": "list, retry or drop events the server refused (the forwarder's quarantine)",
+    "server": "the reference server (run it, or query and drive a running one)",
+    "demo": "run the whole system in a temporary directory and show it working",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,50 +57,92 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"agentbus: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="agentbus", description="Endpoint security agent on a local ZeroMQ bus.")
-    from core.version import __version__
+class _Subcommands(argparse._SubParsersAction):
+    """Subparsers that get their arguments (and import their module) once chosen."""
 
-    parser.add_argument("--version", action="version", version=f"agentbus {__version__}")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: subcommand → what adds its arguments and ``func``, run once, when it is chosen;
+        #: False: its module cannot be imported (then its arguments are ignored)
+        self.loaders: dict[str, Callable[[argparse.ArgumentParser], bool]] = {}
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        name = values[0]
+        load = self.loaders.pop(name, None)
+        if load is not None and not load(self._name_parser_map[name]):
+            values = values[:1]  # its func says what is missing, whatever was asked
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is read (importlib.metadata) only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
+        from core.version import __version__
+
+        print(f"agentbus {__version__}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core import registry
+
+    parser = _Parser(prog="agentbus", description="Endpoint security agent on a local ZeroMQ bus.")
+    parser.add_argument("--version", action=_Version, help="show program's version number and exit")
     common = _Parser(add_help=False)
     common.add_argument(
         "--config",
         metavar="FILE",
         help="configuration file (default: $AGENTBUS_CONFIG, else the packaged default)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, action=_Subcommands
+    )
+    assert isinstance(sub, _Subcommands)
     sub.required = True
     for name, module_name in SUBCOMMANDS.items():
         if name == SERVICES:
-            _add_services(sub, common)
+            for spec in registry.SERVICES:
+                sub.add_parser(spec.name, parents=[common], help=spec.help, description=spec.help)
+                sub.loaders[spec.name] = functools.partial(_load_service, spec)
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            # The reference server is an optional extra; say how to get it.
-            missing = exc.name or "a dependency"
-            p = sub.add_parser(
-                name, parents=[common], help=f"(unavailable: {missing} not installed)"
-            )
-            p.set_defaults(func=_unavailable(name, missing))
-            continue
-        p = sub.add_parser(name, parents=[common], help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(func=module.run)
+        sub.add_parser(name, parents=[common], help=HELP[name], description=HELP[name])
+        sub.loaders[name] = functools.partial(_load, name, module_name)
     return parser
 
 
-def _add_services(sub: Any, common: argparse.ArgumentParser) -> None:
+def _load(name: str, module_name: str, p: argparse.ArgumentParser) -> bool:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        # The reference server is an optional extra; say how to get it.
+        p.set_defaults(func=_unavailable(name, exc.name or "a dependency"))
+        return False
+    module.add_arguments(p)
+    p.set_defaults(func=module.run)
+    return True
+
+
+def _load_service(spec: ServiceSpec, p: argparse.ArgumentParser) -> bool:
     from agent.cli import service
-    from core import registry
 
-    for spec in registry.SERVICES:
-        p = sub.add_parser(spec.name, parents=[common], help=spec.help, description=spec.help)
-        service.add_arguments(p, spec)
-        p.set_defaults(func=functools.partial(service.run, spec.name))
+    service.add_arguments(p, spec)
+    p.set_defaults(func=functools.partial(service.run, spec.name))
+    return True
 
 
-def _unavailable(name: str, missing: str):  # type: ignore[no-untyped-def]
+def _unavailable(name: str, missing: str) -> Callable[[argparse.Namespace], int]:
     def run(_args: argparse.Namespace) -> int:
         hint = " (pip install 'agentbus[server]')" if name in ("server", "demo") else ""
         print(f"agentbus: '{name}' needs {missing}, which is not installed{hint}", file=sys.stderr)

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import jwt
 import requests
 from loguru import logger
 
@@ -494,6 +493,10 @@ def _token_field(response: requests.Response) -> str:
 
 def _lifetime(token: str) -> float:
     """exp − iat of a JWT we cannot verify (no key): only these claims are read."""
+    # Imported here, not at the top: only a token's arrival needs pyjwt, and it pulls in
+    # cryptography wherever that is installed (~9 MB in a process).
+    import jwt
+
     try:
         claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
