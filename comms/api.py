@@ -27,7 +27,7 @@ import requests
 from bus.errors import AgentbusError
 from comms.credentials import comms_url, load_credentials
 from comms.errors import BadResponse, ServerUnreachable, error_of
-from comms.http import DEFAULT_POOL_SIZE, make_session, retry_after, send
+from comms.http import DEFAULT_POOL_SIZE, abort_calls, make_session, retry_after, send
 from comms.tokens import TokenManager
 from core.config import Config
 
@@ -107,6 +107,11 @@ class ServerClient:
         if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
             raise BadResponse("the commands answer has no list of commands", status=200)
         return commands
+
+    def abort(self) -> None:
+        """End the calls in flight at once (they fail as unreachable): a stopping service's
+        long-poll must not outlive it."""
+        abort_calls(self.session)
 
     def get_file(self, name: str) -> bytes | None:
         """A group file's bytes (``<group>.yml``), ``None`` when the server has none (404)."""

@@ -15,8 +15,11 @@ TLS verification modes (``agent.verification_mode``):
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import socket
 import ssl
+import weakref
 from typing import Any
 
 import requests
@@ -59,7 +62,62 @@ class AgentSession(requests.Session):
         return super().merge_environment_settings(url, proxies, stream, verify, cert)
 
 
-class _ChainOnlyAdapter(HTTPAdapter):
+class AgentAdapter(HTTPAdapter):
+    """An adapter that can end its calls in flight at once (:meth:`abort`).
+
+    A stopping service must not leave a thread blocked in a long-poll behind: with the
+    services as threads of one process, it would outlive its service and take commands
+    the next run never sees. The pool hands out connections through :meth:`_track`, so
+    the sockets of the calls in flight are known and can be shut down.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.in_use: weakref.WeakSet[Any] = weakref.WeakSet()
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            scheme: _tracking(cls, self.in_use)
+            for scheme, cls in self.poolmanager.pool_classes_by_scheme.items()
+        }
+
+    def abort(self) -> int:
+        """Shut down the connection of every call in flight; returns how many."""
+        ended = 0
+        for conn in list(self.in_use):
+            sock = getattr(conn, "sock", None)
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns; the call fails
+                ended += 1
+        return ended
+
+
+def _tracking(pool_class: type[Any], in_use: weakref.WeakSet[Any]) -> type[Any]:
+    """``pool_class`` whose checked-out connections are in ``in_use`` until returned."""
+
+    class Tracking(pool_class):  # type: ignore[misc, valid-type]
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            conn = super()._get_conn(timeout)
+            in_use.add(conn)
+            return conn
+
+        def _put_conn(self, conn: Any) -> None:
+            if conn is not None:
+                in_use.discard(conn)
+            super()._put_conn(conn)
+
+    return Tracking
+
+
+def abort_calls(session: requests.Session) -> int:
+    """End every call in flight on ``session`` (from another thread); returns how many."""
+    return sum(a.abort() for a in session.adapters.values() if isinstance(a, AgentAdapter))
+
+
+class _ChainOnlyAdapter(AgentAdapter):
     """Checks the certificate chain but not the hostname (verification mode ``certificate``)."""
 
     def __init__(self, ca_file: str, **kwargs: Any) -> None:
@@ -102,12 +160,12 @@ def make_session(
     cafile = config.agent.ca_file if ca_file is None else ca_file
     session = AgentSession()
     session.headers["User-Agent"] = user_agent()
-    adapter: HTTPAdapter
+    adapter: AgentAdapter
     if mode == "certificate":
         adapter = _ChainOnlyAdapter(cafile, pool_connections=2, pool_maxsize=pool_size)
         session.verify = cafile or True
     else:
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
+        adapter = AgentAdapter(pool_connections=2, pool_maxsize=pool_size)
         if mode == "none":
             session.verify = False
             # We say it once, loudly, here; urllib3 would repeat it on every request.
@@ -119,7 +177,7 @@ def make_session(
         else:
             session.verify = cafile or True
     session.mount("https://", adapter)
-    session.mount("http://", HTTPAdapter(pool_connections=2, pool_maxsize=pool_size))
+    session.mount("http://", AgentAdapter(pool_connections=2, pool_maxsize=pool_size))
     return session
 
 

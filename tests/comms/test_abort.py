@@ -1,0 +1,68 @@
+"""A call in flight can be ended from another thread (a stopping service's long-poll)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from comms.errors import ServerUnreachable
+from comms.http import abort_calls, make_session, send
+from tests.fixtures.common import wait_for
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts and reads but never answers (a held long-poll)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
+    stop.set()
+    thread.join(5)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.timeout(30)
+def test_abort_ends_a_held_call_at_once(make_config, silent_server):
+    url, accepted = silent_server
+    session = make_session(make_config())
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            send(session, "GET", f"{url}/api/v1/commands", timeout=(5, 60))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    wait_for(lambda: accepted, timeout=10)  # the call is in flight, held by the server
+    assert not outcome
+    started = time.monotonic()
+    assert abort_calls(session) == 1
+    thread.join(10)
+    assert time.monotonic() - started < 5  # not the 60 s read timeout
+    assert len(outcome) == 1 and isinstance(outcome[0], ServerUnreachable)
+
+
+@pytest.mark.timeout(10)
+def test_abort_with_nothing_in_flight_ends_nothing(make_config):
+    assert abort_calls(make_session(make_config())) == 0
