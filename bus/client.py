@@ -29,7 +29,7 @@ import zmq
 from bus.endpoints import Endpoints, default_run_dir
 from bus.envelope import Event, encode_events
 from bus.errors import BusError, BusTimeout, InvalidEvent
-from bus.sockets import DEFAULT_MAX_MESSAGE_BYTES, SocketOptions, connect, make_socket
+from bus.sockets import DEFAULT_MAX_MESSAGE_BYTES, SocketOptions, connect, make_socket, poll_ms
 
 #: how long Publisher.send may wait for room in the forwarder's buffer (seconds)
 DEFAULT_SEND_TIMEOUT = 5.0
@@ -37,7 +37,8 @@ DEFAULT_SEND_TIMEOUT = 5.0
 DEFAULT_INGEST_TIMEOUT = 10.0
 #: Ingest.send_until_committed: the wait between two tries unless the caller gives its own
 DEFAULT_RETRY_DELAY = 0.5
-#: Ingest.send_until_committed: how often a wait looks at the stop flag (milliseconds)
+#: Ingest.send_until_committed: how often a wait looks at a plain ``threading.Event`` stop
+#: flag (milliseconds); a :class:`bus.sockets.WakeEvent` wakes the wait itself
 STOP_CHECK_MS = 100
 
 
@@ -247,8 +248,10 @@ class Ingest(_Client):
         answer: ``ok``, or a refusal (``rejected``: the batch's valid events *are* committed,
         the others would be refused again; ``too_large`` and the like: sending the same
         frame again cannot help). Every wait — for room to send, for the answer, between
-        tries — looks at ``stop`` every :data:`STOP_CHECK_MS`, so a service asked to stop is
-        never held up by an absent or hung forwarder.
+        tries — ends as soon as ``stop`` is set, so a service asked to stop is never held up
+        by an absent or hung forwarder: at once for a :class:`bus.sockets.WakeEvent` (even
+        when set by a signal handler), within :data:`STOP_CHECK_MS` for a plain
+        ``threading.Event``.
 
         :param stop: set it to give up (from another thread, or a signal handler).
         :param retry_delay: seconds between tries, or a function of the number of failures
@@ -286,28 +289,47 @@ class Ingest(_Client):
     def _request(self, frame: bytes, stop: threading.Event) -> IngestResult | None:
         """One request whose every wait looks at ``stop``; None when it is set meanwhile."""
         deadline = time.monotonic() + self.timeout
-        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLOUT):
+        if not self._wait(zmq.POLLOUT, deadline, stop):
             if stop.is_set():
                 return None
-            if time.monotonic() > deadline:
-                raise BusTimeout(f"forwarder at {self.endpoint} is not reachable")
+            raise BusTimeout(f"forwarder at {self.endpoint} is not reachable")
         try:
             self._sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
         except zmq.Again:
             raise BusTimeout(f"forwarder at {self.endpoint} did not take the request") from None
-        while not self._sock.poll(STOP_CHECK_MS, zmq.POLLIN):
-            if stop.is_set() or time.monotonic() > deadline:
-                self._reset()
-                if stop.is_set():
-                    return None
-                raise BusTimeout(
-                    f"forwarder at {self.endpoint} did not answer within {self.timeout:g}s"
-                )
+        if not self._wait(zmq.POLLIN, deadline, stop):
+            self._reset()
+            if stop.is_set():
+                return None
+            raise BusTimeout(
+                f"forwarder at {self.endpoint} did not answer within {self.timeout:g}s"
+            )
         try:
             reply = msgpack.unpackb(self._sock.recv(), raw=False)
         except Exception:
             raise BusError("forwarder sent a reply that is not msgpack") from None
         return parse_reply(reply)
+
+    def _wait(self, flags: int, deadline: float, stop: threading.Event) -> bool:
+        """Wait until the socket is ready for ``flags``; False at ``deadline`` or on stop.
+
+        A ``stop`` with a ``fileno()`` (:class:`bus.sockets.WakeEvent`) is polled with the
+        socket, so the wait is one poll until the deadline; a plain Event is looked at
+        every :data:`STOP_CHECK_MS`.
+        """
+        poller = zmq.Poller()
+        poller.register(self._sock, flags)
+        wakes = hasattr(stop, "fileno")
+        if wakes:
+            poller.register(stop, zmq.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            wait = left if wakes else min(left, STOP_CHECK_MS / 1000)
+            ready = dict(poller.poll(poll_ms(max(0.0, wait))))
+            if ready.get(self._sock, 0) & flags:
+                return True
+            if stop.is_set() or time.monotonic() >= deadline:
+                return False
 
     def _reset(self) -> None:
         # A late answer would pair with the next request: start over on a fresh socket.

@@ -17,7 +17,7 @@ import msgpack
 import zmq
 
 from bus.errors import BusError, BusTimeout
-from bus.sockets import Binding, SocketOptions, bind, connect, make_socket
+from bus.sockets import Binding, SocketOptions, WakeEvent, bind, connect, make_socket
 from bus.threads import start_thread
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -27,7 +27,11 @@ DEFAULT_CONTROL_TIMEOUT = 2.0
 
 
 class ControlServer:
-    """A REP socket served from its own thread; handlers run in that thread."""
+    """A REP socket served from its own thread; handlers run in that thread.
+
+    Idle, the thread sleeps in one poll without a timeout: a request or :meth:`stop`
+    wakes it (nothing else does).
+    """
 
     def __init__(
         self,
@@ -41,7 +45,7 @@ class ControlServer:
         self.handlers = dict(handlers)
         self._ctx = context or zmq.Context.instance()
         self._opts = options or SocketOptions()
-        self._stop = threading.Event()
+        self._stop = WakeEvent()
         self._binding: Binding | None = None
         self._thread: threading.Thread | None = None
         #: bad requests by reason: multipart, too_large, not_msgpack, not_map, unknown_command
@@ -57,14 +61,20 @@ class ControlServer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+            if self._thread.is_alive():
+                return  # a handler hangs: its poll may still use the stop fd
+        self._stop.close()
 
     def _serve(self) -> None:
         assert self._binding is not None
         sock = self._binding.sock
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._stop, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if not sock.poll(100, zmq.POLLIN):
-                    continue
+                if sock not in dict(poller.poll()):
+                    continue  # the stop fd: the loop ends
                 try:
                     # every frame: a REP socket may not answer before it read the whole
                     # request, and a multipart request used to kill this thread (EFSM)

@@ -51,15 +51,18 @@ import zmq
 from bus.endpoints import Endpoints, default_run_dir
 from bus.errors import BusError
 from bus.results import MAX_MESSAGE_CHARS, NOT_VALID, ResultCode
-from bus.sockets import DEFAULT_MAX_MESSAGE_BYTES, SocketOptions, connect, make_socket
+from bus.sockets import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    SocketOptions,
+    WakeEvent,
+    connect,
+    make_socket,
+    poll_ms,
+)
 from bus.threads import current_service, mark_service, start_thread
 
 #: seconds between two hello messages (the commander's executor_ttl must be longer)
 HELLO_INTERVAL = 5.0
-#: seconds between attempts while a hello cannot be sent (no commander connected)
-HELLO_RETRY = 0.05
-#: longest sleep of the loop: a SIGTERM only sets a flag, which is seen this soon
-STOP_CHECK = 0.2
 #: how many command ids an executor remembers to recognise a command delivered twice
 DEDUPE_MEMORY = 10_000
 
@@ -153,7 +156,8 @@ class Executor:
             initializer=mark_service,  # its log lines carry the creator's service
             initargs=(current_service(),),
         )
-        self._stop = threading.Event()
+        # a WakeEvent: SIGTERM's handler only sets it, and that wakes the loop's poll
+        self._stop = WakeEvent()
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
         self._wake_addr = f"inproc://executor-wake-{id(self)}-{next(_instance_ids)}"
@@ -212,24 +216,27 @@ class Executor:
     def stop(self) -> None:
         """Ask :meth:`run` to return (thread-safe); running handlers are waited for."""
         self._stop.set()
-        self._wake()
 
     # -- the loop ----------------------------------------------------------------------
     def _loop(self, sub: zmq.Socket, push: zmq.Socket, wake_pull: zmq.Socket) -> None:
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)
         poller.register(wake_pull, zmq.POLLIN)
+        poller.register(self._stop, zmq.POLLIN)
         next_hello = 0.0
+        hello_due = True
         while not self._stop.is_set():
             now = time.monotonic()
-            if now >= next_hello:
-                sent = self._send(push, {"hello": self.topics, "executor": self.name})
-                # Not connected yet (or the commander is restarting): try again soon, so the
-                # commander learns about us within moments, not a whole interval later.
-                next_hello = now + (self.hello_interval if sent else HELLO_RETRY)
-            # Retry unsent results soon; otherwise sleep until the next hello.
-            wait = 0.1 if self._pending else min(STOP_CHECK, max(0.0, next_hello - now))
-            ready = dict(poller.poll(int(wait * 1000)))
+            if hello_due or now >= next_hello:
+                hello_due = not self._send(push, {"hello": self.topics, "executor": self.name})
+                if not hello_due:
+                    next_hello = now + self.hello_interval
+            # Unsent hello or results (no commander connected, or it is restarting): wait
+            # until the socket can send, so the commander hears from us the moment it is
+            # there; otherwise sleep until the next hello, a command, a result or stop.
+            poller.register(push, zmq.POLLOUT if hello_due or self._pending else 0)
+            wait = None if hello_due else max(0.0, next_hello - now)
+            ready = dict(poller.poll(poll_ms(wait)))
             if wake_pull in ready:
                 while wake_pull.poll(0):
                     wake_pull.recv()
@@ -316,9 +323,10 @@ class Executor:
             if self._send(push, self._pending[0]):
                 self._pending.popleft()
                 continue
-            if until is None or time.monotonic() >= until:
+            left = None if until is None else until - time.monotonic()
+            if left is None or left <= 0:
                 return
-            time.sleep(0.05)  # only while closing, bounded by ``until``
+            push.poll(poll_ms(left), zmq.POLLOUT)  # only while closing, bounded by ``until``
 
     def _send(self, push: zmq.Socket, message: dict[str, Any]) -> bool:
         try:

@@ -6,6 +6,9 @@
 - MAXMSGSIZE (twice the message limit), so a hugely oversized frame is dropped by libzmq;
 - ipc socket files are created 0660 under a restrictive umask, and guarded by a lock file:
   a second live server is refused, a stale file left by a dead one is taken over.
+
+It also holds the two ways a loop waiting in ``zmq.Poller.poll`` without a timeout is woken
+from another thread or a signal handler: :class:`Waker` and :class:`WakeEvent`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -188,3 +192,97 @@ def _secure_tcp_server(sock: zmq.Socket, endpoint: str, opts: SocketOptions) -> 
         )
     sock.curve_server = True
     sock.curve_secretkey = opts.curve_secret_key
+
+
+class Waker:
+    """A file descriptor a ``zmq.Poller`` waits on next to sockets; readable once woken.
+
+    :meth:`wake` may be called from any thread and from a signal handler (one ``write``).
+    The waiting thread calls :meth:`drain` when the fd is readable, *before* it looks at
+    what changed, so a wake-up that comes meanwhile is never lost.
+    """
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):  # Linux: one fd
+            self._rfd = self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self._rfd, self._wfd = os.pipe()
+            os.set_blocking(self._rfd, False)
+            os.set_blocking(self._wfd, False)
+        # re-entrant: a signal handler may wake() in the thread that is in close()
+        self._lock = threading.RLock()
+
+    def fileno(self) -> int:
+        return self._rfd
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._wfd < 0:
+                return  # closed: nobody waits any more
+            try:
+                os.write(self._wfd, b"\x01\0\0\0\0\0\0\0")  # an eventfd takes 8 bytes
+            except BlockingIOError:
+                pass  # full: readable anyway
+
+    def drain(self) -> None:
+        with self._lock:
+            if self._rfd < 0:
+                return
+            try:
+                while os.read(self._rfd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in {self._rfd, self._wfd}:
+                if fd >= 0:
+                    os.close(fd)
+            self._rfd = self._wfd = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class WakeEvent(threading.Event):
+    """A ``threading.Event`` whose :meth:`fileno` is readable while it is set.
+
+    Register it in a ``zmq.Poller`` next to the sockets and wait without a timeout: a
+    :meth:`set` from any thread or a signal handler wakes the poll (pyzmq retries a poll
+    interrupted by a signal after the handler ran, so a plain Event would not). Nobody
+    drains it: every poller sees it readable until :meth:`clear`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waker = Waker()
+        self._flag_lock = threading.RLock()
+
+    def fileno(self) -> int:
+        return self._waker.fileno()
+
+    def set(self) -> None:
+        with self._flag_lock:
+            super().set()
+            self._waker.wake()
+
+    def clear(self) -> None:
+        with self._flag_lock:
+            super().clear()
+            self._waker.drain()
+            if self.is_set():  # set by a signal handler in this very thread meanwhile
+                self._waker.wake()
+
+    def close(self) -> None:
+        """Release the fd; set() still works (as a plain Event) afterwards."""
+        self._waker.close()
+
+
+def poll_ms(seconds: float | None) -> int | None:
+    """A ``zmq.Poller.poll`` timeout from seconds: None (no timeout) stays None, and a
+    positive wait is rounded up, so a deadline is not woken for 1 ms early (and again)."""
+    if seconds is None:
+        return None
+    return max(0, math.ceil(seconds * 1000))

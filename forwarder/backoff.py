@@ -55,18 +55,16 @@ class Backoff:
     def acquire(self, stop: threading.Event) -> int | None:
         """Wait for permission to send; returns a ticket for :meth:`success`/:meth:`failure`.
 
-        Returns None when ``stop`` is set while waiting.
+        Returns None when ``stop`` is set while waiting; whoever sets it calls :meth:`wake`
+        (the sender's ``request_stop`` does), so a waiting thread sees it at once.
         """
         with self._cond:
             while not stop.is_set():
-                if self.attempts == 0:
+                if self._may_send():
+                    if self.attempts:
+                        self._probing = True
                     return self._generation
-                now = self._clock()
-                if now >= self._until and not self._probing:
-                    self._probing = True
-                    return self._generation
-                wait = self._until - now if now < self._until else 0.1
-                self._cond.wait(min(max(wait, 0.001), 0.1))
+                self._wait()
             return None
 
     def wait_ready(self, stop: threading.Event) -> bool:
@@ -78,14 +76,24 @@ class Backoff:
         """
         with self._cond:
             while not stop.is_set():
-                if self.attempts == 0:
+                if self._may_send():
                     return True
-                now = self._clock()
-                if now >= self._until and not self._probing:
-                    return True
-                wait = self._until - now if now < self._until else 0.1
-                self._cond.wait(min(max(wait, 0.001), 0.1))
+                self._wait()
             return False
+
+    def wake(self) -> None:
+        """Wake every waiting thread so it looks at its stop flag (call after setting it)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _may_send(self) -> bool:
+        return self.attempts == 0 or (self._clock() >= self._until and not self._probing)
+
+    def _wait(self) -> None:
+        """Sleep until the back-off ends, or, while the probe is out, until its outcome
+        (:meth:`success`, :meth:`failure` and :meth:`release` notify): no polling."""
+        now = self._clock()
+        self._cond.wait(self._until - now if now < self._until else None)
 
     def success(self, ticket: int) -> None:
         with self._cond:

@@ -165,21 +165,36 @@ class Batcher:
         return max(0.0, min(by_wall, by_clock))
 
     def next_batch(
-        self, stop: threading.Event, *, poll: float = 0.25, max_bytes: int | None = None
+        self,
+        stop: threading.Event,
+        *,
+        poll: float | None = None,
+        max_bytes: int | None = None,
     ) -> Batch | None:
         """Block until a batch is due and take it; None when ``stop`` is set first.
 
+        The wait lasts until the batch is due (``batch_interval`` after its oldest event)
+        or until the store's condition is notified: a commit, an ack, or :meth:`wake`,
+        which whoever sets ``stop`` calls. ``poll`` caps each wait (None: no cap).
         ``max_bytes`` overrides the byte bound for this batch.
         """
         store = self.store
         limit = self.max_bytes if max_bytes is None else max_bytes
-        while not stop.is_set():
-            with store.cond:
+        with store.cond:
+            # stop is looked at with the condition held: a wake() cannot slip in between
+            while not stop.is_set():
                 wait = self.due_in(limit)
                 if wait == 0.0:
                     chunks = store.take(limit, self.max_events)
                     if chunks:
                         return Batch.of(chunks)
-                    wait = None
-                store.cond.wait(poll if wait is None else min(wait, poll))
+                    wait = None  # no row after all: wait for the next commit or ack
+                if poll is not None:
+                    wait = poll if wait is None else min(wait, poll)
+                store.cond.wait(wait)
         return None
+
+    def wake(self) -> None:
+        """Wake the threads waiting in :meth:`next_batch` so they look at their stop flag."""
+        with self.store.cond:
+            self.store.cond.notify_all()

@@ -14,6 +14,11 @@ the chunks to the queues (:mod:`forwarder.store`).
   socket is no longer read (collectors feel it through the ZeroMQ high-water marks) and
   ingest requests are answered ``"full"`` until the senders make room. With
   ``drop_oldest`` the store drops the oldest stateless chunks instead.
+
+The loop sleeps in one poll until a frame arrives, a pending chunk is due, the stores
+commit or ack (their listener wakes it: replies to send, room for a held chunk), the
+caller's ``tick`` is due, or ``stop`` is set (a :class:`bus.sockets.WakeEvent` wakes the
+poll; a plain Event is looked at every :data:`STOP_CHECK_SECONDS`). Idle, it does not wake.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from loguru import logger
 
 from bus.envelope import decode_frame
 from bus.errors import InvalidEvent
-from bus.sockets import Binding, SocketOptions, bind, make_socket
+from bus.sockets import Binding, SocketOptions, Waker, bind, make_socket, poll_ms
 from core.logs import RateLimitedLog
 from core.metrics import Registry
 from forwarder.chunker import Chunk, Chunker
@@ -42,11 +47,13 @@ from forwarder.store import Commit, Store
 BURST = 2000
 #: longest time spent reading the PULL socket before looking at the rest (seconds)
 BURST_SECONDS = 0.02
-#: longest wait in one poll (seconds): held chunks and the stop flag are checked this often
-POLL_SECONDS = 0.05
+#: longest pause while the events-per-second limit holds reading back (seconds)
+RATE_PAUSE_SECONDS = 0.05
 KINDS = ("stateless", "stateful")
 #: least bytes allowed to wait for the disk before the PULL socket stops being read
 MIN_UNCOMMITTED = 4 * 1024 * 1024
+#: how often a plain ``threading.Event`` stop flag is looked at (a WakeEvent wakes the poll)
+STOP_CHECK_SECONDS = 0.1
 
 
 class RateLimiter:
@@ -117,6 +124,10 @@ class Receiver:
         self._log = RateLimitedLog(reject_log_per_minute)
         self._pull: Binding | None = None
         self._router: Binding | None = None
+        # the stores wake the loop when a commit or an ack changed what it waits for
+        self._waker = Waker()
+        for store in stores.values():
+            store.add_listener(self._waker.wake)
         #: the forwarder's metrics: rejections are counted there as they happen
         self.metrics = metrics if metrics is not None else Registry(FORWARDER)
         # Figures of the hot loop, written by the receiver thread only and read by the
@@ -151,17 +162,29 @@ class Receiver:
         for binding in (self._pull, self._router):
             if binding is not None:
                 binding.close(linger_ms)
+        self._waker.close()  # a store's later wake() is a no-op
 
     # -- the loop ------------------------------------------------------------------
-    def run(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> None:
-        """Receive until ``stop`` is set, then commit what is buffered."""
+    def run(self, stop: threading.Event, tick: Callable[[], float | None] | None = None) -> None:
+        """Receive until ``stop`` is set, then commit what is buffered.
+
+        ``tick()`` is called after every round and returns when it wants to be called
+        again (a ``time.monotonic()`` value; None: not before something else happens).
+        """
         assert self._pull is not None and self._router is not None
         pull, router = self._pull.sock, self._router.sock
+        wakes = hasattr(stop, "fileno")
         both = zmq.Poller()
-        both.register(pull, zmq.POLLIN)
-        both.register(router, zmq.POLLIN)
         ingest_only = zmq.Poller()
-        ingest_only.register(router, zmq.POLLIN)
+        # a poll reports an fd by its number, not by the object registered
+        waker = self._waker.fileno()
+        for poller in (both, ingest_only):
+            poller.register(router, zmq.POLLIN)
+            poller.register(waker, zmq.POLLIN)
+            if wakes:
+                poller.register(stop, zmq.POLLIN)
+        both.register(pull, zmq.POLLIN)
+        next_tick = tick() if tick is not None else None
         try:
             while not stop.is_set():
                 if self._held:
@@ -169,32 +192,38 @@ class Receiver:
                 self._reap()
                 wait = self._limiter.wait_time()
                 if wait > 0:
-                    stop.wait(min(wait, POLL_SECONDS))
+                    stop.wait(min(wait, RATE_PAUSE_SECONDS))
                     continue
                 paused = bool(self._held) or self._too_much_uncommitted()
                 self.blocked = bool(self._held)
                 poller = ingest_only if paused else both
-                ready = dict(poller.poll(self._poll_ms()))
+                timeout = self._timeout(next_tick)
+                if not wakes and (timeout is None or timeout > STOP_CHECK_SECONDS):
+                    timeout = STOP_CHECK_SECONDS  # a plain Event cannot wake the poll
+                ready = dict(poller.poll(poll_ms(timeout)))
+                if waker in ready:
+                    # before the next round looks at the commits and the room, so a
+                    # wake-up that comes meanwhile is not lost
+                    self._waker.drain()
                 if router in ready:
                     self._drain_ingest(router)
                 if pull in ready and not paused:
                     self._drain_pull(pull)
                 self._commit_due()
                 if tick is not None:
-                    tick()
+                    next_tick = tick()
         finally:
             self.flush(force=True)
 
-    def _poll_ms(self) -> int:
-        if self._replies or (self._commits and self._too_much_uncommitted()):
-            return 1  # a commit is about to finish: look again soon
-        timeout = POLL_SECONDS
-        now = time.monotonic()
-        for chunker in self._chunkers.values():
-            deadline = chunker.deadline()
-            if deadline is not None:
-                timeout = min(timeout, max(0.0, deadline - now))
-        return int(timeout * 1000)
+    def _timeout(self, next_tick: float | None) -> float | None:
+        """Seconds until the next thing due without a wake-up: a pending chunk's
+        ``chunk_max_delay`` or the caller's tick; None: nothing (wait for a wake-up)."""
+        deadlines = [c.deadline() for c in self._chunkers.values()]
+        deadlines.append(next_tick)
+        due = [d for d in deadlines if d is not None]
+        if not due:
+            return None
+        return max(0.0, min(due) - time.monotonic())
 
     def _drain_pull(self, pull: zmq.Socket) -> None:
         # Bounded in frames and in time, so ingest requests, due chunks and commits are

@@ -139,6 +139,9 @@ class Sender:
 
     def request_stop(self) -> None:
         self.stop_event.set()
+        # the threads wait on conditions with no timeout (or the real deadline): wake them
+        self.batcher.wake()
+        self.backoff.wake()
 
     def join(self, deadline: float) -> bool:
         """Wait for the threads until ``deadline`` (monotonic); True if all finished."""

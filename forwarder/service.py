@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
+from bus.sockets import WakeEvent
 from core.config import Config
 from core.service import Service
 from core.storage import open_or_move_aside
@@ -54,12 +55,19 @@ class Forwarder(Service):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
+        # The receiver waits in one poll with no timeout: this event, set along with
+        # stop_event (a signal, fail(), request_stop()), wakes that poll.
+        self._stop_wake = WakeEvent()
+        self.stop_event.also_set(self._stop_wake)
         self.stores: dict[str, Store] = {}
         self.senders: dict[str, Sender] = {}
         self.quarantine: Quarantine | None = None
         self.receiver: Receiver | None = None
         self.link: ServerLink | None = None
-        self._next_upkeep = 0.0
+        #: when the next upkeep is due (None: nothing happened since the last one)
+        self._next_upkeep: float | None = None
+        #: the stores' commits and rows at the last upkeep (None: before the first)
+        self._upkeep_mark: tuple[int, ...] | None = None
         #: problems met opening the queue files (shown by status)
         self.queue_errors: list[str] = []
 
@@ -75,6 +83,7 @@ class Forwarder(Service):
         # corrupt quarantine, a bus socket in use) releases exactly what was opened. They
         # are released last opened, first: senders, receiver, quarantine, queues.
         stack = self.resources
+        stack.callback(self._stop_wake.close)  # released last: the receiver polls it
         self.stores["stateless"] = self._open(
             queue_dir / "stateless.db",
             lambda: Store(
@@ -150,7 +159,6 @@ class Forwarder(Service):
         stack.callback(self._stop_senders)
         for sender in self.senders.values():
             sender.start()
-        self._next_upkeep = time.monotonic() + fw.clear_acked_interval
 
     def _open(self, path: Path, opener: Callable[[], _T]) -> _T:
         """Open a queue file; a corrupt one is moved aside and a fresh one started
@@ -171,7 +179,7 @@ class Forwarder(Service):
 
     def main_loop(self) -> None:
         assert self.receiver is not None
-        self.receiver.run(self.stop_event, tick=self._upkeep)
+        self.receiver.run(self._stop_wake, tick=self._upkeep)
 
     # Stopping: everything startup() opened is on self.resources (no shutdown() of its own).
     def _stop_senders(self) -> None:
@@ -188,17 +196,27 @@ class Forwarder(Service):
         if not store.close(self.stop_deadline):
             logger.error("the {} queue could not commit everything before the deadline", store.kind)
 
-    def _upkeep(self) -> None:
+    def _upkeep(self) -> float | None:
+        """Clear acked rows and trim the heap ``clear_acked_interval`` after the first
+        commit or ack since the last upkeep; returns when it is due (the receiver's
+        tick). Idle, nothing is due: the forwarder does not wake for it."""
+        mark = tuple(n for store in self.stores.values() for n in (store.commits, store.rows))
         now = time.monotonic()
+        if self._next_upkeep is None:
+            if mark == self._upkeep_mark:
+                return None
+            self._next_upkeep = now + self.config.forwarder.clear_acked_interval
         if now < self._next_upkeep:
-            return
-        self._next_upkeep = now + self.config.forwarder.clear_acked_interval
+            return self._next_upkeep
+        self._next_upkeep = None
+        self._upkeep_mark = mark
         _malloc_trim()
         for store in self.stores.values():
             try:
                 store.clear_acked()
             except Exception as exc:  # upkeep must never stop the receiver
                 logger.warning("clearing acked rows of {} failed: {}", store.kind, exc)
+        return None
 
     # -- status ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

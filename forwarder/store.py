@@ -32,6 +32,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,19 @@ class Store:
         self._acks: list[int] = []
         self._closing = False
         self._close_deadline = 0.0
+        #: called after each commit and each ack (see :meth:`add_listener`)
+        self._listeners: list[Callable[[], None]] = []
         self._writer = start_thread(self._write_loop, f"write-{kind}")
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every commit and every ack, from the thread that made
+        it: what the receiver waits for (a commit done, room made) has then changed. It
+        must be quick and must not block (the receiver's is a :class:`bus.sockets.Waker`)."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._listeners:
+            callback()
 
     # -- receiver side ---------------------------------------------------------------
     def has_room(self, nbytes: int) -> bool:
@@ -353,7 +366,7 @@ class Store:
                     if self._closing and time.monotonic() > self._close_deadline:
                         logger.error("giving up: {} chunk(s) not committed", len(puts))
                         return
-                    time.sleep(WRITE_RETRY_SECONDS)
+                    self._pause(time.monotonic() + WRITE_RETRY_SECONDS)
             with self.cond:
                 for commit in puts:
                     need = len(commit.chunk.body)
@@ -367,6 +380,18 @@ class Store:
                 self.cond.notify_all()
             for commit in puts:
                 commit._event.set()
+            self._changed()
+
+    def _pause(self, until: float) -> None:
+        """Wait before a write is tried again; a close() whose deadline comes first cuts
+        the wait short (new puts do not: the retry keeps its pace)."""
+        with self._wcond:
+            while True:
+                end = min(until, self._close_deadline) if self._closing else until
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self._wcond.wait(left)
 
     def _fits(self, need: int) -> bool:
         used = self.bytes + self._reserved
@@ -487,6 +512,7 @@ class Store:
             with self._wcond:
                 self._acks.extend(c.id for c in live)
                 self._wcond.notify()
+            self._changed()
 
     # -- upkeep and figures ------------------------------------------------------------
     def clear_acked(self) -> None:

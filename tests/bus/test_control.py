@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgpack
 import pytest
 import zmq
@@ -48,3 +50,18 @@ def test_status_unknown_commands_and_garbage(run_dir):
 def test_request_to_nobody_times_out(run_dir):
     with pytest.raises(BusTimeout):
         request(f"ipc://{run_dir}/control-none.sock", {"cmd": "status"}, timeout=0.3)
+
+
+@pytest.mark.timeout(30)
+def test_an_idle_control_server_stops_at_once(run_dir):
+    """Its thread waits in a poll with no timeout: stop() itself must wake it."""
+    endpoint = f"ipc://{run_dir}/control-idle.sock"
+    server = ControlServer(endpoint, {"status": lambda _req: {"ok": True}})
+    server.start()
+    assert request(endpoint, {"cmd": "status"}) == {"ok": True}
+    started = time.monotonic()
+    server.stop()
+    assert server._thread is not None and not server._thread.is_alive()
+    assert time.monotonic() - started < 1.5  # stop() gives up joining after 2 s
+    with pytest.raises(BusTimeout):
+        request(endpoint, {"cmd": "status"}, timeout=0.3)

@@ -10,9 +10,9 @@ import msgpack
 import pytest
 import zmq
 
-from bus import Ingest
+from bus import Ingest, client
 from bus.envelope import decode_frame, encode_events
-from bus.sockets import bind, make_socket
+from bus.sockets import WakeEvent, bind, make_socket
 
 EVENT = {"module": "myapp", "collector": "audit", "data": {"msg": "hi"}}
 OK = {"ok": True, "accepted": 1}
@@ -169,3 +169,26 @@ def test_nothing_is_sent_when_already_stopping(ctx, run_dir) -> None:
     stop.set()
     with Ingest(run_dir=str(run_dir), context=ctx, timeout=5) as ingest:
         assert ingest.send_until_committed([EVENT], stop) is None
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("silent", [False, True], ids=["absent", "silent"])
+def test_a_wake_event_ends_the_wait_at_once_without_looking_at_a_clock(
+    ctx, run_dir, monkeypatch, silent
+) -> None:
+    """A WakeEvent is polled with the socket: no STOP_CHECK_MS slices (made huge here)."""
+    monkeypatch.setattr(client, "STOP_CHECK_MS", 60_000)
+    fwd = Forwarder(ctx, f"ipc://{run_dir}/ingest.sock", [None]) if silent else None
+    if fwd is not None:
+        fwd.start()
+    stop = WakeEvent()
+    try:
+        with Ingest(run_dir=str(run_dir), context=ctx, timeout=20) as ingest:
+            threading.Timer(0.3, stop.set).start()
+            started = time.monotonic()
+            assert ingest.send_until_committed([EVENT], stop) is None
+            assert time.monotonic() - started < 5.0  # not the 20 s timeout
+    finally:
+        stop.close()
+        if fwd is not None:
+            fwd.close()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 import zmq
 
 from bus.errors import BusError, EndpointInUse
-from bus.sockets import bind, make_socket
+from bus.sockets import WakeEvent, Waker, bind, make_socket
 
 
 @pytest.fixture
@@ -144,3 +147,59 @@ def test_curve_protects_a_tcp_endpoint(ctx):
         plain.close(linger=0)
     finally:
         server.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_waker_wakes_a_poll_with_no_timeout_and_drain_quiets_it() -> None:
+    waker = Waker()
+    poller = zmq.Poller()
+    poller.register(waker.fileno(), zmq.POLLIN)
+    try:
+        assert poller.poll(0) == []
+        threading.Timer(0.1, waker.wake).start()
+        assert dict(poller.poll(10_000)) == {waker.fileno(): zmq.POLLIN}
+        waker.wake()  # twice before the drain: one drain is enough
+        waker.drain()
+        assert poller.poll(0) == []
+    finally:
+        waker.close()
+    waker.wake()  # after close: a no-op, not an error on a reused fd
+
+
+@pytest.mark.timeout(30)
+def test_a_wake_event_is_readable_while_set_from_any_thread() -> None:
+    event = WakeEvent()
+    poller = zmq.Poller()
+    poller.register(event.fileno(), zmq.POLLIN)
+    try:
+        threading.Timer(0.1, event.set).start()
+        started = time.monotonic()
+        assert poller.poll(10_000) and event.is_set()
+        assert time.monotonic() - started < 5.0
+        assert poller.poll(0), "stays readable for every poller while set"
+        event.clear()
+        assert poller.poll(0) == [] and not event.is_set()
+        assert not event.wait(0.01)  # still a threading.Event
+    finally:
+        event.close()
+    event.set()  # after close it still works as a plain Event
+    assert event.is_set()
+
+
+@pytest.mark.timeout(30)
+def test_a_wake_event_set_by_a_signal_handler_wakes_the_poll_at_once() -> None:
+    """pyzmq retries a poll that a signal interrupted; the handler's set() ends it."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run in the main thread only")
+    event = WakeEvent()
+    poller = zmq.Poller()
+    poller.register(event.fileno(), zmq.POLLIN)
+    previous = signal.signal(signal.SIGUSR1, lambda *_: event.set())
+    try:
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        started = time.monotonic()
+        assert poller.poll(10_000), "the poll went on after the signal handler set the event"
+        assert time.monotonic() - started < 5.0
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        event.close()

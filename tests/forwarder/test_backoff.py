@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
+
+import pytest
 
 from forwarder.backoff import Backoff, parse_retry_after
 
@@ -47,3 +50,34 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == 60.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.timeout(30)
+def test_waiters_wake_at_the_end_of_the_delay_at_the_probes_outcome_and_on_stop() -> None:
+    """No polling: the delay is one timed wait; behind the probe, waiters are notified."""
+    backoff = Backoff(0.2, 0.2, rng=lambda: 1.0)
+    stop = threading.Event()
+    first = backoff.acquire(stop)
+    assert first is not None
+    backoff.failure(first)
+    started = time.monotonic()
+    probe = backoff.acquire(stop)  # waits out the delay
+    assert probe is not None and time.monotonic() - started >= 0.15
+    ready: list[bool] = []
+    waiter = threading.Thread(target=lambda: ready.append(backoff.wait_ready(stop)))
+    waiter.start()
+    backoff.success(probe)
+    waiter.join(10)
+    assert ready == [True]
+
+    long = Backoff(600.0, 600.0, rng=lambda: 1.0)
+    second = long.acquire(stop)
+    assert second is not None
+    long.failure(second)  # the next request may go in ten minutes
+    tickets: list[int | None] = []
+    waiter = threading.Thread(target=lambda: tickets.append(long.acquire(stop)))
+    waiter.start()
+    stop.set()
+    long.wake()
+    waiter.join(10)
+    assert not waiter.is_alive() and tickets == [None]

@@ -68,3 +68,30 @@ def test_pack_cuts_requests_within_the_budget_in_order() -> None:
     assert [[p.body for p in r] for r in requests].count([big]) == 1
     # everything fits: one request, pieces untouched
     assert pack(pieces, 10**6, True) == ([pieces], 0)
+
+
+@pytest.mark.timeout(30)
+def test_next_batch_waits_with_no_timer_until_a_commit_or_a_wake(tmp_path: Path) -> None:
+    """No poll: a commit hands the batch over at once, wake() ends the wait on stop."""
+    store = Store(tmp_path, "stateless", max_bytes=10**9)
+    batcher = Batcher(store, max_bytes=10**6, max_events=1, interval=3600.0)
+    stop = threading.Event()
+    got: list[Batch | None] = []
+    taker = threading.Thread(target=lambda: got.append(batcher.next_batch(stop)))
+    taker.start()
+    try:
+        store.put(chunk(1))  # full at one event: due now, not in an hour
+        taker.join(10)
+        assert not taker.is_alive() and got[0] is not None and got[0].events == 1
+        taker = threading.Thread(target=lambda: got.append(batcher.next_batch(stop)))
+        taker.start()
+        stop.set()
+        batcher.wake()
+        taker.join(10)
+        assert not taker.is_alive(), "wake() did not end the wait of a stopped taker"
+        assert got[1] is None
+    finally:
+        stop.set()
+        batcher.wake()
+        taker.join(10)
+        store.close()
