@@ -116,7 +116,7 @@ class StatefulCollectorService(CollectorService):
                 self.metrics.error(f"scan failed: {exc}")
             if self.once:
                 return
-            self.stop_event.wait(self.interval)
+            self.stop_event.wait(self.interval)  # the next scan is due: no wake-up before it
 
     def claim_state(self) -> None:
         """Make the state this agent's: start from empty when it was another uuid's."""

@@ -30,12 +30,11 @@ from loguru import logger
 
 from bus.executor import Command, Executor
 from bus.results import NOT_VALID, ResultCode
+from bus.threads import start_thread
 from commander.routing import AGENT_TOPIC
-from comms.api import ServerClient
 from comms.credentials import load_credentials, update_groups
 from comms.errors import ServerError
 from comms.private_files import remove_private, write_private
-from comms.tokens import TokenManager
 from core.config import Config
 from core.service import Service, endpoints_from_config
 
@@ -65,6 +64,11 @@ class AgentActions:
     @property
     def client(self) -> FileSource:
         if self._client is None:
+            # Imported on first use: requests and its kin are most of this process when it
+            # runs alone ([agent] isolation = "process"), and most commands need no file.
+            from comms.api import ServerClient
+            from comms.tokens import TokenManager
+
             creds = load_credentials(self.data_dir)
             self._client = ServerClient(self.config, TokenManager(self.config, creds))
         return self._client
@@ -167,18 +171,32 @@ class AgentExecutorService(Service):
         self.client = client
         self.executor: Executor | None = None
         self._thread: threading.Thread | None = None
+        #: set by a stop request, and by the executor's thread when it ends
+        self._wake = threading.Event()
+        self._executor_ended = False
 
     def startup(self) -> None:
         self.executor = make_executor(self.config, self.client)
         self.resources.callback(self._stop_executor)
-        self._thread = self.executor.start()
+        self.stop_event.also_set(self._wake)
+        self._thread = start_thread(self._serve, f"executor-{self.executor.name}")
         logger.info("agent-executor: serving topic {}", AGENT_TOPIC)
 
+    def _serve(self) -> None:
+        assert self.executor is not None
+        try:
+            self.executor.run(install_signals=False)
+        except Exception:
+            logger.exception("agent-executor: the executor failed")
+        finally:
+            # Its end wakes the main loop, which watches it without a timer.
+            self._executor_ended = True
+            self._wake.set()
+
     def main_loop(self) -> None:
-        assert self._thread is not None
-        while not self.stop_event.wait(0.5):
-            if not self._thread.is_alive():
-                raise RuntimeError("the executor's thread stopped")
+        self._wake.wait()
+        if self._executor_ended:  # it ended before anyone asked it to (a stop comes later)
+            raise RuntimeError("the executor's thread stopped")
 
     def _stop_executor(self) -> None:
         assert self.executor is not None

@@ -175,10 +175,15 @@ class Fanout:
             flight.next_publish = now + self.republish_interval
         return first, verdicts
 
-    def next_wakeup(self) -> float:
-        """Seconds until :meth:`tick` has something to do (publication or deadline)."""
+    def next_wakeup(self) -> float | None:
+        """Seconds until :meth:`tick` has something to do (publication or deadline).
+
+        None when nothing is in flight: then only a message or the mailbox brings work.
+        """
+        if not self.flights:
+            return None
         now, wall = self._clock(), self._wall()
-        soonest = 3600.0
+        soonest = float("inf")
         for flight in self.flights.values():
             soonest = min(soonest, flight.command.deadline - wall)
             if not flight.acked:

@@ -149,6 +149,8 @@ class Poller:
         return new
 
     def _failed(self, message: str) -> float:
+        if self.stop_event.is_set():
+            return 0.0  # the call was ended because we stop (Commander._end_long_poll)
         self._failures += 1
         self.metrics.inc(cm.POLL_ERRORS)
         self.metrics.error(message)

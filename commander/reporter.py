@@ -17,7 +17,7 @@ from loguru import logger
 
 from bus.client import Ingest
 from bus.errors import BusError
-from bus.threads import start_thread
+from bus.threads import StopEvent, start_thread
 from commander import metrics as cm
 from commander.store import CommandStore, OutboxItem
 from core.backoff import compute_backoff
@@ -72,6 +72,8 @@ class Reporter:
         self.max_message_bytes = max_message_bytes
         self.on_delivered = on_delivered
         self._wake = threading.Event()
+        if isinstance(stop_event, StopEvent):
+            stop_event.also_set(self._wake)  # a stop request ends the wait for results
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -105,7 +107,8 @@ class Reporter:
                     continue
                 failures = 0
                 if not sent and not self.stop_event.is_set():
-                    self._wake.wait(1.0)
+                    # Nothing to hand over: sleep until wake() (new results) or a stop.
+                    self._wake.wait()
         finally:
             ingest.close()
 

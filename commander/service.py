@@ -4,6 +4,11 @@ Threads: the *poller* holds the long-poll and stores what arrives; the *reporter
 results to the forwarder; the main loop owns every ZeroMQ socket (XPUB commands, PULL
 results, an inproc mailbox from the poller) and every command in flight.
 
+The main loop sleeps in ``zmq.Poller.poll`` until a socket has something, or until the
+fan-out's next deadline (a republication, a command's timeout); with nothing in flight it
+has no timeout at all. New commands and a restart that may go ahead ring the mailbox; a
+stop request sets a :class:`bus.sockets.WakeEvent` registered in the same poll.
+
 Start-up recovery (docs/protocol.md, "Commands"): a command stored but never published is published now; a
 command that was published or running when the commander stopped gets result 1 "Agent
 stopped during execution" — except ``restart``, which gets 0 "Agent restarted", since
@@ -25,7 +30,7 @@ from loguru import logger
 from bus.control import request as control_request
 from bus.errors import BusError, InvalidEvent
 from bus.results import ResultCode
-from bus.sockets import Binding, bind, make_socket
+from bus.sockets import Binding, WakeEvent, bind, make_socket, poll_ms
 from commander import metrics as cm
 from commander import results
 from commander.command import ServerCommand
@@ -43,8 +48,6 @@ from core.storage import open_or_move_aside
 
 #: messages read from the results socket per loop turn (keeps deadlines checked under a flood)
 RESULTS_PER_TURN = 1000
-#: longest sleep of the main loop (how soon a stop request is seen)
-LOOP_MAX_WAIT = 0.2
 #: how long the supervisor gets to answer a restart request (seconds)
 SUPERVISOR_TIMEOUT = 2.0
 
@@ -70,6 +73,9 @@ class Commander(Service):
         self._mailbox_lock = threading.Lock()
         self._mailbox_push: zmq.Socket | None = None
         self._mailbox_pull: zmq.Socket | None = None
+        #: readable once a stop is requested (a signal handler can set it; the main loop
+        #: polls it next to its sockets)
+        self._stopping: WakeEvent | None = None
         self._rejects = RateLimitedLog(config.bus.reject_log_per_minute)
         self._poller: Poller | None = None
         self._reporter: Reporter | None = None
@@ -97,6 +103,9 @@ class Commander(Service):
         self._mailbox_pull.bind(address)
         self._mailbox_push = ctx.socket(zmq.PUSH)
         self._mailbox_push.connect(address)
+        self._stopping = WakeEvent()
+        stack.callback(self._stopping.close)
+        self.stop_event.also_set(self._stopping)
         self.fanout = Fanout(
             pub,
             self.executors,
@@ -129,7 +138,7 @@ class Commander(Service):
             on_fatal=self.fail,
         )
         self._poller.start()
-        stack.callback(self._poller.join, 0.1)
+        stack.callback(self._end_long_poll)
 
     def _open_store(self, path: Path) -> CommandStore:
         """Open commands.db; a corrupt file is moved aside and a fresh one started.
@@ -150,13 +159,15 @@ class Commander(Service):
 
     def main_loop(self) -> None:
         assert self.fanout is not None and self._mailbox_pull is not None
+        assert self._stopping is not None
         pub, pull = self.fanout.sock, self._bindings[1].sock
         poller = zmq.Poller()
         for sock in (pub, pull, self._mailbox_pull):
             poller.register(sock, zmq.POLLIN)
+        poller.register(self._stopping, zmq.POLLIN)
         while not self.stop_event.is_set():
-            wait = min(self.fanout.next_wakeup(), LOOP_MAX_WAIT)
-            ready = dict(poller.poll(int(wait * 1000)))
+            # Until a socket, the mailbox or a stop request, or the fan-out's next deadline.
+            ready = dict(poller.poll(poll_ms(self.fanout.next_wakeup())))
             if self._mailbox_pull in ready:
                 self._take_inbox()
             if pub in ready:
@@ -173,6 +184,22 @@ class Commander(Service):
     def _join_reporter(self) -> None:
         assert self._reporter is not None
         self._reporter.join(max(0.0, self.stop_deadline - time.monotonic()))
+
+    def _end_long_poll(self) -> None:
+        """Stopping: end the poller's long-poll now rather than when the server answers.
+
+        Left behind, the poller could take commands from the server after its service
+        stopped: in the agent's one process ([agent] isolation = "thread") the next run
+        would never see them.
+        """
+        poller = self._poller
+        abort = getattr(self.client, "abort", None)
+        if poller is None or poller._thread is None:
+            return
+        while poller._thread.is_alive() and time.monotonic() < self.stop_deadline:
+            if abort is not None:
+                abort()  # again while it lives: a call may have begun after the last one
+            poller.join(0.1)
 
     def _close_store(self) -> None:
         poller = self._poller
@@ -236,6 +263,10 @@ class Commander(Service):
         """Called by the poller thread with newly stored commands."""
         for cmd in commands:
             self._inbox.put(cmd)
+        self._wake_main()
+
+    def _wake_main(self) -> None:
+        """Wake the main loop from its poll (the poller and reporter threads)."""
         with self._mailbox_lock:
             if self._mailbox_push is not None:
                 try:
@@ -344,6 +375,7 @@ class Commander(Service):
             i.name == "restart" and i.code == ResultCode.IN_PROGRESS and not i.final for i in items
         ):
             self._restart_due.set()
+            self._wake_main()
 
     def _restart(self) -> None:
         """Ask the supervisor to restart the agent; without one, re-execute this process."""

@@ -7,9 +7,12 @@ import stat
 
 import pytest
 
-from commander.agent_executor import make_executor
+from bus.errors import EXIT_RUNTIME
+from bus.executor import Executor
+from commander import agent_executor
+from commander.agent_executor import AgentExecutorService, make_executor
 from comms.credentials import load_credentials
-from tests.fixtures.commander import commander_thread, status
+from tests.fixtures.commander import commander_thread, status, wait_status
 from tests.fixtures.common import wait_for
 
 FAST = {
@@ -83,3 +86,29 @@ def test_set_group_with_a_missing_file_fails_and_changes_nothing(agent):
 def test_bad_arguments_and_unknown_names_are_not_valid(agent, name, args):
     _config, server, agent_id = agent
     assert run(server, agent_id, name, args) == [(1, "Command is not valid")]
+
+
+@pytest.mark.timeout(30)
+def test_an_idle_agent_executor_stops_at_once(make_config, run_service):
+    """Its main loop waits on an event, no timer: a stop request wakes it."""
+    config = make_config()
+    service = run_service(AgentExecutorService(config))
+    wait_status(config, "agent-executor")
+    assert service.stop(timeout=5) == 0
+
+
+@pytest.mark.timeout(30)
+def test_the_end_of_the_executors_thread_stops_the_service_with_an_error(
+    make_config, run_service, monkeypatch
+):
+    """The executor's thread wakes the main loop as it ends (no periodic is_alive check)."""
+
+    class Broken(Executor):
+        def run(self, *, install_signals: bool = True) -> None:
+            raise RuntimeError("the bus is gone")
+
+    monkeypatch.setattr(
+        agent_executor, "make_executor", lambda config, client=None: Broken(["agent"])
+    )
+    service = run_service(AgentExecutorService(make_config()))
+    assert service.join(timeout=10) == EXIT_RUNTIME

@@ -7,6 +7,7 @@ comms client, executors built on the SDK, ZeroMQ over ipc sockets.
 from __future__ import annotations
 
 import threading
+import time
 
 import msgpack
 import pytest
@@ -15,8 +16,11 @@ import zmq
 from bus import Executor
 from bus.executor import Command
 from bus.sockets import connect, make_socket
+from commander.command import ServerCommand
+from commander.fanout import ExecutorTable, Fanout
+from commander.service import Commander
 from core.service import endpoints_from_config
-from tests.fixtures.commander import commander_thread, status
+from tests.fixtures.commander import QueueServer, commander_thread, status
 from tests.fixtures.common import wait_for
 
 FAST = {
@@ -237,3 +241,79 @@ def test_a_late_subscriber_gets_the_command_at_once_not_at_the_next_republish(
     finally:
         push.close(linger=0)
         sub.close(linger=0)
+
+
+@pytest.mark.timeout(30)
+def test_an_idle_commander_polls_without_a_timeout_and_a_stop_wakes_it_at_once(
+    make_config, monkeypatch
+):
+    """Nothing in flight: the main loop sleeps in poll() with no timeout (no tick to see a
+    stop flag), and a stop request from another thread wakes that poll."""
+    timeouts: list[int | None] = []
+
+    class RecordingPoller(zmq.Poller):
+        def poll(self, timeout=None):
+            timeouts.append(timeout)
+            return super().poll(timeout)
+
+    monkeypatch.setattr(zmq, "Poller", RecordingPoller)
+    config = make_config()
+    service = Commander(config, client=QueueServer())
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(service.run()), daemon=True)
+    thread.start()
+    wait_for(lambda: timeouts, 10)
+    assert set(timeouts) == {None}
+    service.request_stop()
+    thread.join(5)
+    assert not thread.is_alive(), "a stop request did not wake the idle commander"
+    assert codes == [0]
+
+
+def test_the_fanout_sleeps_until_its_next_deadline_and_without_one_when_empty():
+    clock = [100.0]
+    fanout = Fanout(
+        None,  # nothing is published in this test
+        ExecutorTable(30.0),
+        republish_interval=5.0,
+        hello_grace=0.0,
+        clock=lambda: clock[0],
+        wall=lambda: 1000.0,
+    )
+    assert fanout.next_wakeup() is None
+    flight = fanout.add(
+        ServerCommand(document_id="d1", name="myapp.x", timeout=60.0, received_at=1000.0)
+    )
+    flight.next_publish = 103.0
+    assert fanout.next_wakeup() == pytest.approx(3.0)
+    flight.acked = True  # only its deadline is left
+    assert fanout.next_wakeup() == pytest.approx(60.0)
+
+
+@pytest.mark.timeout(60)
+def test_a_stopping_commander_ends_its_held_long_poll_and_leaves_commands_to_the_next(
+    enrolled_agent,
+):
+    """As threads of one process, a poller left in its long-poll would outlive its
+    service and take commands the next commander never sees."""
+    config, _credentials, server = enrolled_agent
+    server.set_command_hold(60.0)
+    first = Commander(config)
+    thread = threading.Thread(target=first.run, daemon=True)
+    thread.start()
+    wait_for(lambda: first.metrics.snapshot().get("polls", 0) >= 1, 10)  # held by the server
+    stopping = time.monotonic()
+    first.request_stop()
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - stopping < 5  # not the 60 s hold
+    assert first._poller is not None and not first._poller._thread.is_alive()
+
+    doc = server.queue_command(server.agents()[0]["id"], name="set-group", args={"groups": []})
+    second = Commander(config)
+    thread = threading.Thread(target=second.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: second.store is not None and second.store.get(doc) is not None, 20)
+    finally:
+        second.request_stop()
+        thread.join(10)
