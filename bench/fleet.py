@@ -465,6 +465,8 @@ def main() -> int:
         return 0
     finally:
         stop.set()
+        for agent in agents:
+            agent.backoff.wake()  # a waiter in back-off sleeps until its retry, not a tick
         server.stop()  # cuts the held long-polls, so the poller threads end
         deadline = time.monotonic() + 15
         for agent in agents:

@@ -27,8 +27,10 @@ Measurements (each prints its figures and the machine):
   of sink receipt − send (dominated by ``batch-timeout``, 100 ms).
 
 The forwarder benchmarks call :func:`run_throughput`, :func:`run_drain`, :func:`run_latency`
-(each returns a dict with ``events_per_s`` / ``p99_ms``, or ``{"skipped": why}``); this is
-the one place syslog-ng is installed, configured, started and measured.
+(each returns a dict with ``events_per_s`` / ``p99_ms``, or ``{"skipped": why}``), and
+bench/footprint.py :func:`run_footprint` (syslog-ng idle, at 1,000 events/s and with a
+backlog in its disk buffer: the same figures as the whole agent's); this is the one place
+syslog-ng is installed, configured, started and measured.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench import _footprint
 from bench.events import EVENT_BYTES, syslog_line, syslog_payload
 from bench.machine import describe
 from bench.runner import latency_figures, median_run, paced
@@ -444,6 +447,64 @@ def run_latency(
             **latency_figures(stats),
             **peer.figures(),
         }
+
+
+def run_footprint(
+    idle: float = 60.0,
+    rate: int = 1000,
+    seconds: float = 30.0,
+    queued: int = 0,
+    later: float = 30.0,
+    settle: float = 5.0,
+    tuning: Tuning | None = None,
+) -> dict[str, Any]:
+    """syslog-ng through the phases of bench/footprint.py (bench/_footprint.py), with the
+    same keys as the agent's figures: ``idle`` (PSS/USS/RSS, CPU, wake-ups, threads, open
+    files over ``idle`` s, after a first batch was delivered and ``settle`` s), ``load``
+    (``rate`` lines/s for ``seconds`` on one TCP connection until the sink has them: CPU %
+    of one core, CPU-seconds per 1,000 events) and, when ``queued``, ``queued`` (the sink
+    down, that many lines taken into the disk buffer: PSS at a quarter, half, all, and
+    ``later`` s after)."""
+    binary = find_syslog_ng()
+    if binary is None:
+        return dict(SKIPPED)
+    warm = 100  # a first batch delivered: the http() destination is connected
+    with Sink() as sink, SyslogNg(binary, sink, tuning) as peer:
+        assert peer.proc is not None
+        pid = peer.proc.pid
+        send_lines(peer.port, syslog_payload(warm, start=10_000_000))
+        sink.wait_events(warm, timeout=30)
+        time.sleep(settle)
+        result: dict[str, Any] = {"idle": _footprint.idle_phase(pid, idle), **peer.figures()}
+        with socket.create_connection(("127.0.0.1", peer.port)) as s:
+
+            def send(first: int, last: int, now: float) -> None:
+                s.sendall(
+                    b"".join((syslog_line(q, now) + "\n").encode() for q in range(first, last))
+                )
+
+            def delivered(n: int) -> int:
+                return int(sink.wait_events(warm + n, timeout=_timeout_for(n))["events"]) - warm
+
+            idle_cpu = result["idle"]["total"]["cpu_pct"]
+            result["load"] = _footprint.load_phase(pid, rate, seconds, send, delivered, idle_cpu)
+        if queued:
+            sink.stop()  # its port refuses connections from now on
+            base = peer.counter("source;s_bench;", "processed")
+
+            def push(first: int, count: int) -> None:
+                send_lines(peer.port, syslog_payload(count, start=first))
+
+            def taken(mark: int) -> int:
+                deadline = time.monotonic() + _timeout_for(mark)
+                while (done := peer.counter("source;s_bench;", "processed") - base) < mark:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"syslog-ng took {done}/{mark} lines into its buffer")
+                    time.sleep(0.1)  # polling interval of a deadline-bound wait
+                return done
+
+            result["queued"] = _footprint.queued_phase(pid, queued, push, taken, later)
+        return result
 
 
 #: per measurement: run it once, its median's key, one run in words, the median in words

@@ -9,6 +9,8 @@
   :class:`~tests.fixtures.forwarder.ForwarderProcess`) in its own temp dir, with made-up
   credentials pointing at the sink (or a real enrollment's) and the given ``[forwarder]``
   options; ``.rss()`` / ``.peak_rss`` / ``.cpu_seconds()`` measure the process.
+- :data:`PLAIN_INSTALL` / :func:`plain_install_env` — run as on a ``pip install agentbus``
+  without the [server] extra: the reference server's packages hidden from the process.
 - :func:`frames` / :func:`push_frames` — benchmark events (events.py) pre-encoded as bus
   frames, so the producer's own encoding is not measured, pushed as fast as the forwarder
   takes them (a blocked send waits: back-pressure, never loss).
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -45,6 +48,24 @@ Run = dict[str, Any]
 Say = Callable[[Run], str]
 #: events per bus frame sent by the benchmark producer (a collector batching its reads)
 FRAME_EVENTS = 100
+#: what the dev venv has and a ``pip install agentbus`` without the [server] extra has not
+#: (the reference server's packages); pyjwt imports ``cryptography`` when it is there
+#: (~10 MB RSS per process that imports pyjwt)
+NOT_IN_PLAIN_INSTALL = ("cryptography", "fastapi", "uvicorn", "starlette", "pydantic")
+#: Python code that makes every import of them fail, as if they were not installed
+PLAIN_INSTALL = (
+    f"import sys\nfor _name in {NOT_IN_PLAIN_INSTALL!r}:\n    sys.modules[_name] = None\n"
+)
+
+
+def plain_install_env(site_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` for processes that run as on a plain install: a ``sitecustomize`` in
+    ``site_dir`` (created) with :data:`PLAIN_INSTALL`, first on ``PYTHONPATH`` (children
+    inherit it)."""
+    site_dir.mkdir(parents=True, exist_ok=True)
+    (site_dir / "sitecustomize.py").write_text(PLAIN_INSTALL)
+    path = os.pathsep.join(filter(None, [str(site_dir), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path}
 
 
 def run(
@@ -169,9 +190,10 @@ def latency_figures(stats: dict[str, Any]) -> Run:
 class ForwarderUnderTest(ForwarderProcess):
     """One forwarder process against ``server_url``; use as a context manager.
 
-    ``plain_install`` emulates an install without the [server] extra: no ``cryptography``
-    (the dev venv has it for the reference server, and pyjwt imports it when present: ~10 MB
-    RSS). ``credentials``: a real enrollment's (default: made-up ones, which the sink takes).
+    ``plain_install`` emulates an install without the [server] extra: none of
+    :data:`NOT_IN_PLAIN_INSTALL` (the dev venv has them for the reference server, and pyjwt
+    imports ``cryptography`` when present: ~10 MB RSS). ``credentials``: a real
+    enrollment's (default: made-up ones, which the sink takes).
     """
 
     def __init__(
@@ -217,8 +239,8 @@ class ForwarderUnderTest(ForwarderProcess):
         if not self.plain_install:
             return super().command_line()
         code = (
-            "import sys; sys.modules['cryptography'] = None; from agent.main import main; "
-            f"sys.exit(main(['forwarder', '--config', {str(self.config_file)!r}]))"
+            PLAIN_INSTALL + "from agent.main import main\n"
+            f"sys.exit(main(['forwarder', '--config', {str(self.config_file)!r}]))\n"
         )
         return [sys.executable, "-c", code]
 

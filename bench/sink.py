@@ -49,6 +49,9 @@ from urllib.parse import parse_qs
 STATELESS = "/api/v1/events/stateless"
 STATEFUL = "/api/v1/events/stateful"
 AUTH = "/api/v1/authentication"
+COMMANDS = "/api/v1/commands"
+#: how long a commands long-poll is held before its empty answer (408), like the server
+COMMANDS_HOLD = 600.0
 #: the repository root: the sink process runs ``python -m bench.sink`` from there
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: token lifetime the server protocol requires (exp - iat)
@@ -271,6 +274,17 @@ class HttpProtocol(asyncio.Protocol):
             except ValueError:
                 uuid = "bench"
             self._reply(200, json.dumps({"token": _make_token(uuid)}).encode(), close=close)
+        elif path == COMMANDS and method == "GET":
+            # No commands, ever: hold the long-poll like the server does, then 408.
+            self.busy = True
+
+            def empty() -> None:
+                self.busy = False
+                if self.transport is not None and not self.transport.is_closing():
+                    self._reply(408, b'{"message":"no commands","code":408}', close=close)
+                    self._process()
+
+            asyncio.get_running_loop().call_later(COMMANDS_HOLD, empty)
         elif path == "/_sink/stats":
             with_samples = parse_qs(query).get("latency", ["0"])[0] not in ("0", "")
             self._reply(200, json.dumps(st.snapshot(with_samples)).encode(), close=close)

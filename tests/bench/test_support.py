@@ -102,7 +102,8 @@ def test_sink_restarts_on_the_same_port_with_fresh_counters(sink: Sink) -> None:
 
 def test_run_all_discovers_scripts_but_not_support_modules() -> None:
     names = [os.path.basename(p) for p in run_all.discover()]
-    assert "peer_syslog_ng.py" in names
+    assert "peer_syslog_ng.py" in names and "footprint.py" in names
+    assert "_footprint.py" not in names and "agent_footprint.py" not in names
     assert not set(names) & run_all.SUPPORT
     assert not [n for n in names if n.startswith("_")]
     assert run_all.module(run_all.discover("peer")[0]) == "bench.peer_syslog_ng"
