@@ -174,7 +174,8 @@ class Batcher:
         """Block until a batch is due and take it; None when ``stop`` is set first.
 
         The wait lasts until the batch is due (``batch_interval`` after its oldest event)
-        or until the store's condition is notified: a commit, an ack, or :meth:`wake`,
+        or until the store's condition is notified: a commit that makes it due sooner
+        (a new oldest event, or a batch's worth of bytes or events), an ack, or :meth:`wake`,
         which whoever sets ``stop`` calls. ``poll`` caps each wait (None: no cap).
         ``max_bytes`` overrides the byte bound for this batch.
         """
@@ -191,6 +192,9 @@ class Batcher:
                     wait = None  # no row after all: wait for the next commit or ack
                 if poll is not None:
                     wait = poll if wait is None else min(wait, poll)
+                # A commit wakes us early only if it makes the batch due sooner (Store).
+                store.wake_at_bytes = limit
+                store.wake_at_events = self.max_events
                 store.cond.wait(wait)
         return None
 

@@ -10,6 +10,7 @@ import pytest
 
 from forwarder.batcher import Batch, Batcher, Piece, pack, pieces_of_events, split
 from forwarder.store import Store
+from tests.fixtures.common import wait_for
 from tests.forwarder.helpers import body_seqs, chunk, inventory_package, rendered
 
 
@@ -95,3 +96,40 @@ def test_next_batch_waits_with_no_timer_until_a_commit_or_a_wake(tmp_path: Path)
         batcher.wake()
         taker.join(10)
         store.close()
+
+
+@pytest.mark.timeout(30)
+def test_commits_that_do_not_make_the_batch_due_sooner_wake_no_sender(tmp_path: Path) -> None:
+    """A trickle of commits adds to a batch due at its oldest event's time anyway: waking
+    the senders for each was most of their CPU at 1,000 events/s."""
+    store = Store(tmp_path, "stateless", max_bytes=10**9)
+    size = len(chunk(0).body) + 1
+    # the wall clock of the events' arrival (helpers' chunks arrived at 1000 + seq)
+    batcher = Batcher(
+        store, max_bytes=20 * size, max_events=10**6, interval=30.0, wall=lambda: 1000.0
+    )
+    wakes = []
+    real_wait = store.cond.wait
+
+    def counting_wait(timeout=None):
+        wakes.append(timeout)
+        return real_wait(timeout)
+
+    store.cond.wait = counting_wait  # type: ignore[method-assign]
+    stop = threading.Event()
+    taken: list[Batch | None] = []
+    sender = threading.Thread(target=lambda: taken.append(batcher.next_batch(stop)), daemon=True)
+    sender.start()
+    wait_for(lambda: len(wakes) == 1)  # nothing ready: waits for a commit, no timer
+    store.put(chunk(0))  # the first event: a new head, the batch's due time is set
+    wait_for(lambda: len(wakes) == 2 and wakes[1] is not None)
+    for i in range(1, 10):
+        store.put(chunk(i))  # half a batch: due at the head's time, as before
+    assert len(wakes) == 2
+    for i in range(10, 30):
+        store.put(chunk(i))  # past a batch's worth of bytes: due now
+        if taken:
+            break
+    sender.join(10)
+    assert taken and taken[0] is not None and 10 < taken[0].events < 30
+    store.close()
