@@ -99,7 +99,7 @@ class ForwarderSection:
     #: a chunk (one queue row) closes at this size ...
     chunk_max_bytes: Bytes = 256 * 1024
     #: ... or this long after its first event arrived
-    chunk_max_delay: Seconds = 0.05
+    chunk_max_delay: Seconds = 0.1
     #: bound on queued bytes, per queue (stateless, stateful)
     max_queue_bytes: Bytes = 1024 * 1024 * 1024
     #: what to do when a queue is full: block (back-pressure) or drop_oldest (stateless only)

@@ -188,6 +188,8 @@ class Batcher:
                 if wait == 0.0:
                     chunks = store.take(limit, self.max_events)
                     if chunks:
+                        if store.ready_events > 0:
+                            store.cond.notify()  # the rest has a new head: pass it on
                         return Batch.of(chunks)
                     wait = None  # no row after all: wait for the next commit or ack
                 if poll is not None:

@@ -54,6 +54,9 @@ KINDS = ("stateless", "stateful")
 MIN_UNCOMMITTED = 4 * 1024 * 1024
 #: how often a plain ``threading.Event`` stop flag is looked at (a WakeEvent wakes the poll)
 STOP_CHECK_SECONDS = 0.1
+#: a read of the PULL socket that found fewer frames than this, with a chunk pending,
+#: leaves the socket unread until that chunk is due (see Receiver.run)
+COALESCE_BELOW = 16
 
 
 class RateLimiter:
@@ -185,6 +188,9 @@ class Receiver:
                 poller.register(stop, zmq.POLLIN)
         both.register(pull, zmq.POLLIN)
         next_tick = tick() if tick is not None else None
+        #: while a trickle of frames arrives, the PULL socket is left unread until the
+        #: pending chunk is due (time.monotonic()); None: it is read as frames arrive
+        coalesce_until: float | None = None
         try:
             while not stop.is_set():
                 if self._held:
@@ -196,7 +202,7 @@ class Receiver:
                     continue
                 paused = bool(self._held) or self._too_much_uncommitted()
                 self.blocked = bool(self._held)
-                poller = ingest_only if paused else both
+                poller = ingest_only if paused or coalesce_until is not None else both
                 timeout = self._timeout(next_tick)
                 if not wakes and (timeout is None or timeout > STOP_CHECK_SECONDS):
                     timeout = STOP_CHECK_SECONDS  # a plain Event cannot wake the poll
@@ -207,12 +213,28 @@ class Receiver:
                     self._waker.drain()
                 if router in ready:
                     self._drain_ingest(router)
-                if pull in ready and not paused:
-                    self._drain_pull(pull)
+                coalesced = coalesce_until is not None and time.monotonic() >= coalesce_until
+                if (pull in ready or coalesced) and not paused:
+                    # Interrupt coalescing: at a trickle (a few frames per read) the frames
+                    # wait in the socket until the pending chunk is due, then go into it
+                    # together — one wake-up per chunk instead of one per frame. The wait
+                    # is bounded by chunk_max_delay, so a rise in the rate is noticed
+                    # within it (and then reads of many frames keep the socket watched).
+                    read = self._drain_pull(pull)
+                    pending = self._timeout(None)
+                    coalesce_until = (
+                        time.monotonic() + pending
+                        if read < COALESCE_BELOW and pending is not None and not coalesced
+                        else None
+                    )
+                elif coalesce_until is not None and paused:
+                    coalesce_until = None
                 self._commit_due()
                 if tick is not None:
                     next_tick = tick()
         finally:
+            if coalesce_until is not None and not self._held:
+                self._drain_pull(pull)  # what waited for its chunk's time goes in too
             self.flush(force=True)
 
     def _timeout(self, next_tick: float | None) -> float | None:
@@ -225,17 +247,18 @@ class Receiver:
             return None
         return max(0.0, min(due) - time.monotonic())
 
-    def _drain_pull(self, pull: zmq.Socket) -> None:
+    def _drain_pull(self, pull: zmq.Socket) -> int:
+        """Read the frames waiting on the PULL socket; returns how many were read."""
         # Bounded in frames and in time, so ingest requests, due chunks and commits are
         # looked at often even under a flood of big frames.
         until = time.monotonic() + BURST_SECONDS
         for i in range(BURST):
             if i & 63 == 63 and time.monotonic() > until:
-                return
+                return i
             try:
                 frame = pull.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return i
             self.frames += 1
             if pull.get(zmq.RCVMORE):
                 while pull.get(zmq.RCVMORE):
@@ -244,9 +267,10 @@ class Receiver:
                 continue
             self._take_frame(frame)
             if self._held or self._limiter.max_eps and self._limiter.wait_time() > 0:
-                return
+                return i + 1
             if self._commits and self._too_much_uncommitted():
-                return
+                return i + 1
+        return BURST
 
     def _take_frame(self, frame: bytes) -> None:
         try:

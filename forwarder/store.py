@@ -386,11 +386,12 @@ class Store:
                 if new_head:
                     self._head_known = False  # the queue was empty: a new head
                 if (
-                    new_head
-                    or self.ready_bytes >= self.wake_at_bytes
+                    self.ready_bytes >= self.wake_at_bytes
                     or self.ready_events >= self.wake_at_events
                 ):
-                    self.cond.notify_all()
+                    self.cond.notify_all()  # a batch is due now: every idle sender
+                elif new_head:
+                    self.cond.notify()  # one sender learns the due time (Batcher.next_batch)
             for commit in puts:
                 commit._event.set()
             self._changed()
