@@ -2,7 +2,7 @@
 
 persist-queue commits (and fsyncs) one transaction per row, so a row per event would cap
 the forwarder at a few thousand events per second. Instead the receiver gathers the
-rendered events of one kind that arrive within ``chunk_max_delay`` (50 ms), up to
+rendered events of one kind that arrive within ``chunk_max_delay`` (100 ms), up to
 ``chunk_max_bytes``, and stores them as one row: the NDJSON lines joined by ``\\n``, the
 exact bytes that will later sit in a request body.
 
