@@ -54,9 +54,12 @@ KINDS = ("stateless", "stateful")
 MIN_UNCOMMITTED = 4 * 1024 * 1024
 #: how often a plain ``threading.Event`` stop flag is looked at (a WakeEvent wakes the poll)
 STOP_CHECK_SECONDS = 0.1
-#: a read of the PULL socket that found fewer frames than this, with a chunk pending,
-#: leaves the socket unread until that chunk is due (see Receiver.run)
-COALESCE_BELOW = 16
+#: frames expected on the PULL socket within one ``chunk_max_delay`` below which the
+#: socket is left unread until the pending chunk is due (see Receiver.run): far below its
+#: high-water mark, so a producer never blocks on it
+COALESCE_FRAMES = 100
+#: how often the arrival rate of frames is taken (seconds)
+RATE_WINDOW_SECONDS = 1.0
 
 
 class RateLimiter:
@@ -139,6 +142,14 @@ class Receiver:
         self.received = 0
         self.persisted = 0
         self.ingest_requests = 0
+        #: while a trickle of frames arrives, the PULL socket is left unread until the
+        #: pending chunk is due (time.monotonic()); None: it is read as frames arrive
+        self._coalesce_until: float | None = None
+        #: frames and bytes per second on the PULL socket, taken every RATE_WINDOW_SECONDS (unknown
+        #: at first: frames are read as they come until it is known)
+        self._frame_rate = self._byte_rate = float("inf")
+        self._rate_since = time.monotonic()
+        self._rate_frames = self._rate_bytes = self._pull_bytes = 0
         self.ingest_full = 0
         self.blocked = False
 
@@ -188,9 +199,6 @@ class Receiver:
                 poller.register(stop, zmq.POLLIN)
         both.register(pull, zmq.POLLIN)
         next_tick = tick() if tick is not None else None
-        #: while a trickle of frames arrives, the PULL socket is left unread until the
-        #: pending chunk is due (time.monotonic()); None: it is read as frames arrive
-        coalesce_until: float | None = None
         try:
             while not stop.is_set():
                 if self._held:
@@ -202,7 +210,7 @@ class Receiver:
                     continue
                 paused = bool(self._held) or self._too_much_uncommitted()
                 self.blocked = bool(self._held)
-                poller = ingest_only if paused or coalesce_until is not None else both
+                poller = ingest_only if paused or self._coalesce_until is not None else both
                 timeout = self._timeout(next_tick)
                 if not wakes and (timeout is None or timeout > STOP_CHECK_SECONDS):
                     timeout = STOP_CHECK_SECONDS  # a plain Event cannot wake the poll
@@ -213,7 +221,9 @@ class Receiver:
                     self._waker.drain()
                 if router in ready:
                     self._drain_ingest(router)
-                coalesced = coalesce_until is not None and time.monotonic() >= coalesce_until
+                coalesced = (
+                    self._coalesce_until is not None and time.monotonic() >= self._coalesce_until
+                )
                 if (pull in ready or coalesced) and not paused:
                     # Interrupt coalescing: at a trickle (a few frames per read) the frames
                     # wait in the socket until the pending chunk is due, then go into it
@@ -221,21 +231,57 @@ class Receiver:
                     # is bounded by chunk_max_delay, so a rise in the rate is noticed
                     # within it (and then reads of many frames keep the socket watched).
                     read = self._drain_pull(pull)
+                    if coalesced and read >= COALESCE_FRAMES:
+                        # Frames piled up while we waited: a burst. Read them as they
+                        # come, and take the rate anew before waiting again.
+                        self._measure_rate_anew()
                     pending = self._timeout(None)
-                    coalesce_until = (
+                    self._coalesce_until = (
                         time.monotonic() + pending
-                        if read < COALESCE_BELOW and pending is not None and not coalesced
+                        if pending is not None and not coalesced and self._trickle()
                         else None
                     )
-                elif coalesce_until is not None and paused:
-                    coalesce_until = None
+                elif self._coalesce_until is not None and paused:
+                    self._coalesce_until = None
                 self._commit_due()
                 if tick is not None:
                     next_tick = tick()
         finally:
-            if coalesce_until is not None and not self._held:
+            if self._coalesce_until is not None and not self._held:
                 self._drain_pull(pull)  # what waited for its chunk's time goes in too
             self.flush(force=True)
+
+    @property
+    def waiting_for_frames(self) -> bool:
+        """Whether the PULL socket is left unread until the pending chunk is due."""
+        return self._coalesce_until is not None
+
+    def _trickle(self) -> bool:
+        """Whether frames arrive slowly enough to wait for them until a chunk is due:
+        fewer than COALESCE_FRAMES per ``chunk_max_delay`` at the last measured rate."""
+        now = time.monotonic()
+        elapsed = now - self._rate_since
+        if elapsed >= 2 * RATE_WINDOW_SECONDS:
+            # The window spans a pause: its rate says nothing of what arrives now (a
+            # burst after a quiet spell). Measure again.
+            self._measure_rate_anew()
+        elif elapsed >= RATE_WINDOW_SECONDS:
+            self._frame_rate = (self.frames - self._rate_frames) / elapsed
+            self._byte_rate = (self._pull_bytes - self._rate_bytes) / elapsed
+            self._rate_since, self._rate_frames = now, self.frames
+            self._rate_bytes = self._pull_bytes
+        chunker = self._chunkers["stateless"]
+        return (
+            self._frame_rate * chunker.max_delay < COALESCE_FRAMES
+            # chunks that would close by size anyway gain nothing from waiting
+            and self._byte_rate * chunker.max_delay < chunker.max_bytes / 4
+        )
+
+    def _measure_rate_anew(self) -> None:
+        """No waiting for frames until a whole RATE_WINDOW_SECONDS has been measured."""
+        self._frame_rate = self._byte_rate = float("inf")
+        self._rate_since, self._rate_frames = time.monotonic(), self.frames
+        self._rate_bytes = self._pull_bytes
 
     def _timeout(self, next_tick: float | None) -> float | None:
         """Seconds until the next thing due without a wake-up: a pending chunk's
@@ -260,6 +306,7 @@ class Receiver:
             except zmq.Again:
                 return i
             self.frames += 1
+            self._pull_bytes += len(frame)
             if pull.get(zmq.RCVMORE):
                 while pull.get(zmq.RCVMORE):
                     pull.recv()

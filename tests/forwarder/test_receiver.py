@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bus import Publisher
 from core.config import Config
 from forwarder.service import Forwarder
+from forwarder.store import Store
 from tests.fixtures.forwarder import ForwarderThread
 
 #: the measurement window of the idle test (seconds); the old loops woke ~50 times in it
@@ -78,3 +80,40 @@ def test_upkeep_is_due_after_activity_only(make_config: Callable[..., Config]) -
     store.commits += 1  # a chunk was committed: an upkeep is due an interval later
     due = fw._upkeep()
     assert due is not None and 9 < due - time.monotonic() <= 10
+
+
+@pytest.mark.timeout(60)
+def test_at_a_trickle_frames_wait_for_their_chunk_and_a_stop_loses_none(
+    make_config: Callable[..., Config], run_forwarder: Callable[[Config], ForwarderThread]
+) -> None:
+    """Once the rate is known to be low, the PULL socket is read only when the pending
+    chunk is due; what waits there when the forwarder stops is committed all the same."""
+    config = make_config(
+        {"forwarder": {"chunk_max_delay": "3s", "batch_interval": "1h"}},
+    )
+    fw = run_forwarder(config)
+    receiver = fw.service.receiver
+    assert receiver is not None
+    sent = 0
+    with Publisher(f"ipc://{config.agent.run_dir}/events.sock") as pub:
+        deadline = time.monotonic() + 20
+        # 20 frames/s until the receiver has measured the rate and waits for the chunk
+        while not receiver.waiting_for_frames and time.monotonic() < deadline:
+            pub.send("test", "trickle", {"seq": sent})
+            sent += 1
+            threading.Event().wait(0.05)  # the trickle's pace, not a synchronisation
+        assert receiver.waiting_for_frames, "the receiver never waited for a trickle"
+        for _ in range(5):  # these wait in the socket, unread, until the chunk is due
+            pub.send("test", "trickle", {"seq": sent})
+            sent += 1
+        assert receiver.frames < sent  # not read yet: the chunk is due in seconds
+    assert fw.stop(timeout=15) == 0
+    assert _queued(config) == sent
+
+
+def _queued(config: Config) -> int:
+    store = Store(config.data_dir / "queue", "stateless", max_bytes=10**9)
+    try:
+        return store.events
+    finally:
+        store.close()
