@@ -28,7 +28,7 @@ from loguru import logger
 from bus.errors import EXIT_RUNTIME, AgentbusError
 from bus.threads import mark_service, start_thread
 from core import registry
-from core.config import Config
+from core.config import Config, ConfigError
 from core.service import Service
 
 #: prctl(2) option: the signal a process gets when its parent dies (Linux)
@@ -288,5 +288,15 @@ KINDS: dict[str, type[Child]] = {"thread": ThreadChild, "process": ProcessChild}
 
 def make_children(config: Config, on_exit: Callable[[], None]) -> list[Child]:
     """One child per service this configuration asks for, in start order."""
-    kind = KINDS[config.agent.isolation]
-    return [kind(spec.name, config, on_exit) for spec in registry.enabled(config)]
+    unknown = sorted(set(config.agent.own_process) - set(registry.names()))
+    if unknown:
+        raise ConfigError(
+            f"agent.own_process: {', '.join(unknown)} is no built-in service "
+            f"({', '.join(registry.names())})"
+        )
+    return [
+        (ProcessChild if spec.name in config.agent.own_process else KINDS[config.agent.isolation])(
+            spec.name, config, on_exit
+        )
+        for spec in registry.enabled(config)
+    ]

@@ -66,6 +66,8 @@ class AgentSection:
     #: process (the smallest footprint), "process" = one process each (a crash stays in
     #: its own process)
     isolation: Literal["thread", "process"] = "thread"
+    #: built-in services that run as a process of their own even with isolation "thread"
+    own_process: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

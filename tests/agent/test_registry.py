@@ -96,6 +96,18 @@ def test_the_supervisor_starts_each_enabled_service_the_one_way(tmp_path, isolat
             assert child.argv == argv
 
 
+def test_a_service_named_in_own_process_gets_a_process_among_threads(tmp_path):
+    path = tmp_path / "agentbus.toml"
+    path.write_text('[agent]\nown_process = ["fim"]\n')
+    children = make_children(load_config(path, environ={}), lambda: None)
+    kinds = {child.name: type(child) for child in children}
+    assert kinds["fim"] is ProcessChild
+    assert {kinds[n] for n in kinds if n != "fim"} == {ThreadChild}
+    path.write_text('[agent]\nown_process = ["fim", "nosuch"]\n')
+    with pytest.raises(ConfigError, match="nosuch is no built-in service"):
+        make_children(load_config(path, environ={}), lambda: None)
+
+
 def test_isolation_is_thread_unless_the_config_says_otherwise(tmp_path):
     assert load_config(DEFAULT_CONFIG_FILE, environ={}).agent.isolation == "thread"
     path = tmp_path / "agentbus.toml"
