@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
+from agent.children import ProcessChild, ThreadChild, make_children
 from agent.main import build_parser
 from agent.status import services_asked
-from agent.children import ProcessChild, ThreadChild, make_children
 from bus.control import request
 from bus.errors import AgentbusError, EndpointInUse
 from core import registry
