@@ -31,7 +31,7 @@ from tests.fixtures.system import (
     wait_delivered,
 )
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.both_isolations]
 
 MAX = 64 * 1024
 #: rounds of the garbage list per data socket

@@ -32,7 +32,7 @@ from tests.fixtures.system import (
     wait_delivered,
 )
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.both_isolations]
 
 ROUNDS = 3
 #: the victims of one round, by ``[agent] isolation``: "agent" is the whole agent (the
