@@ -108,6 +108,40 @@ def test_a_crashing_service_is_restarted_and_reported(
 
 
 @pytest.mark.timeout(120)
+def test_a_crashing_collector_thread_is_restarted_and_goes_on_reading(
+    enrolled_agent, agent_process, tmp_path
+):
+    config, _credentials, server = enrolled_agent
+    log = tmp_path / "app.log"
+    log.write_text("")
+    marker = tmp_path / "crashed-once"
+    agent = agent_process(
+        config,
+        fault_env(TEST_CRASH_SERVICE="logcollector", TEST_CRASH_ONCE=str(marker)),
+        collectors={
+            "logcollector": {"enabled": True, "paths": [str(log)]},
+            "inventory": {"enabled": False},
+            "fim": {"enabled": False},
+        },
+    )
+
+    def restarted():
+        child = agent.status()["services"]["agent"]["counters"]["children"]["logcollector"]
+        return child["up"] and child["restarts"] == 1 and child
+
+    child = wait_for(restarted, timeout=30)
+    assert child["pid"] == agent.proc.pid and child["last_exit"] == "code 1"
+    assert "[logcollector] logcollector stopped on an unexpected error" in agent.log.read_text()
+    with log.open("a") as f:
+        f.write("Dec  3 16:00:00 host app: after the crash\n")
+    wait_for(
+        lambda: any("after the crash" in str(e) for e in server.events(module="logcollector")),
+        timeout=30,
+    )
+    assert agent.stop() == 0
+
+
+@pytest.mark.timeout(120)
 def test_sigterm_stops_everything_with_exit_0_and_loses_nothing(enrolled_agent, agent_process):
     config, _credentials, server = enrolled_agent
     agent = agent_process(config)
