@@ -81,6 +81,14 @@ class BadResponse(ServerError):
         self.server_message = server_message
 
 
+class Redirected(BadResponse):
+    """The server answered with a redirect (3xx): never followed, by design.
+
+    A followed redirect would carry the agent's key, its token or its events to another
+    origin (plain http included), and a redirected events POST would count as delivered.
+    """
+
+
 class NotEnrolled(AgentbusError):
     """This agent has no usable credentials; run ``agentbus register`` first."""
 

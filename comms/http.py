@@ -27,7 +27,7 @@ import urllib3
 from loguru import logger
 from requests.adapters import HTTPAdapter
 
-from comms.errors import ServerUnreachable, TLSFailure
+from comms.errors import Redirected, ServerUnreachable, TLSFailure
 from core.config import Config
 from core.version import __version__
 
@@ -189,8 +189,11 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
     """
     if "timeout" not in kwargs:
         raise TypeError("every call to the server needs an explicit timeout")
+    # Never follow a redirect: it would re-send the key, the token or the events to
+    # whatever origin the answer names (plain http too). A 3xx is an error of the server.
+    kwargs["allow_redirects"] = False
     try:
-        return session.request(method, url, **kwargs)
+        response = session.request(method, url, **kwargs)
     except requests.exceptions.SSLError as exc:
         raise TLSFailure(f"TLS check of {_origin(url)} failed: {_cause(exc)}") from None
     except requests.exceptions.Timeout as exc:
@@ -199,6 +202,15 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
         raise ServerUnreachable(f"cannot reach {_origin(url)}: {_cause(exc)}") from None
     except requests.exceptions.RequestException as exc:
         raise ServerUnreachable(f"request to {_origin(url)} failed: {_cause(exc)}") from None
+    if 300 <= response.status_code < 400:
+        where = response.headers.get("Location") or "nowhere said"
+        response.close()
+        raise Redirected(
+            f"{_origin(url)} answered HTTP {response.status_code}, a redirect to "
+            f"{where[:200]}: the agent follows no redirects (check server_url)",
+            status=response.status_code,
+        )
+    return response
 
 
 def retry_after(headers: Any) -> float | None:

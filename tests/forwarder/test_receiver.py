@@ -13,6 +13,7 @@ from bus import Publisher
 from core.config import Config
 from forwarder.service import Forwarder
 from forwarder.store import Store
+from tests.fixtures.common import wait_for
 from tests.fixtures.forwarder import ForwarderThread
 
 #: the measurement window of the idle test (seconds); the old loops woke ~50 times in it
@@ -83,11 +84,11 @@ def test_upkeep_is_due_after_activity_only(make_config: Callable[..., Config]) -
 
 
 @pytest.mark.timeout(60)
-def test_at_a_trickle_frames_wait_for_their_chunk_and_a_stop_loses_none(
+def test_at_a_trickle_frames_wait_in_the_socket_for_their_chunk_and_none_is_lost(
     make_config: Callable[..., Config], run_forwarder: Callable[[Config], ForwarderThread]
 ) -> None:
     """Once the rate is known to be low, the PULL socket is read only when the pending
-    chunk is due; what waits there when the forwarder stops is committed all the same."""
+    chunk is due; what waited there goes into that chunk, and is committed."""
     config = make_config(
         {"forwarder": {"chunk_max_delay": "3s", "batch_interval": "1h"}},
     )
@@ -107,6 +108,7 @@ def test_at_a_trickle_frames_wait_for_their_chunk_and_a_stop_loses_none(
             pub.send("test", "trickle", {"seq": sent})
             sent += 1
         assert receiver.frames < sent  # not read yet: the chunk is due in seconds
+        wait_for(lambda: fw.status()["received"] == sent, timeout=15)  # read when due
     assert fw.stop(timeout=15) == 0
     assert _queued(config) == sent
 
