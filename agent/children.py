@@ -38,8 +38,6 @@ PR_SET_PDEATHSIG = 1
 class Child:
     """One supervised service and what the supervisor knows of it."""
 
-    kind = ""
-
     def __init__(self, name: str, config: Config, on_exit: Callable[[], None]) -> None:
         self.name = name
         self.config = config
@@ -68,27 +66,39 @@ class Child:
     def pid(self) -> int | None:
         raise NotImplementedError
 
-    def start(self) -> None:
+    def _launch(self) -> None:
+        """Start the service (a thread, a process)."""
         raise NotImplementedError
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until it answers on its control socket; False if it did not in time."""
         raise NotImplementedError
 
-    def reap(self) -> str | None:
-        """How it ended (``"code 1"``, ``"signal SIGKILL"``), once it has; None while it runs.
-
-        Forgets the ended run: the next :meth:`start` begins a new one.
+    def reap(self) -> tuple[int, str] | None:
+        """Its exit code and how it ended (``"code 1"``, ``"signal SIGKILL"``) once it has;
+        None while it runs. Forgets the ended run: the next :meth:`start` begins a new one.
         """
         raise NotImplementedError
 
-    def exit_code(self) -> int | None:
-        """Its exit code once it ended (before :meth:`reap`)."""
-        raise NotImplementedError
-
-    def stop(self, deadline: float) -> None:
+    def _halt(self, deadline: float) -> None:
         """Ask it to stop gracefully; wait until ``deadline`` (time.monotonic())."""
         raise NotImplementedError
+
+    # -- the same for every kind ----------------------------------------------------------
+    def start(self) -> None:
+        self.started_at = time.time()
+        self.next_start = 0.0
+        self._launch()
+
+    def stop(self, deadline: float) -> None:
+        """Stop it gracefully by ``deadline`` (time.monotonic()) and note how it ended."""
+        if not self.running:
+            return
+        self._halt(deadline)
+        ended = self.reap()
+        self.last_exit = ended[1] if ended is not None and ended[0] >= 0 else "stopped"
+        self.last_exit_at = time.time()
+        logger.info("stopped {}", self.name)
 
     # -- shared --------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -105,8 +115,6 @@ class Child:
 
 class ThreadChild(Child):
     """A service run by a thread of the agent's process."""
-
-    kind = "thread"
 
     def __init__(self, name: str, config: Config, on_exit: Callable[[], None]) -> None:
         super().__init__(name, config, on_exit)
@@ -126,15 +134,13 @@ class ThreadChild(Child):
     def pid(self) -> int | None:
         return os.getpid() if self.up else None
 
-    def start(self) -> None:
+    def _launch(self) -> None:
         # A new instance each time: a restarted service starts from its files, not from
         # the memory of the run that crashed.
         spec = registry.get(self.name)
         self.service = spec.load().from_args(self.config, argparse.Namespace(once=False))
         self._code = None
-        self.started_at = time.time()
-        self.next_start = 0.0
-        self.thread = start_thread(self._run, self.name, daemon=True)
+        self.thread = start_thread(self._run, self.name)
         logger.info("started {} (thread of pid {})", self.name, os.getpid())
 
     def _run(self) -> None:
@@ -157,33 +163,24 @@ class ThreadChild(Child):
         assert self.service is not None
         return self.service.ready.wait(timeout) and self._code is None
 
-    def exit_code(self) -> int | None:
-        return self._code
-
-    def reap(self) -> str | None:
+    def reap(self) -> tuple[int, str] | None:
         if self.thread is None or self._code is None:
             return None
         code, self.thread, self.service = self._code, None, None
-        return f"code {code}"
+        return code, f"code {code}"
 
-    def stop(self, deadline: float) -> None:
-        if self.thread is None or self.service is None:
-            return
+    def _halt(self, deadline: float) -> None:
+        assert self.thread is not None and self.service is not None
         self.service.request_stop()
         self.thread.join(max(0.1, deadline - time.monotonic()))
         if self.thread.is_alive():
             # A thread cannot be killed: it stays behind and ends with the process.
             logger.warning("{} did not stop within the deadline; leaving it behind", self.name)
             self._code = EXIT_RUNTIME
-        self.last_exit = self.reap() or "stopped"
-        self.last_exit_at = time.time()
-        logger.info("stopped {}", self.name)
 
 
 class ProcessChild(Child):
     """A service run as its own ``agentbus <name>`` process."""
-
-    kind = "process"
 
     def __init__(self, name: str, config: Config, on_exit: Callable[[], None]) -> None:
         super().__init__(name, config, on_exit)
@@ -202,7 +199,7 @@ class ProcessChild(Child):
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def start(self) -> None:
+    def _launch(self) -> None:
         # Children get their own process group so a Ctrl-C at the terminal reaches only
         # the supervisor, which then stops them in order. If the supervisor dies without
         # stopping them (kill -9, a crash), the kernel sends them SIGTERM: orphans would
@@ -211,8 +208,6 @@ class ProcessChild(Child):
             self.argv, start_new_session=True, preexec_fn=_stop_with_parent(os.getpid())
         )
         self.process = process
-        self.started_at = time.time()
-        self.next_start = 0.0
         # One thread blocked in wait() per child: the supervisor learns of an exit at once
         # without polling.
         start_thread(self._wait, f"wait-{self.name}", process=process)
@@ -237,20 +232,16 @@ class ProcessChild(Child):
                 continue
         return False
 
-    def exit_code(self) -> int | None:
-        return self.process.poll() if self.process is not None else None
-
-    def reap(self) -> str | None:
+    def reap(self) -> tuple[int, str] | None:
         if self.process is None or self.process.poll() is None:
             return None
         code = self.process.returncode
         self.process = None
-        return f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        return code, f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
 
-    def stop(self, deadline: float) -> None:
+    def _halt(self, deadline: float) -> None:
         proc = self.process
-        if proc is None:
-            return
+        assert proc is not None
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
@@ -260,10 +251,6 @@ class ProcessChild(Child):
                 logger.warning("{} did not stop within the deadline; killing it", self.name)
                 proc.kill()
                 proc.wait()
-        self.last_exit = f"code {proc.returncode}" if proc.returncode >= 0 else "stopped"
-        self.last_exit_at = time.time()
-        self.process = None
-        logger.info("stopped {}", self.name)
 
 
 def _stop_with_parent(parent: int) -> Callable[[], None] | None:

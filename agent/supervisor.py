@@ -164,9 +164,9 @@ class Supervisor(Service):
     def _watch(self) -> None:
         now = time.monotonic()
         for child in self.children:
-            code = child.exit_code()
-            if child.running and code is not None:
-                self._on_exit(child, code, now)
+            ended = child.reap()
+            if ended is not None:
+                self._on_exit(child, *ended, now)
             if self.stop_event.is_set():
                 return  # stopping (a signal, or a child that gave up): start nothing
             if not child.running and now >= child.next_start:
@@ -174,8 +174,7 @@ class Supervisor(Service):
                 self.metrics.inc(am.RESTARTS)
                 self._start(child)
 
-    def _on_exit(self, child: Child, code: int, now: float) -> None:
-        how = child.reap() or f"code {code}"
+    def _on_exit(self, child: Child, code: int, how: str, now: float) -> None:
         uptime = time.time() - (child.started_at or time.time())
         if uptime >= STABLE_AFTER:
             child.crashes = 0
