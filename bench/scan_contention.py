@@ -28,12 +28,9 @@ forwarder runs with ``batch_interval = 100ms`` as in the throughput benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,11 +42,13 @@ import zmq
 
 from bench import runner
 from bench.events import bus_event
+from bench.footprint import Agent, counter
 from bench.machine import describe
 from bench.sink import Sink
 from comms.credentials import Credentials, save_credentials
 from core.config import config_from_dict, to_toml
 from core.service import endpoints_from_config
+from tests.fixtures.run import clean_env
 
 LAYOUTS = {
     "no scan": ("thread", False),
@@ -70,8 +69,9 @@ def make_tree(root: Path, files: int) -> None:
         (d / f"f{i:06d}.dat").write_bytes(i.to_bytes(8, "little") + block[8:])
 
 
-class Agent:
-    """``agentbus run`` against the sink, with fim on ``tree`` (or off)."""
+class ScanAgent:
+    """``agentbus run`` against the sink, with fim on ``tree`` (or off); a context manager
+    around bench/footprint.py's :class:`Agent`."""
 
     def __init__(self, sink_url: str, tree: Path, isolation: str, scan: bool) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="abscan-", dir="/tmp"))
@@ -104,68 +104,37 @@ class Agent:
                 server_url=sink_url,
             ),
         )
-        self.config_file = self.tmp / "agentbus.toml"
-        self.config_file.write_text(to_toml(config))
+        config_file = self.tmp / "agentbus.toml"
+        config_file.write_text(to_toml(config))
         self.endpoints = endpoints_from_config(config)
         self.scan = scan
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.agent = Agent(config_file, clean_env(), self.tmp / "agent.log")
 
-    def __enter__(self) -> Agent:
-        cmd = [sys.executable, "-m", "agent.main", "run", "--config", str(self.config_file)]
-        with open(self.tmp / "agent.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while not self._healthy():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"agentbus run did not start:\n{self.log()}")
-            time.sleep(0.1)
+    def __enter__(self) -> ScanAgent:
+        self.agent.start()
+        self.agent.wait(lambda _code, r: "up" if r["summary"]["healthy"] else None, timeout=60)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.agent.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def log(self) -> str:
-        return (self.tmp / "agent.log").read_text(errors="replace")
-
-    def status(self) -> dict[str, Any]:
-        out = subprocess.run(
-            [sys.executable, "-m", "agent.main", "status", "--json"]
-            + ["--config", str(self.config_file)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        return dict(json.loads(out.stdout)) if out.stdout else {}
-
-    def _healthy(self) -> bool:
-        try:
-            return bool(self.status().get("summary", {}).get("healthy"))
-        except (ValueError, subprocess.TimeoutExpired):
-            return False
 
     def scanning(self) -> bool | None:
         """Whether fim's first scan still runs (None: fim is off)."""
         if not self.scan:
             return None
-        fim = self.status().get("services", {}).get("fim", {}).get("counters", {})
-        return int(fim.get("scans", 0)) == 0
+        _code, report = self.agent.status()
+        return report is not None and counter(report, "fim", "scans") == 0
 
 
-def throughput(agent: Agent, sink: Sink, n: int) -> dict[str, Any]:
+def throughput(agent: ScanAgent, sink: Sink, n: int) -> dict[str, Any]:
     sink.reset()
     started = runner.push_frames(agent.endpoints.events, runner.frames(n))
     stats = sink.wait_events(n, timeout=60 + n / 2000)
     return {"events_per_s": n / (stats["last_ts"] - started), "during_scan": agent.scanning()}
 
 
-def latency(agent: Agent, sink: Sink, rate: int, seconds: float) -> dict[str, Any]:
+def latency(agent: ScanAgent, sink: Sink, rate: int, seconds: float) -> dict[str, Any]:
     sink.reset()
     sink.configure(latency=True)
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
@@ -197,11 +166,11 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, list[dict[str, Any]
         with Sink() as sink:
             for round_ in range(args.repeat):
                 for name, (isolation, scan) in LAYOUTS.items():
-                    with Agent(sink.url, tree, isolation, scan) as agent:
+                    with ScanAgent(sink.url, tree, isolation, scan) as agent:
                         r = throughput(agent, sink, args.n)
                     results[name]["throughput"].append(r)
                     print(f"  round {round_ + 1} {name:<9} throughput {_tp(r)}", flush=True)
-                    with Agent(sink.url, tree, isolation, scan) as agent:
+                    with ScanAgent(sink.url, tree, isolation, scan) as agent:
                         r = latency(agent, sink, args.rate, args.seconds)
                     results[name]["latency"].append(r)
                     print(f"  round {round_ + 1} {name:<9} latency    {_lat(r)}", flush=True)
