@@ -76,6 +76,11 @@ class Poller:
     def start(self) -> None:
         self._thread = start_thread(self._run, "poller")
 
+    @property
+    def alive(self) -> bool:
+        """Whether its thread still runs (it may be inside a long-poll)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def join(self, timeout: float) -> None:
         # The thread may be inside a long-poll; it is a daemon and dies with the process.
         if self._thread is not None:

@@ -194,18 +194,13 @@ class Commander(Service):
         """
         poller = self._poller
         abort = getattr(self.client, "abort", None)
-        if poller is None or poller._thread is None:
-            return
-        while poller._thread.is_alive() and time.monotonic() < self.stop_deadline:
+        while poller is not None and poller.alive and time.monotonic() < self.stop_deadline:
             if abort is not None:
                 abort()  # again while it lives: a call may have begun after the last one
             poller.join(0.1)
 
     def _close_store(self) -> None:
-        poller = self._poller
-        if self.store is not None and not (
-            poller is not None and poller._thread is not None and poller._thread.is_alive()
-        ):
+        if self.store is not None and not (self._poller is not None and self._poller.alive):
             # A poller still inside its long-poll may yet store a command: leave the file
             # open for it (SQLite is crash-safe; the process exit closes it).
             self.store.close()
