@@ -14,6 +14,7 @@ from comms.credentials import Credentials
 from comms.enroll import EnrollRequest, enroll
 from comms.errors import Redirected
 from comms.tokens import TokenManager
+from core.config import Config
 from tests.comms.helpers import FakeClock, make_jwt
 
 
@@ -59,17 +60,21 @@ def servers() -> Iterator[tuple[_Server, _Server]]:
     elsewhere.close()
 
 
-@pytest.mark.timeout(30)
-def test_authentication_redirected_sends_the_key_nowhere(make_config, servers) -> None:
-    redirecting, elsewhere = servers
-    config = make_config({"agent": {"server_url": redirecting.url}})
+def _tokens(config: Config) -> TokenManager:
     creds = Credentials(
         uuid="0190a6d2-0000-7000-8000-0000000000bb",
         key="k" * 32,
         name="h",
-        server_url=redirecting.url,
+        server_url=config.agent.server_url,
     )
-    tokens = TokenManager(config, creds, clock=FakeClock(), boot_id="b")
+    return TokenManager(config, creds, clock=FakeClock(), boot_id="b")
+
+
+@pytest.mark.timeout(30)
+def test_authentication_redirected_sends_the_key_nowhere(make_config, servers) -> None:
+    redirecting, elsewhere = servers
+    config = make_config({"agent": {"server_url": redirecting.url}})
+    tokens = _tokens(config)
     with pytest.raises(Redirected, match="HTTP 307, a redirect to http://127.0.0.1"):
         tokens._authenticate()
     assert [r[1] for r in redirecting.requests] == ["/api/v1/authentication"]
@@ -80,13 +85,7 @@ def test_authentication_redirected_sends_the_key_nowhere(make_config, servers) -
 def test_a_redirected_events_post_is_an_error_not_a_delivery(make_config, servers) -> None:
     redirecting, elsewhere = servers
     config = make_config({"agent": {"server_url": redirecting.url}})
-    creds = Credentials(
-        uuid="0190a6d2-0000-7000-8000-0000000000bb",
-        key="k" * 32,
-        name="h",
-        server_url=redirecting.url,
-    )
-    tokens = TokenManager(config, creds, clock=FakeClock(), boot_id="b")
+    tokens = _tokens(config)
     tokens.token = lambda: make_jwt()  # type: ignore[method-assign]  # one we hold already
     client = ServerClient(config, tokens)
     with pytest.raises(Redirected):
