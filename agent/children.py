@@ -25,11 +25,12 @@ from typing import Any
 
 from loguru import logger
 
-from bus.errors import EXIT_RUNTIME, AgentbusError
+from bus.control import request
+from bus.errors import EXIT_RUNTIME, AgentbusError, BusError
 from bus.threads import mark_service, start_thread
 from core import registry
 from core.config import Config, ConfigError
-from core.service import Service
+from core.service import Service, endpoints_from_config
 
 #: prctl(2) option: the signal a process gets when its parent dies (Linux)
 PR_SET_PDEATHSIG = 1
@@ -218,10 +219,6 @@ class ProcessChild(Child):
         self.on_exit()
 
     def wait_ready(self, timeout: float) -> bool:
-        from bus.control import request
-        from bus.errors import BusError
-        from core.service import endpoints_from_config
-
         endpoint = endpoints_from_config(self.config).control(self.name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.up:
