@@ -212,6 +212,11 @@ class Receiver:
                 self.blocked = bool(self._held)
                 poller = ingest_only if paused or self._coalesce_until is not None else both
                 timeout = self._timeout(next_tick)
+                if self._coalesce_until is not None:
+                    # the waiting ends at its own deadline even if the chunk it waited for
+                    # was committed meanwhile (an acknowledged request takes what is pending)
+                    left = max(0.0, self._coalesce_until - time.monotonic())
+                    timeout = left if timeout is None else min(timeout, left)
                 if not wakes and (timeout is None or timeout > STOP_CHECK_SECONDS):
                     timeout = STOP_CHECK_SECONDS  # a plain Event cannot wake the poll
                 ready = dict(poller.poll(poll_ms(timeout)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bus import Publisher
+from bus import Ingest, Publisher, make_event
 from core.config import Config
 from forwarder.service import Forwarder
 from forwarder.store import Store
@@ -119,3 +119,40 @@ def _queued(config: Config) -> int:
         return store.events
     finally:
         store.close()
+
+
+@pytest.mark.timeout(60)
+def test_frames_waiting_for_a_chunk_an_acknowledged_request_took_are_still_read(
+    make_config: Callable[..., Config], run_forwarder: Callable[[Config], ForwarderThread]
+) -> None:
+    """An acknowledged request commits what is pending, fast-path chunk included: the
+    frames that wait in the socket are read when the wait ends all the same."""
+    config = make_config(
+        {
+            "forwarder": {
+                "chunk_max_delay": "3s",
+                "batch_interval": "1h",
+                "clear_acked_interval": "1h",
+            }
+        },
+    )
+    fw = run_forwarder(config)
+    receiver = fw.service.receiver
+    assert receiver is not None
+    sent = 0
+    with (
+        Publisher(f"ipc://{config.agent.run_dir}/events.sock") as pub,
+        Ingest(f"ipc://{config.agent.run_dir}/ingest.sock", timeout=10) as ingest,
+    ):
+        deadline = time.monotonic() + 20
+        while not receiver.waiting_for_frames and time.monotonic() < deadline:
+            pub.send("test", "trickle", {"seq": sent})
+            sent += 1
+            threading.Event().wait(0.05)  # the trickle's pace, not a synchronisation
+        assert receiver.waiting_for_frames, "the receiver never waited for a trickle"
+        assert ingest.send(make_event("test", "acked", {"seq": -1})).ok  # takes the chunk
+        sent += 1
+        for _ in range(5):
+            pub.send("test", "trickle", {"seq": sent})
+            sent += 1
+        wait_for(lambda: fw.status()["received"] == sent, timeout=15)
