@@ -68,6 +68,13 @@ class AgentSection:
     isolation: Literal["thread", "process"] = "thread"
     #: built-in services that run as a process of their own even with isolation "thread"
     own_process: list[str] = field(default_factory=list)
+    #: allow a plain http:// server_url to a host other than loopback (key, token and
+    #: password would travel in clear); off: such a URL is refused at start
+    allow_insecure_http: bool = False
+    #: largest answer body read from the server for enrollment, tokens and errors
+    max_response_bytes: Bytes = 1024 * 1024
+    #: largest file downloaded from the server (group files); larger = refused, nothing written
+    max_download_bytes: Bytes = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +90,14 @@ class BusSection:
     results_endpoint: str = ""
     #: z85 CURVE key pair file for tcp endpoints reachable from other hosts
     curve_secret_key_file: str = ""
+    #: directory of the z85 public keys of the clients admitted to tcp endpoints (one
+    #: ``*.key`` file each); a client whose key is not there is refused
+    curve_clients_dir: str = ""
+    #: allow tcp on loopback without CURVE (any local user could then reach the bus)
+    allow_plain_loopback: bool = False
+    #: bytes of messages a receiving socket may hold per connected client; its receive
+    #: high-water mark is this divided by max_message_bytes (libzmq counts messages)
+    receive_budget_bytes: Bytes = 64 * 1024 * 1024
     #: how many rejected-input log lines per minute, per socket
     reject_log_per_minute: int = 10
 
@@ -139,6 +154,11 @@ class CommanderSection:
     backoff_max: Seconds = 60.0
     #: run the built-in executor of the ``agent`` topic (set-group, fetch-config, restart)
     agent_executor: bool = True
+    #: largest long-poll answer read from the server
+    max_poll_bytes: Bytes = 16 * 1024 * 1024
+    #: executors known at once, and topics one executor may claim; more are refused, counted
+    max_executors: int = 256
+    max_topics_per_executor: int = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +179,12 @@ class HealthSection:
     enabled: bool = False
     #: where: loopback by default
     listen: str = "127.0.0.1:9780"
+    #: connections served at once; more are closed at once (counted)
+    max_connections: int = 32
+    #: threads answering requests
+    workers: int = 4
+    #: a connection that sends no complete request within this long is closed
+    connection_timeout: Seconds = 5.0
 
 
 class CollectorsSection(dict[str, Any]):

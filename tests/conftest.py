@@ -8,5 +8,6 @@ pytest_plugins = [
     "tests.fixtures.collectors",
     "tests.fixtures.forwarder",
     "tests.fixtures.run",
+    "tests.fixtures.other_user",
     "tests.fakes.fixtures",
 ]

@@ -27,3 +27,6 @@ class LogcollectorSettings:
     poll_interval: Seconds = 0.5
     #: a rotated file is closed once it has not grown for this long (its last line sent)
     rotate_wait: Seconds = 5.0
+    #: read only files owned by one of these users or by the agent's own user; a file of
+    #: anyone else (a link or copy a local user planted) is skipped and counted
+    file_owners: list[str] = field(default_factory=lambda: ["root", "syslog"])
