@@ -4,14 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test test-system check lint format demo bench clean
+.PHONY: all venv test test-system check lint format demo bench lock clean
 
 all: test
 
-$(STAMP): pyproject.toml
+#: every dependency (and the build backend) pinned with its hashes; `make lock` remakes it
+LOCK := requirements/dev.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,7 +27,7 @@ TEST_WORKERS ?= 4
 test: $(STAMP)
 	@# the Node.js collector example's test needs its npm packages (skipped without node)
 	if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
-		(cd examples/node-collector && npm install --no-audit --no-fund --silent); fi
+		(cd examples/node-collector && npm ci --no-audit --no-fund --silent); fi
 	$(BIN)/python -m pytest -q -m "not system" -n $(TEST_WORKERS)
 
 ## make test-system: whole-system reliability tests (slow)
@@ -49,6 +52,15 @@ demo: $(STAMP)
 ## make bench: every benchmark; results go to bench/RESULTS.md by hand
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+## make lock: pin the dependencies of pyproject.toml anew (after changing them there)
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links --unsafe-package agentbus \
+		-o $(LOCK) pyproject.toml requirements/build.in
+	@# the project itself is installed editable, not from the lock
+	sed -i -e '/^agentbus @ /{N;d}' $(LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
