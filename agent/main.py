@@ -152,6 +152,13 @@ def _unavailable(name: str, missing: str) -> Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        # This process's own command line (the `agentbus` script, `python -m agent.main`,
+        # a service child of `agentbus run`): nothing it creates is for other users. A
+        # caller that passes argv (a test, an embedding program) keeps its own umask.
+        from core.private_dirs import restrict_umask
+
+        restrict_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

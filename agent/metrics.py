@@ -14,8 +14,16 @@ from forwarder.metrics import FORWARDER
 
 STARTS = counter("starts", "child processes started")
 RESTARTS = counter("restarts", "child processes restarted after they exited")
+HEALTH_CONNECTIONS = counter("health_connections", "connections accepted by the health endpoint")
+HEALTH_DROPPED = counter(
+    "health_dropped",
+    "health endpoint connections closed without an answer, by reason (refused: every slot "
+    "busy; evicted: the oldest idle one, to make room; timeout: no complete request in "
+    "time; too_large: a request over the size limit; accept_error: out of descriptors)",
+    "reason",
+)
 
-AGENT = service_metrics("agent", STARTS, RESTARTS)
+AGENT = service_metrics("agent", STARTS, RESTARTS, HEALTH_CONNECTIONS, HEALTH_DROPPED)
 
 #: every service's declarations, by service name
 DECLARED: dict[str, MetricSet] = {

@@ -41,6 +41,11 @@ READ_ERRORS = counter("read_errors", "failed reads")
 LINES = counter("lines", "lines read and sent")
 INVALID_UTF8_LINES = counter("invalid_utf8_lines", "lines that were not valid UTF-8 (replaced)")
 TRUNCATED_LINES = counter("truncated_lines", "lines cut at the maximum line size")
+FILES_SKIPPED = counter(
+    "files_skipped",
+    "files not read, once per file, by reason (symlink, not_regular, owner)",
+    "reason",
+)
 
 # -- inventory -------------------------------------------------------------------------------
 SCAN_ERRORS = counter("scan_errors", "scanners that failed (the others went on)")
@@ -63,6 +68,7 @@ LOGCOLLECTOR = service_metrics(
     LINES,
     INVALID_UTF8_LINES,
     TRUNCATED_LINES,
+    FILES_SKIPPED,
 )
 INVENTORY = service_metrics("inventory", *SENDING, *STATEFUL, SCAN_ERRORS)
 FIM = service_metrics("fim", *SENDING, *STATEFUL, FILES, FILES_HASHED, ERRORS)

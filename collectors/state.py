@@ -24,6 +24,8 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from core.storage import private_db
+
 Operation = Literal["create", "update", "delete"]
 
 #: the field that says when a document changed; never part of the comparison
@@ -131,7 +133,9 @@ def open_state_db(path: Path, schema: str) -> sqlite3.Connection:
 
     WAL + NORMAL: a crash of the process loses nothing; a power cut may lose the last
     writes, which repeats a few events but never loses any (state is saved after commit).
+    The file and its WAL are 0600 whatever the umask (they name the host's files).
     """
+    private_db(path)
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from commander.command import ServerCommand
+from core.storage import private_db
 
 #: how many delivered document ids are remembered for duplicate detection
 EXECUTED_KEEP = 100_000
@@ -86,11 +87,13 @@ class CommandStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
+        # Created 0600 before SQLite opens it, so commands.db-wal (command arguments) is
+        # 0600 too: SQLite gives its side files the mode of the database file.
+        private_db(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self.path.chmod(0o600)
 
     def close(self) -> None:
         with self._lock:

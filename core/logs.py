@@ -1,11 +1,14 @@
 """Logging with loguru: one stable prefix per service, optional rotated file, JSON lines.
 
 ``diagnose=False`` everywhere: loguru's diagnose mode prints local variables in
-tracebacks, which would put credentials and tokens in the log.
+tracebacks, which would put credentials and tokens in the log. The log file (and every
+rotated one) is 0600 whatever the umask: it names the host's files and the commands run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
@@ -15,6 +18,7 @@ from loguru import logger
 
 from bus.threads import current_service
 from core.config import LogSection
+from core.private_dirs import FILE_MODE
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -35,6 +39,8 @@ def setup_logging(section: LogSection, service: str) -> None:
     # swapped or closed stream (pytest capture, a daemonising parent) must not break logging.
     logger.add(_to_stderr, level=section.level, format=FORMAT, diagnose=False, backtrace=False)
     if section.file:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(section.file, FILE_MODE)  # a file left by an earlier run, maybe 0644
         logger.add(
             section.file,
             level=section.level,
@@ -45,7 +51,13 @@ def setup_logging(section: LogSection, service: str) -> None:
             diagnose=False,
             backtrace=False,
             enqueue=False,
+            opener=_private_opener,
         )
+
+
+def _private_opener(path: str, flags: int) -> int:
+    """``open()``'s opener for the log file: created 0600, not with the umask's mode."""
+    return os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
 
 
 def _service_of_thread(record: Record) -> None:

@@ -1,14 +1,36 @@
-"""The services' SQLite files: what to do when one cannot be read at start-up."""
+"""The services' SQLite files: private from their creation, and what to do when one cannot
+be read at start-up."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from core.private_dirs import FILE_MODE, make_private
+
 _T = TypeVar("_T")
+
+#: the files SQLite keeps next to a database
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_db(path: Path, mode: int = FILE_MODE) -> Path:
+    """Make the SQLite file ``path`` (created empty if missing) and its side files ``mode``.
+
+    Called before SQLite opens the file: SQLite creates ``-wal``, ``-shm`` and
+    ``-journal`` with the mode of the database file, so they are private too, whatever the
+    umask. Side files left by an earlier run with a wider mode are narrowed as well.
+    """
+    make_private(path, mode)
+    for suffix in SIDE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(path.name + suffix), mode)
+    return path
 
 
 def move_aside(path: Path) -> list[str]:

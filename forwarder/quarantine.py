@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.storage import private_db
+
 #: longest event text shown by ``list``
 SHOW_CHARS = 2000
 
@@ -38,6 +40,7 @@ class Quarantine:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        private_db(path)  # 0600 whatever the umask, before SQLite creates it
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)

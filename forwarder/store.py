@@ -42,6 +42,7 @@ from persistqueue import SQLiteAckQueue
 from persistqueue.sqlbase import with_conditional_transaction
 
 from bus.threads import start_thread
+from core.storage import private_db
 from forwarder.chunker import Chunk
 
 #: rows looked at per take (their small columns only)
@@ -249,6 +250,7 @@ class Store:
         self.path = directory / f"{kind}.db"
         self.max_bytes = max_bytes
         self.drop_oldest = drop_oldest
+        private_db(self.path)  # 0600 with its -wal/-shm, whatever the umask
         self._q = ChunkQueue(str(directory), f"{kind}.db")
         self.cond = threading.Condition()
         #: a commit wakes the waiters of ``cond`` only when it makes a batch due sooner:

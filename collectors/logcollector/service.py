@@ -15,6 +15,14 @@ Rotation:
   copy only — inherent to copytruncate.)
 - while stopped: at start, a saved inode no longer at its path is looked for in the same
   directory and finished from its saved offset.
+
+What is read (the agent reads as root what a local user may have planted; tail.py opens
+each file): a symbolic link found by a glob is never followed, nor is a link to a
+directory below a glob's fixed part; a link named in ``paths`` itself (the admin's
+``/var/log/app.log -> ...``) is followed when the link belongs to one of ``file_owners``;
+a file that is not regular (a FIFO, a device) or whose owner is not one of
+``file_owners`` or the agent's user is skipped. Each skip is counted by reason
+(``files_skipped``) and logged once per file.
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ import base64
 import fnmatch
 import glob
 import os
+import pwd
 import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from loguru import logger
 
@@ -36,12 +45,23 @@ from collectors import metrics as km
 from collectors.base import CollectorService
 from collectors.logcollector.offsets import OffsetRow, OffsetStore, same_head
 from collectors.logcollector.settings import LogcollectorSettings
-from collectors.logcollector.tail import FileTail, Line
+from collectors.logcollector.tail import FileTail, Line, Skipped, check_watched
 from core.config import Config
 from core.logs import RateLimitedLog
 
 MODULE = "logcollector"
 COLLECTOR = "file"
+
+
+class Candidate(NamedTuple):
+    """A file the configuration names now."""
+
+    #: its name in events and in the followed files
+    path: str
+    #: what to open (the target of an admin's link named in paths; else ``path``)
+    source: str
+    #: the directory it was found beneath (a glob's fixed part), None for a named file
+    base: str | None
 
 
 class LogcollectorService(CollectorService):
@@ -61,6 +81,10 @@ class LogcollectorService(CollectorService):
         self._saved: dict[tuple[int, int], OffsetRow] = {}
         self._log = RateLimitedLog(10)
         self._first_discovery = True
+        #: uids whose files are read: file_owners and the agent's own user
+        self.owners = allowed_owners(self.settings.file_owners)
+        #: files skipped, by name: (reason, inode) as last counted
+        self._skipped: dict[str, tuple[str, tuple[int, int]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
@@ -104,18 +128,33 @@ class LogcollectorService(CollectorService):
         return super().status()
 
     # -- finding files ---------------------------------------------------------------
-    def matching_paths(self) -> list[str]:
-        """Every regular file the configured paths and globs name now, minus exclusions."""
-        found: list[str] = []
+    def matching_paths(self) -> list[Candidate]:
+        """Every file the configured paths and globs name now, minus exclusions."""
+        found: list[Candidate] = []
         seen: set[str] = set()
         for pattern in self.settings.paths:
-            names = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-            for name in names:
-                if name in seen or self._excluded(name):
+            if glob.has_magic(pattern):
+                base = _fixed_dir(pattern)
+                names = [Candidate(n, n, base) for n in sorted(glob.glob(pattern))]
+            else:
+                names = [Candidate(pattern, self._named_source(pattern), None)]
+            for cand in names:
+                if cand.path in seen or self._excluded(cand.path):
                     continue
-                seen.add(name)
-                found.append(name)
+                seen.add(cand.path)
+                found.append(cand)
         return found
+
+    def _named_source(self, path: str) -> str:
+        """What a path named in the configuration stands for: itself, or the target of a
+        link owned by an allowed user (one level: the target is opened without following)."""
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode) or st.st_uid not in self.owners:
+                return path
+            return os.path.join(os.path.dirname(path), os.readlink(path))
+        except OSError:
+            return path
 
     def _excluded(self, path: str) -> bool:
         return any(fnmatch.fnmatch(path, pat) for pat in self.settings.exclude)
@@ -126,12 +165,18 @@ class LogcollectorService(CollectorService):
         self._first_discovery = False
         present: set[str] = set()
         known_paths = {row.path for row in self._saved.values()} if first else set()
-        for path in self.matching_paths():
+        skipped: set[str] = set()
+        for cand in self.matching_paths():
+            path = cand.path
             try:
-                st = os.stat(path)
+                # lstat: a link is looked at, not followed (tail.py opens without following)
+                st = os.lstat(cand.source)
+                check_watched(st, self.owners)
             except OSError:
                 continue
-            if not _is_regular(st):
+            except Skipped as skip:
+                skipped.add(path)
+                self._skip(path, skip, (st.st_dev, st.st_ino))
                 continue
             present.add(path)
             key = (st.st_dev, st.st_ino)
@@ -149,36 +194,59 @@ class LogcollectorService(CollectorService):
             # "end" applies to files seen for the first time at start; a file that replaced
             # one we followed (rotated while we were stopped) is new: read all of it.
             from_end = first and self.settings.read_from == "end" and path not in known_paths
-            self._open(path, key, read_from_end=from_end)
+            if self._open(cand, key, read_from_end=from_end):
+                skipped.discard(path)
+            else:
+                skipped.add(path)
         for path in [p for p in self.tails if p not in present]:
             self._retire(self.tails.pop(path))
+        # Forget the skips of files gone or now fine: a file planted again counts again,
+        # and a directory full of planted links does not grow this map for ever.
+        for path in [p for p in self._skipped if p not in skipped]:
+            del self._skipped[path]
 
-    def _open(self, path: str, key: tuple[int, int], *, read_from_end: bool) -> None:
+    def _skip(self, path: str, skip: Skipped, key: tuple[int, int]) -> None:
+        """Count and log a skipped file once (until it changes or goes away)."""
+        if self._skipped.get(path) == (skip.reason, key):
+            return
+        self._skipped[path] = (skip.reason, key)
+        self.metrics.inc(km.FILES_SKIPPED, reason=skip.reason)
+        self._log.warning(f"skip-{skip.reason}", "not reading {}: {}", path, skip)
+
+    def _open(self, cand: Candidate, key: tuple[int, int], *, read_from_end: bool) -> bool:
+        """Follow a file; False if it was skipped (counted) or could not be opened."""
+        path = cand.path
         saved = self._saved.get(key)
         try:
             if saved is not None:
-                tail = FileTail.open(
-                    path,
-                    saved.offset,
-                    skipping=saved.skipping,
-                    max_line_bytes=self.settings.max_line_bytes,
-                )
+                tail = self._open_tail(cand, saved.offset, saved.skipping)
                 if tail.key != key or not _still_same(tail, saved):
                     # Another file behind the same inode (reused, or rewritten): start over.
                     tail.reset()
             else:
-                tail = FileTail.open(
-                    path,
-                    None if read_from_end else 0,
-                    max_line_bytes=self.settings.max_line_bytes,
-                )
+                tail = self._open_tail(cand, None if read_from_end else 0)
+        except Skipped as skip:
+            self._skip(path, skip, key)
+            return False
         except OSError as exc:
             self.metrics.inc(km.OPEN_ERRORS)
             self._log.warning("open", "cannot read {}: {}", path, exc.strerror or exc)
-            return
+            return True  # not a skip: counted as an open error, tried again
         logger.info("following {} from offset {}", path, tail.offset)
         self.tails[path] = tail
         self._save(tail)
+        return True
+
+    def _open_tail(self, cand: Candidate, offset: int | None, skipping: bool = False) -> FileTail:
+        return FileTail.open(
+            cand.path,
+            offset,
+            skipping=skipping,
+            max_line_bytes=self.settings.max_line_bytes,
+            owners=self.owners,
+            source=cand.source,
+            base=cand.base,
+        )
 
     def _retire(self, tail: FileTail) -> None:
         tail.retired = True
@@ -208,8 +276,9 @@ class LogcollectorService(CollectorService):
                     row.offset,
                     skipping=row.skipping,
                     max_line_bytes=self.settings.max_line_bytes,
+                    owners=self.owners,
                 )
-            except OSError:
+            except (OSError, Skipped):
                 continue
             if tail.key != key or not _still_same(tail, row):
                 tail.close()
@@ -337,8 +406,26 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _is_regular(st: os.stat_result) -> bool:
-    return stat.S_ISREG(st.st_mode)
+def allowed_owners(names: list[str]) -> frozenset[int]:
+    """The uids of ``names`` (users missing on this host are left out) and our own."""
+    uids = {os.geteuid()}
+    for name in names:
+        try:
+            uids.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            logger.debug("file_owners: no user {!r} on this host", name)
+    return frozenset(uids)
+
+
+def _fixed_dir(pattern: str) -> str:
+    """The directory of a glob before its first wildcard (``/var/log`` of ``/var/log/*/x``)."""
+    parts = pattern.split(os.sep)
+    fixed: list[str] = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or (os.sep if pattern.startswith(os.sep) else os.curdir)
 
 
 def _still_same(tail: FileTail, row: OffsetRow) -> bool:

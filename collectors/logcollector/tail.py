@@ -4,18 +4,105 @@ A :class:`FileTail` holds the file open, so a file renamed away by rotation is s
 to its end through the same descriptor. :meth:`FileTail.read` never moves the offset by
 itself: it returns the lines and the position after each, and the caller commits a
 position only once the forwarder has the lines before it.
+
+The agent reads as root what a local user may have put in a log directory: a watched file
+is opened without following a symbolic link (at its name, and at every directory below
+the trusted one it was found in), without blocking on a FIFO, and is read only when the
+descriptor is a regular file owned by an allowed user (:func:`open_watched`). Checking
+the open descriptor, not the name, leaves no gap between the check and the read.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
+from collections.abc import Collection
 from typing import NamedTuple
 
 from collectors.logcollector.offsets import FINGERPRINT_BYTES, OffsetRow, fingerprint, same_head
 
 #: most bytes read from one file per step (one acknowledged batch at most)
 READ_BYTES = 1024 * 1024
+
+#: how every watched file is opened: never through a link, never waiting for a FIFO writer
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: why a file is not read
+SYMLINK = "symlink"
+NOT_REGULAR = "not_regular"
+OWNER = "owner"
+
+
+class Skipped(Exception):
+    """A file the logcollector must not read; ``reason`` is SYMLINK, NOT_REGULAR or OWNER."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def check_watched(st: os.stat_result, owners: Collection[int]) -> None:
+    """Raise :class:`Skipped` unless ``st`` is a regular file owned by one of ``owners``."""
+    if stat.S_ISLNK(st.st_mode):
+        raise Skipped(SYMLINK, "a symbolic link (never followed)")
+    if not stat.S_ISREG(st.st_mode):
+        raise Skipped(NOT_REGULAR, "not a regular file")
+    if st.st_uid not in owners:
+        raise Skipped(OWNER, f"owned by uid {st.st_uid}, not by one of file_owners")
+
+
+def open_watched(
+    path: str, owners: Collection[int], base: str | None = None
+) -> tuple[int, os.stat_result]:
+    """Open ``path`` for reading as the module docstring says; (fd, its fstat).
+
+    ``base``: a directory the administrator named (the fixed part of a glob); every
+    component of ``path`` below it is opened without following links, so a link to a
+    directory planted there is refused too. Without ``base`` only the name itself is
+    checked (a file named in the configuration: its directories are the admin's).
+    Raises :class:`Skipped`, or OSError when it cannot be opened at all.
+    """
+    parts: list[str] = []
+    if base is not None:
+        rel = os.path.relpath(path, base)
+        parts = rel.split(os.sep)
+        if rel.startswith(os.pardir) or not all(parts):
+            parts = []  # not beneath base after all: open it by its name
+    try:
+        if len(parts) > 1:
+            fd = _open_beneath(base or "/", parts)
+        else:
+            fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Skipped(SYMLINK, "a symbolic link (never followed)") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        check_watched(st, owners)
+        return fd, st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_beneath(base: str, parts: list[str]) -> int:
+    dirfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=dirfd)
+            except NotADirectoryError:
+                # What Linux answers for a link opened with O_DIRECTORY | O_NOFOLLOW.
+                raise Skipped(SYMLINK, f"{part!r} on its path is a symbolic link") from None
+            os.close(dirfd)
+            dirfd = inner
+        return os.open(parts[-1], OPEN_FLAGS, dir_fd=dirfd)
+    finally:
+        os.close(dirfd)
 
 
 #: One line as read: (start offset, bytes without the newline, cut at max_line_bytes,
@@ -53,12 +140,20 @@ class FileTail:
 
     @classmethod
     def open(
-        cls, path: str, offset: int | None, *, skipping: bool = False, max_line_bytes: int
+        cls,
+        path: str,
+        offset: int | None,
+        *,
+        skipping: bool = False,
+        max_line_bytes: int,
+        owners: Collection[int],
+        source: str | None = None,
+        base: str | None = None,
     ) -> FileTail:
-        """Open ``path``; ``offset=None`` means "at its current end"."""
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        """Open ``source`` (default ``path``) with :func:`open_watched`, known as ``path``;
+        ``offset=None`` means "at its current end". Raises :class:`Skipped` or OSError."""
+        fd, st = open_watched(source or path, owners, base)
         try:
-            st = os.fstat(fd)
             start = st.st_size if offset is None else offset
             return cls(path, fd, st, start, skipping=skipping, max_line_bytes=max_line_bytes)
         except BaseException:
