@@ -219,6 +219,7 @@ class ProcessChild(Child):
         self.on_exit()
 
     def wait_ready(self, timeout: float) -> bool:
+        # `status` is read-only: the group-accessible status socket answers it
         endpoint = endpoints_from_config(self.config).control(self.name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.up:

@@ -3,6 +3,10 @@
 The services asked are the supervisor and every enabled service of the registry
 (core/registry.py); the health endpoint (agent/health.py) reads the same report.
 
+Each service asked answers on its status control socket (``control-<name>.sock``, which the
+agent's group may read); clients refused on its CURVE tcp endpoints show as
+``bus_refused: {endpoint: n}``.
+
 The forwarder and the commander also report ``auth`` (their authentication: state, the
 server's last message, the next try, the token's expiry); docs/enrollment.md lists the keys.
 """
@@ -95,6 +99,12 @@ def render(report: dict[str, Any], rate: dict[str, float] | None = None) -> str:
             if child.get("last_exit") and (child.get("restarts") or not child.get("up")):
                 extra += f", last exit {child['last_exit']} {_ago(child.get('last_exit_at'))}"
             lines.append(f"  {name:<15} {state} since {_ago(child.get('since'))} {extra}".rstrip())
+        dropped = c.get("health_dropped") or {}
+        if dropped:
+            lines.append(
+                "  health endpoint dropped "
+                + ", ".join(f"{r} {n:,}" for r, n in sorted(dropped.items()))
+            )
     else:
         lines.append("agent      not supervised (agentbus run is not running)")
     lines.append(_forwarder(services["forwarder"], rate or {}))
@@ -102,6 +112,13 @@ def render(report: dict[str, Any], rate: dict[str, float] | None = None) -> str:
     for name, service in services.items():
         if name not in (SUPERVISOR, "forwarder", "commander"):
             lines.append(_service(name, service))
+    for name, service in services.items():
+        refused = service["counters"].get("bus_refused") if service["up"] else None
+        if isinstance(refused, dict) and refused:
+            lines.append(
+                f"{name:<10} refused bus clients (key not admitted): "
+                + ", ".join(f"{e} {n:,}" for e, n in sorted(refused.items()))
+            )
     return "\n".join(lines)
 
 

@@ -9,9 +9,11 @@ started again with a back-off that doubles up to ``MAX_RESTART_DELAY``, and rese
 has stayed up for ``STABLE_AFTER``. The supervisor sleeps until a child ends, a restart is
 due or it is asked something: an idle agent does not wake it.
 
-The supervisor serves ``control-agent.sock``: ``status`` (every child's state) and
-``restart`` (stop every service gracefully and re-execute the agent, so that upgraded code
-is loaded; what the ``restart`` command of the server asks for).
+The supervisor serves ``status`` (every child's state) on ``control-agent.sock`` (the
+agent's group may read it) and ``restart`` (stop every service gracefully and re-execute
+the agent, so that upgraded code is loaded; what the ``restart`` command of the server asks
+for) on the owner-only ``admin-agent.sock`` alone (bus/control.py): a member of the
+agent's group cannot restart the agent.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bus.errors import EXIT_SERVER, AgentbusError, EndpointInUse
 from core import registry
 from core.backoff import compute_backoff
 from core.config import Config
+from core.private_dirs import make_private
 from core.service import Service
 
 #: the wait before the first restart of a crashed child (seconds)
@@ -84,7 +87,7 @@ class Supervisor(Service):
         if self.config.health.enabled:
             from agent.health import HealthServer
 
-            self._health = HealthServer(self.config, self.health_snapshot)
+            self._health = HealthServer(self.config, self.health_snapshot, self.metrics)
             self._health.start()
             self.resources.callback(self._health.stop)
 
@@ -127,7 +130,7 @@ class Supervisor(Service):
 
     def control_handlers(self) -> dict[str, Any]:
         handlers = super().control_handlers()
-        handlers["restart"] = self._on_restart
+        handlers["restart"] = self._on_restart  # not read-only: the admin socket's alone
         return handlers
 
     def _on_restart(self, _request: dict[str, Any]) -> dict[str, Any]:
@@ -223,5 +226,6 @@ class Supervisor(Service):
             if other != os.getpid():
                 raise EndpointInUse(f"agentbus is already running (pid {other}, {path})")
         tmp = path.with_suffix(".tmp")
+        make_private(tmp)  # 0600 whatever the umask
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, path)

@@ -26,6 +26,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from bus.auth import ClientKeys
 from bus.endpoints import Endpoints, default_run_dir
 from bus.envelope import Event, encode_events
 from bus.errors import BusError, BusTimeout, InvalidEvent
@@ -76,6 +77,7 @@ class _Client:
         timeout: float,
         context: zmq.Context | None,
         max_message_bytes: int,
+        curve: ClientKeys | None = None,
     ) -> None:
         if endpoint is None:
             eps = Endpoints.in_run_dir(run_dir or default_run_dir())
@@ -85,8 +87,14 @@ class _Client:
         self.max_message_bytes = max_message_bytes
         self._kind = kind
         self._ctx = context or zmq.Context.instance()
+        # tcp endpoints: the client's own CURVE keys (else connect() reads them from
+        # AGENTBUS_CURVE_SERVER_KEY / AGENTBUS_CURVE_CLIENT_KEY; docs/bus-protocol.md)
         self._opts = SocketOptions(
-            send_timeout_ms=int(timeout * 1000), max_message_bytes=max_message_bytes
+            send_timeout_ms=int(timeout * 1000),
+            max_message_bytes=max_message_bytes,
+            curve_server_key=curve.server if curve else None,
+            curve_public_key=curve.own.public if curve else None,
+            curve_secret_key=curve.own.secret if curve else None,
         )
         self._sock = self._open()
 
@@ -125,6 +133,8 @@ class Publisher(_Client):
     :param send_timeout: seconds a send may wait when the forwarder is absent or full;
         then :class:`BusTimeout` is raised (a send never blocks forever).
     :param validate: check every event locally before sending (on by default).
+    :param curve: for a tcp endpoint, the server's public key and this client's key pair
+        (:class:`bus.auth.ClientKeys`); default: from the environment (docs/bus-protocol.md).
     """
 
     def __init__(
@@ -136,8 +146,11 @@ class Publisher(_Client):
         validate: bool = True,
         context: zmq.Context | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        curve: ClientKeys | None = None,
     ) -> None:
-        super().__init__(zmq.PUSH, endpoint, run_dir, send_timeout, context, max_message_bytes)
+        super().__init__(
+            zmq.PUSH, endpoint, run_dir, send_timeout, context, max_message_bytes, curve
+        )
         self.validate = validate
 
     def send(
@@ -203,6 +216,7 @@ class Ingest(_Client):
     :param endpoint: bus address; default ``ipc://<run_dir>/ingest.sock``.
     :param timeout: seconds to wait for the answer; then :class:`BusTimeout` is raised and
         the socket is reset (the events may or may not have been committed).
+    :param curve: as for :class:`Publisher`.
     """
 
     def __init__(
@@ -213,8 +227,9 @@ class Ingest(_Client):
         timeout: float = DEFAULT_INGEST_TIMEOUT,
         context: zmq.Context | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        curve: ClientKeys | None = None,
     ) -> None:
-        super().__init__(zmq.DEALER, endpoint, run_dir, timeout, context, max_message_bytes)
+        super().__init__(zmq.DEALER, endpoint, run_dir, timeout, context, max_message_bytes, curve)
 
     def send(self, events: list[dict[str, Any]] | dict[str, Any]) -> IngestResult:
         """Send one event map or a list of them; returns the forwarder's verdict."""

@@ -37,8 +37,14 @@ class Endpoints:
         return cls(**values)
 
     def control(self, service: str) -> str:
-        """The control (REP) endpoint of one service."""
+        """The status control (REP) endpoint of one service: read-only commands, open to
+        the agent's group (0660)."""
         return f"ipc://{Path(self.control_dir) / f'control-{service}.sock'}"
+
+    def admin(self, service: str) -> str:
+        """The admin control (REP) endpoint of one service: commands that change its
+        state, for the agent's user and root only (0600, and the peer's uid is checked)."""
+        return f"ipc://{Path(self.control_dir) / f'admin-{service}.sock'}"
 
 
 def ipc_path(endpoint: str) -> Path | None:

@@ -374,7 +374,7 @@ class Commander(Service):
 
     def _restart(self) -> None:
         """Ask the supervisor to restart the agent; without one, re-execute this process."""
-        endpoint = self.endpoints.control("agent")
+        endpoint = self.endpoints.admin("agent")  # restart: the supervisor's admin socket
         try:
             reply = control_request(endpoint, {"cmd": "restart"}, timeout=SUPERVISOR_TIMEOUT)
         except BusError as exc:

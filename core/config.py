@@ -285,6 +285,8 @@ def apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) 
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
             continue
+        if name in ("AGENTBUS_CURVE_SERVER_KEY", "AGENTBUS_CURVE_CLIENT_KEY"):
+            continue  # the bus SDK's client keys (docs/bus-protocol.md), not config keys
         key_path = by_env.get(name)
         if key_path is None:
             raise ConfigError(f"environment variable {name} names no configuration key")

@@ -22,22 +22,24 @@ meets it: :meth:`Service.fail`; ``run()`` raises it after a clean stop.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from bus.control import ControlServer
-from bus.endpoints import Endpoints
+from bus import auth
+from bus.control import READ_ONLY_COMMANDS, ControlServer
+from bus.endpoints import Endpoints, is_loopback_tcp
 from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
 from bus.sockets import SocketOptions
 from bus.threads import StopEvent
 from core.config import Config, ConfigError
 from core.metrics import CONTROL_REJECTED, SERVICE, MetricSet, Registry
+from core.private_dirs import secure_agent_dirs
 
 
 class Service:
@@ -48,6 +50,9 @@ class Service:
     declared: MetricSet = SERVICE
     #: ``gc.set_threshold`` arguments for the process running this service (None: Python's)
     gc_threshold: tuple[int, int, int] | None = None
+    #: control commands the group-accessible status socket answers; every other command
+    #: is served on the owner-only admin socket alone (bus/control.py)
+    read_only_commands: frozenset[str] = READ_ONLY_COMMANDS
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -103,10 +108,15 @@ class Service:
         }
 
     def _control_figures(self) -> dict[str, Any]:
-        """Bad requests on the control socket, by reason."""
+        """Bad requests on the control sockets, by reason; clients refused on this
+        service's CURVE endpoints (a key not in the allow-list), by endpoint."""
         rejected = dict(self._control.rejected) if self._control is not None else {}
         self.metrics.set_many(CONTROL_REJECTED, rejected)
-        return {CONTROL_REJECTED.name: dict(sorted(rejected.items()))}
+        figures: dict[str, Any] = {CONTROL_REJECTED.name: dict(sorted(rejected.items()))}
+        refused = {e: n for e, n in auth.refused_counts(service=self.name).items() if n}
+        if refused:
+            figures[BUS_REFUSED] = dict(sorted(refused.items()))
+        return figures
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> int:
@@ -119,11 +129,14 @@ class Service:
         started = False
         code = EXIT_OK
         try:
+            secure_agent_dirs(self.config)  # tightened or refused before anything is written
             self.startup()
             started = True
             self._control = ControlServer(
                 self.endpoints.control(self.name),
                 self.control_handlers(),
+                admin_endpoint=self.endpoints.admin(self.name),
+                read_only=self.read_only_commands,
                 options=self.socket_options,
             )
             self._control.start()
@@ -197,20 +210,66 @@ def endpoints_from_config(config: Config) -> Endpoints:
 
 
 def socket_options_from_config(config: Config) -> SocketOptions:
-    """Socket options for every bus socket of this configuration (reads CURVE keys)."""
+    """Socket options for every bus socket of this configuration.
+
+    Reads the CURVE key pair and checks the clients dir, and refuses (ConfigError, exit 2)
+    a key file others may read, a clients dir or key file others may write, and a tcp
+    endpoint this configuration would serve without CURVE.
+    """
+    _route_bus_logs()
+    b = config.bus
     secret = public = None
-    if config.bus.curve_secret_key_file:
+    if b.curve_secret_key_file:
         try:
-            lines = Path(config.bus.curve_secret_key_file).read_bytes().split()
-            public, secret = lines[0], lines[1]
-        except (OSError, IndexError):
+            pair = auth.read_key_pair(b.curve_secret_key_file, "bus.curve_secret_key_file")
+        except auth.KeyFileError as exc:
+            raise ConfigError(str(exc)) from None
+        public, secret = pair.public, pair.secret
+    if b.curve_clients_dir:
+        try:
+            auth.load_clients_dir(b.curve_clients_dir)
+        except auth.KeyFileError as exc:
+            raise ConfigError(str(exc)) from None
+    for key in ("events_endpoint", "ingest_endpoint", "commands_endpoint", "results_endpoint"):
+        endpoint = getattr(b, key)
+        if not endpoint.startswith("tcp://") or secret is not None:
+            continue
+        if not is_loopback_tcp(endpoint):
             raise ConfigError(
-                f"bus.curve_secret_key_file: cannot read a key pair (public, secret) from "
-                f"{config.bus.curve_secret_key_file}"
-            ) from None
+                f"bus.{key}: {endpoint} is reachable from other hosts: set "
+                "bus.curve_secret_key_file (and admit clients in bus.curve_clients_dir)"
+            )
+        if not b.allow_plain_loopback:
+            raise ConfigError(
+                f"bus.{key}: {endpoint} without CURVE lets every local user reach the bus: "
+                "set bus.curve_secret_key_file (and admit clients in bus.curve_clients_dir), "
+                "or bus.allow_plain_loopback = true"
+            )
     return SocketOptions(
-        max_message_bytes=config.bus.max_message_bytes,
-        hwm=config.bus.hwm,
+        max_message_bytes=b.max_message_bytes,
+        hwm=b.hwm,
+        receive_budget_bytes=b.receive_budget_bytes,
         curve_secret_key=secret,
         curve_public_key=public,
+        curve_clients_dir=b.curve_clients_dir,
+        allow_plain_loopback=b.allow_plain_loopback,
     )
+
+
+#: status key: clients refused on a CURVE endpoint of the service, by endpoint
+BUS_REFUSED = "bus_refused"
+
+
+class _ToLoguru(logging.Handler):
+    """The bus package logs through ``logging`` (it is also an SDK): into the agent's log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger.log(record.levelname, record.getMessage())
+
+
+def _route_bus_logs() -> None:
+    bus_log = logging.getLogger(auth.log.name)
+    if not any(isinstance(h, _ToLoguru) for h in bus_log.handlers):
+        bus_log.addHandler(_ToLoguru())
+        bus_log.setLevel(logging.INFO)
+        bus_log.propagate = False

@@ -1,7 +1,9 @@
 """`agentbus quarantine list|retry|drop`: act on events the server refused one by one.
 
 The forwarder owns ``queue/quarantine.db``; this command asks the running forwarder over
-its control socket, so it works while events keep flowing.
+its control sockets, so it works while events keep flowing: ``list`` over the status
+socket (the agent's group may), ``retry`` and ``drop`` over the admin socket (the agent's
+user and root only).
 
     agentbus quarantine list [--limit N] [--json]
     agentbus quarantine retry (ID ... | --all)     # back to the queue, sent again
@@ -42,11 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from agent.cli.common import config_of
     from bus.control import request
-    from bus.errors import EXIT_RUNTIME, EXIT_USAGE, BusTimeout
+    from bus.errors import EXIT_RUNTIME, EXIT_USAGE, BusError, BusTimeout
     from core.service import endpoints_from_config
 
     config = config_of(args)
-    endpoint = endpoints_from_config(config).control("forwarder")
+    endpoints = endpoints_from_config(config)
+    # retry and drop change the quarantine: only the owner-only admin socket takes them
+    read_only = args.action == "list"
+    endpoint = endpoints.control("forwarder") if read_only else endpoints.admin("forwarder")
     if args.action == "list":
         message: dict[str, Any] = {"cmd": "quarantine_list", "limit": args.limit}
         message["after"] = args.after
@@ -63,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
             "agentbus: the forwarder is not running (its control socket did not answer)",
             file=sys.stderr,
         )
+        return EXIT_RUNTIME
+    except BusError as exc:  # e.g. the admin socket is not ours to use
+        print(f"agentbus quarantine {args.action}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     if not reply.get("ok"):
         print(

@@ -166,6 +166,9 @@ def test_agent_run_survives_a_flood_on_its_health_endpoint(enrolled_agent, agent
         assert agent.status()["summary"]["healthy"]  # the control sockets still answer
         # The idle ones are all closed: evicted at once or at their timeout.
         wait_for(lambda: all(select.select([s], [], [], 0)[0] for s in flood), timeout=10)
+        # ... and what the operator sees says so
+        counters = agent.status()["services"]["agent"]["counters"]
+        assert sum(counters["health_dropped"].values()) >= 200
     finally:
         for sock in flood:
             sock.close()

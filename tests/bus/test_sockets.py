@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import stat
@@ -14,8 +15,18 @@ import time
 import pytest
 import zmq
 
+from bus import sockets
 from bus.errors import BusError, EndpointInUse
-from bus.sockets import WakeEvent, Waker, bind, make_socket
+from bus.sockets import (
+    OVERSIZE_MARGIN,
+    SocketOptions,
+    WakeEvent,
+    Waker,
+    bind,
+    connect,
+    make_socket,
+    max_frame_bytes,
+)
 
 
 @pytest.fixture
@@ -113,19 +124,47 @@ def test_tcp_reachable_from_other_hosts_needs_curve(ctx):
         bind(make_socket(ctx, zmq.PULL), "tcp://0.0.0.0:0")
 
 
-def test_tcp_loopback_is_allowed_and_a_busy_port_is_refused(ctx):
-    first = bind(make_socket(ctx, zmq.PULL), "tcp://127.0.0.1:0")
+def test_plain_tcp_on_loopback_is_refused_unless_allowed(ctx):
+    """Any local user can connect to 127.0.0.1: without CURVE that is the whole bus."""
+    with pytest.raises(BusError, match="allow_plain_loopback"):
+        bind(make_socket(ctx, zmq.PULL), "tcp://127.0.0.1:0")
+    plain = SocketOptions(allow_plain_loopback=True)
+    with pytest.raises(BusError, match="reachable from other hosts"):
+        bind(make_socket(ctx, zmq.PULL), "tcp://0.0.0.0:0", plain)  # loopback only
+
+
+def test_allowed_plain_loopback_serves_and_warns_once(ctx, caplog, monkeypatch):
+    monkeypatch.setattr(sockets, "_plain_warned", set())  # once per process and endpoint
+    plain = SocketOptions(allow_plain_loopback=True)
+    with caplog.at_level(logging.WARNING, logger="agentbus.bus"):
+        first = bind(make_socket(ctx, zmq.PULL, plain), "tcp://127.0.0.1:0", plain)
+    try:
+        endpoint = first.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        push = make_socket(ctx, zmq.PUSH)
+        connect(push, endpoint)
+        push.send(b"plain")
+        assert first.sock.poll(5000) and first.sock.recv() == b"plain"
+        push.close(linger=0)
+    finally:
+        first.close()
+    assert [r.getMessage() for r in caplog.records if "plain tcp" in r.getMessage()] == [
+        "bus: tcp://127.0.0.1:0 serves plain tcp (bus.allow_plain_loopback): any local user "
+        "can send and read on it"
+    ]
+
+
+def test_a_busy_tcp_port_is_refused(ctx):
+    plain = SocketOptions(allow_plain_loopback=True)
+    first = bind(make_socket(ctx, zmq.PULL, plain), "tcp://127.0.0.1:0", plain)
     port = first.sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
     try:
         with pytest.raises(EndpointInUse):
-            bind(make_socket(ctx, zmq.PULL), f"tcp://127.0.0.1:{port}")
+            bind(make_socket(ctx, zmq.PULL, plain), f"tcp://127.0.0.1:{port}", plain)
     finally:
         first.close()
 
 
 def test_curve_protects_a_tcp_endpoint(ctx):
-    from bus.sockets import SocketOptions, connect
-
     public, secret = zmq.curve_keypair()
     server_opts = SocketOptions(curve_secret_key=secret, curve_public_key=public)
     server = bind(make_socket(ctx, zmq.PULL, server_opts), "tcp://127.0.0.1:0", server_opts)
@@ -203,3 +242,87 @@ def test_a_wake_event_set_by_a_signal_handler_wakes_the_poll_at_once() -> None:
     finally:
         signal.signal(signal.SIGUSR1, previous)
         event.close()
+
+
+def test_an_owner_only_ipc_socket_is_0600(ctx, run_dir):
+    from bus.sockets import OWNER_ONLY_MODE
+
+    binding = bind(make_socket(ctx, zmq.REP), f"ipc://{run_dir}/admin.sock", mode=OWNER_ONLY_MODE)
+    try:
+        assert stat.S_IMODE(os.stat(run_dir / "admin.sock").st_mode) == 0o600
+    finally:
+        binding.close()
+
+
+def test_receive_hwm_comes_from_the_byte_budget(ctx):
+    opts = SocketOptions(max_message_bytes=4 << 20, receive_budget_bytes=64 << 20, hwm=1000)
+    assert opts.receive_hwm == 16
+    assert SocketOptions(max_message_bytes=4 << 20, receive_budget_bytes=1).receive_hwm == 1
+    assert SocketOptions(max_message_bytes=1, receive_budget_bytes=1 << 30).receive_hwm == 1000
+    for kind in (zmq.PULL, zmq.ROUTER, zmq.REP):
+        sock = make_socket(ctx, kind, opts)
+        assert sock.getsockopt(zmq.RCVHWM) == 16
+        assert sock.getsockopt(zmq.MAXMSGSIZE) == (4 << 20) + OVERSIZE_MARGIN
+        sock.close(linger=0)
+    push = make_socket(ctx, zmq.PUSH, opts)  # a client: its receive side is not the budget
+    assert push.getsockopt(zmq.RCVHWM) == 1000 and push.getsockopt(zmq.SNDHWM) == 1000
+    push.close(linger=0)
+
+
+@pytest.mark.timeout(60)
+def test_a_flooding_client_cannot_make_a_pull_socket_hold_more_than_its_budget(ctx, run_dir):
+    """The attack: a client PUSHes 1 MiB frames to a socket that does not read. What the
+    receiving side holds is bounded by the budget (in messages per peer), so the sender
+    is held back (its send times out) once the budget and the kernel buffers are full."""
+    limit = 1 << 20
+    opts = SocketOptions(max_message_bytes=limit, receive_budget_bytes=4 * limit, hwm=1000)
+    server = bind(make_socket(ctx, zmq.PULL, opts), f"ipc://{run_dir}/flood.sock", opts)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 1)
+    push.setsockopt(zmq.SNDTIMEO, 500)
+    push.connect(server.endpoint)
+    frame = b"x" * limit
+    sent = 0
+    try:
+        while sent < 200:  # 200 MiB if nothing held the flood back
+            try:
+                push.send(frame)
+            except zmq.Again:
+                break
+            sent += 1
+        # budget 4 messages, the sender's 1, and what the socket buffers of both ends hold
+        assert sent < 40, f"{sent} MiB accepted by a receiver that reads nothing"
+        received = 0
+        while server.sock.poll(1000):
+            server.sock.recv()
+            received += 1
+        assert received == sent  # held back, not dropped: back-pressure, nothing lost
+    finally:
+        push.close(linger=0)
+        server.close()
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, OVERSIZE_MARGIN, OVERSIZE_MARGIN + 1])
+def test_frames_at_the_maxmsgsize_limit(ctx, run_dir, extra):
+    """A frame up to the limit and a small margin reaches the service (which rejects what
+    is over max_message_bytes, counted); a larger one is dropped by libzmq with the
+    sender's connection, and the socket goes on serving others."""
+    limit = 256 * 1024
+    opts = SocketOptions(max_message_bytes=limit)
+    server = bind(make_socket(ctx, zmq.PULL, opts), f"ipc://{run_dir}/max.sock", opts)
+    try:
+        push = ctx.socket(zmq.PUSH)
+        push.connect(server.endpoint)
+        push.send(b"y" * (limit + extra))
+        delivered = server.sock.poll(1500)
+        assert delivered == (limit + extra <= max_frame_bytes(opts))
+        if delivered:
+            assert len(server.sock.recv()) == limit + extra
+        push.close(linger=0)
+        other = ctx.socket(zmq.PUSH)
+        other.connect(server.endpoint)
+        other.send(b"still serving")
+        assert server.sock.poll(5000) and server.sock.recv() == b"still serving"
+        other.close(linger=0)
+    finally:
+        server.close()

@@ -123,7 +123,10 @@ def test_restart_with_a_supervisor_asks_it_and_reports_0_when_back(setup, procs)
         asked.append(req)
         return {"ok": True}
 
-    supervisor = ControlServer(endpoints_from_config(config).control("agent"), {"restart": restart})
+    eps = endpoints_from_config(config)
+    supervisor = ControlServer(
+        eps.control("agent"), {"restart": restart}, admin_endpoint=eps.admin("agent")
+    )
     supervisor.start()
     try:
         commander = procs("commander", "-m", "agent.main", "commander", "--config", str(cfg))

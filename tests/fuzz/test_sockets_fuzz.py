@@ -21,13 +21,15 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
+import zmq.utils.monitor
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bus.control import request
+from bus.control import READ_ONLY_COMMANDS, request
 from bus.envelope import REASONS, decode_frame
 from bus.errors import BusError, InvalidEvent
 from bus.executor import Executor
+from bus.sockets import SocketOptions, max_frame_bytes
 from commander import results
 from core.config import Config
 from core.service import endpoints_from_config
@@ -422,7 +424,8 @@ CONTROL_COMMANDS = {
 
 
 def _control_verdict(frames: list[bytes], handlers: set[str]) -> str | None:
-    """The reason a control request is refused for, None when a handler gets it."""
+    """The reason a request on the status socket is refused for, None when a handler
+    gets it (commands that change something are the admin socket's alone)."""
     if len(frames) != 1:
         return "multipart"
     try:
@@ -431,7 +434,9 @@ def _control_verdict(frames: list[bytes], handlers: set[str]) -> str | None:
         return "not_msgpack"
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         return "not_map"
-    return None if request["cmd"] in handlers else "unknown_command"
+    if request["cmd"] not in handlers:
+        return "unknown_command"
+    return None if request["cmd"] in READ_ONLY_COMMANDS else "admin_only"
 
 
 @pytest.mark.timeout(120)
@@ -478,3 +483,88 @@ def test_control_sockets_answer_every_request_and_keep_serving(
     run()
     popen = process.proc if service == "forwarder" else process.popen
     assert popen is not None and popen.poll() is None
+
+
+# -- frames near the size limit -------------------------------------------------------------
+#: a small bus.max_message_bytes, so that frames around it are cheap
+SMALL_LIMIT = 64 * 1024
+#: the forwarder's ZMQ_MAXMSGSIZE for it: larger frames never reach its memory
+SMALL_MAX_FRAME = max_frame_bytes(SocketOptions(max_message_bytes=SMALL_LIMIT))
+SIZES = st.one_of(
+    st.sampled_from(
+        [SMALL_LIMIT - 1, SMALL_LIMIT, SMALL_LIMIT + 1, SMALL_MAX_FRAME, SMALL_MAX_FRAME + 1]
+    ),
+    st.integers(SMALL_LIMIT - 4096, SMALL_LIMIT + 4096),
+    st.integers(SMALL_MAX_FRAME - 4096, SMALL_MAX_FRAME + 4096),
+)
+
+
+def _frame_of_size(size: int, seq: int) -> bytes:
+    """A valid one-event frame of exactly ``size`` bytes (three padding strings, each kept
+    between 256 and 65535 characters so that their msgpack headers do not change size)."""
+    pads = {"a": "", "b": "", "c": ""}
+    base = {"module": "sizes", "collector": "fuzz", "data": {"n": seq, **pads}}
+    rest = size - len(msgpack.packb(base)) - 2 * len(pads)  # a str16 header is 2 bytes more
+    for key in pads:
+        left = len(pads) - 1 - list(pads).index(key)  # pads still to fill after this one
+        take = min(65535, rest - 256 * left)
+        base["data"][key] = key * take
+        rest -= take
+    frame = msgpack.packb(base)
+    assert len(frame) == size, (len(frame), size)
+    return frame
+
+
+@pytest.mark.timeout(180)
+def test_frames_at_just_under_and_just_over_the_size_limit(
+    enroll_agent: Callable[..., EnrolledAgent],
+    forwarder_process: Callable[..., ForwarderProcess],
+    ctx: zmq.Context,
+) -> None:
+    """On the ingest socket of a real forwarder: a frame up to max_message_bytes is
+    committed; one over it but within the small margin is refused with ``too_large``
+    (answered and counted); a larger one is dropped by libzmq with the sender's connection
+    (never read into memory, nothing counted); the forwarder goes on serving."""
+    agent = enroll_agent(sections={"bus": {"max_message_bytes": SMALL_LIMIT}, "forwarder": FAST})
+    fw = forwarder_process(agent.config, **FAST)
+    endpoint = endpoints_from_config(agent.config).ingest
+    expected = {"accepted": 0, "too_large": 0}
+    seq = iter(range(10**9))
+
+    @fuzz_settings(max_examples=30)
+    @given(SIZES)
+    def run(size: int) -> None:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        dealer.connect(endpoint)
+        try:
+            assert monitor.poll(5000), "no handshake with the forwarder"
+            monitor.recv_multipart()  # connected
+            dealer.send(_frame_of_size(size, next(seq)))
+            if size > SMALL_MAX_FRAME:
+                assert monitor.poll(5000), f"a {size}-byte frame did not reset the connection"
+                event = zmq.utils.monitor.parse_monitor_message(monitor.recv_multipart())
+                assert event["event"] == zmq.EVENT_DISCONNECTED
+                assert not dealer.poll(0)
+                return
+            assert dealer.poll(10_000), f"no answer to a {size}-byte frame"
+            reply = msgpack.unpackb(dealer.recv(), raw=False)
+            if size <= SMALL_LIMIT:
+                assert reply == {"ok": True, "accepted": 1}, reply
+                expected["accepted"] += 1
+            else:
+                assert reply["ok"] is False and reply["error"] == "too_large", reply
+                expected["too_large"] += 1
+        finally:
+            dealer.disable_monitor()
+            monitor.close(linger=0)
+            dealer.close(linger=0)
+        status = fw.status()
+        assert status["rejected"].get("too_large", 0) == expected["too_large"]
+        assert status["received"] == expected["accepted"]
+
+    run()
+    print(f"size-limit figures: {expected}")
+    assert fw.proc is not None and fw.proc.poll() is None
+    agent.server.wait_for_events(expected["accepted"], module="sizes", timeout=20)
