@@ -16,6 +16,12 @@ ordinary :class:`bus.Executor`:
 - ``restart`` — answers 2 "in progress"; the commander restarts the agent once that report
   is with the forwarder, and reports 0 when it is back (docs/protocol.md, "Commands").
 - anything else, or bad arguments → 1 "Command is not valid".
+
+A result goes to the server, so it never carries a local path or an ``OSError``'s text:
+the detail is logged here, the result says what failed in a few generic words ("cannot
+write group file web.yml"). A file larger than ``[agent] max_download_bytes`` is refused
+(comms.errors.TooLarge) before anything is written; each file is written atomically (a
+temporary file in the same directory, fsynced, renamed; mode 0600).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+from bus.errors import AgentbusError
 from bus.executor import Command, Executor
 from bus.results import NOT_VALID, ResultCode
 from bus.threads import start_thread
@@ -38,8 +45,9 @@ from comms.private_files import remove_private, write_private
 from core.config import Config
 from core.service import Service, endpoints_from_config
 
-#: group names the server accepts (letters, digits, ``_ - .``; not ``.`` or ``..``)
-GROUP_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+#: group names the server accepts (letters, digits, ``_ - .``; not ``.`` or ``..``); used
+#: with fullmatch: ``$`` alone would let a name end in a newline
+GROUP_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 #: most groups one agent may belong to
 MAX_GROUPS = 128
 #: where group files go, under the data dir
@@ -90,19 +98,31 @@ class AgentActions:
             files, error = self._fetch(groups)
             if error:
                 return ResultCode.FAILURE, error
-            self._store(files, prune=True)
-            update_groups(self.data_dir, groups)
+            error = self._store(files, prune=True)
+            if error:
+                return ResultCode.FAILURE, error
+            try:
+                update_groups(self.data_dir, groups)
+            except (OSError, AgentbusError) as exc:
+                logger.error("agent-executor: cannot store the groups: {}", exc)
+                return ResultCode.FAILURE, "Cannot store the groups on the agent"
         shown = ", ".join(groups) if groups else "(none)"
         logger.info("agent-executor: groups set to {}", shown)
         return ResultCode.SUCCESS, f"Groups set to {shown}; {len(files)} group file(s) fetched"
 
     def fetch_config(self, command: Command) -> tuple[ResultCode, str]:
         with self._lock:
-            groups = list(load_credentials(self.data_dir).groups)
+            try:
+                groups = list(load_credentials(self.data_dir).groups)
+            except AgentbusError as exc:  # its text names the credentials file
+                logger.error("agent-executor: cannot read the groups: {}", exc)
+                return ResultCode.FAILURE, "Cannot read the agent's groups"
             files, error = self._fetch(groups)
             if error:
                 return ResultCode.FAILURE, error
-            self._store(files, prune=True)
+            error = self._store(files, prune=True)
+            if error:
+                return ResultCode.FAILURE, error
         return ResultCode.SUCCESS, f"{len(files)} group file(s) fetched"
 
     def restart(self, command: Command) -> tuple[ResultCode, str]:
@@ -117,21 +137,36 @@ class AgentActions:
             name = f"{group}.yml"
             try:
                 body = self.client.get_file(name)
-            except ServerError as exc:
+            except ServerError as exc:  # the server's own words, our URL: nothing local
                 return {}, f"Cannot fetch {name}: {exc}"
+            except (OSError, AgentbusError) as exc:
+                # Local trouble (credentials unreadable, a CA file missing): its text may
+                # name local paths, so the server gets generic words and the log the rest.
+                logger.error("agent-executor: cannot fetch {}: {}", name, exc)
+                return {}, f"Cannot fetch {name}: the agent could not make the request"
             if body is None:
                 return {}, f"Cannot fetch {name}: the server has no such file"
             files[name] = body
         return files, ""
 
-    def _store(self, files: dict[str, bytes], *, prune: bool) -> None:
+    def _store(self, files: dict[str, bytes], *, prune: bool) -> str:
+        """Write the files (each atomically); an error message for the server, else ""."""
         folder = self.data_dir / GROUPS_DIR
-        for name, body in files.items():
-            write_private(folder / name, body)
-        if prune and folder.is_dir():
-            for old in folder.glob("*.yml"):
-                if old.name not in files:
-                    remove_private(old)
+        doing, name = "write", ""
+        try:
+            for name, body in files.items():
+                write_private(folder / name, body)
+            if prune and folder.is_dir():
+                doing, name = "remove", ""
+                for old in folder.glob("*.yml"):
+                    if old.name not in files:
+                        name = old.name
+                        remove_private(old)
+        except OSError as exc:
+            # The path and the OS's words stay here; the server learns which file.
+            logger.error("agent-executor: cannot {} {}: {}", doing, folder / name, exc)
+            return f"Cannot {doing} group file {name}" if name else "Cannot update the group files"
+        return ""
 
 
 def _groups_arg(args: dict[str, Any]) -> list[str] | None:
@@ -140,7 +175,7 @@ def _groups_arg(args: dict[str, Any]) -> list[str] | None:
         return None
     out: list[str] = []
     for g in groups:
-        if not isinstance(g, str) or not GROUP_NAME.match(g) or g in (".", ".."):
+        if not isinstance(g, str) or not GROUP_NAME.fullmatch(g) or g in (".", ".."):
             return None
         if g not in out:
             out.append(g)

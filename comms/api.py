@@ -5,11 +5,16 @@ answer renews the token and the call is sent once more. What happens next is up 
 caller, with these rules:
 
 - ``post_events`` returns every status (the forwarder decides: ack, split, bisect, retry);
-  it raises only :class:`ServerUnreachable` (connection, timeout, TLS) and what the token
-  manager raises.
+  it raises :class:`ServerUnreachable` (connection, timeout, TLS), :class:`BadResponse`
+  (a redirect, an answer over its cap or compressed) and what the token manager raises.
 - ``get_commands`` returns ``[]`` on 408 (the long-poll ended empty) and raises
   :class:`ServerUnreachable` on 429/5xx and :class:`BadResponse` on anything unusable.
 - ``get_file`` returns ``None`` on 404, likewise otherwise.
+
+Every answer is read under the byte cap of its endpoint (:mod:`comms.http`): commands
+``[commander] max_poll_bytes``, files ``[agent] max_download_bytes``, events answers and
+every error ``[agent] max_response_bytes``; over it, :class:`~comms.errors.TooLarge` (a
+:class:`BadResponse`).
 
 :func:`auth_status` gives the services the ``auth`` block of ``agentbus status``.
 """
@@ -27,7 +32,17 @@ import requests
 from bus.errors import AgentbusError
 from comms.credentials import comms_url, load_credentials
 from comms.errors import BadResponse, ServerUnreachable, error_of
-from comms.http import DEFAULT_POOL_SIZE, abort_calls, make_session, retry_after, send
+from comms.http import (
+    DEFAULT_POOL_SIZE,
+    Cap,
+    abort_calls,
+    answer_cap,
+    download_cap,
+    make_session,
+    poll_cap,
+    retry_after,
+    send,
+)
 from comms.tokens import TokenManager
 from core.config import Config
 
@@ -91,13 +106,15 @@ class ServerClient:
             "POST",
             f"/events/{kind}",
             read,
+            answer_cap(self.config),
+            f"{kind} events",
             data=body,
             headers={"Content-Type": "application/json"},
         )
 
     def get_commands(self, timeout: float) -> list[dict[str, Any]]:
         """Long-poll for commands: the list the server sent, ``[]`` when its wait ended (408)."""
-        reply = self._call("GET", "/commands", timeout)
+        reply = self._call("GET", "/commands", timeout, poll_cap(self.config), "commands")
         if reply.status == 408:
             return []
         if reply.status != 200:
@@ -116,7 +133,12 @@ class ServerClient:
     def get_file(self, name: str) -> bytes | None:
         """A group file's bytes (``<group>.yml``), ``None`` when the server has none (404)."""
         reply = self._call(
-            "GET", "/files", self.config.agent.read_timeout, params={"file_name": name}
+            "GET",
+            "/files",
+            self.config.agent.read_timeout,
+            download_cap(self.config),
+            f"file {name}",
+            params={"file_name": name},
         )
         if reply.status == 404:
             return None
@@ -126,17 +148,26 @@ class ServerClient:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, read_timeout: float, **kwargs: Any) -> Reply:
+    def _call(
+        self, method: str, path: str, read_timeout: float, cap: Cap, what: str, **kwargs: Any
+    ) -> Reply:
         token = self.tokens.token()
-        reply = self._send(method, path, token, read_timeout, **kwargs)
+        reply = self._send(method, path, token, read_timeout, cap, what, **kwargs)
         if reply.status in (401, 403):
             # Revoked, expired early, or the server restarted with a new signing key.
             token = self.tokens.renew(token)
-            reply = self._send(method, path, token, read_timeout, **kwargs)
+            reply = self._send(method, path, token, read_timeout, cap, what, **kwargs)
         return reply
 
     def _send(
-        self, method: str, path: str, token: str, read_timeout: float, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        token: str,
+        read_timeout: float,
+        cap: Cap,
+        what: str,
+        **kwargs: Any,
     ) -> Reply:
         extra = dict(kwargs)  # the same kwargs are sent again after a renewal: copy
         headers = {"Authorization": f"Bearer {token}", **extra.pop("headers", {})}
@@ -146,13 +177,11 @@ class ServerClient:
             self.base_url + path,
             headers=headers,
             timeout=(self.config.agent.connect_timeout, read_timeout),
+            cap=cap,
+            what=what,
             **extra,
         )
-        try:
-            body = response.content
-        except requests.exceptions.RequestException as exc:
-            raise ServerUnreachable(f"the answer from {self.base_url} broke off: {exc}") from None
-        return Reply(response.status_code, body, response.headers)
+        return Reply(response.status_code, response.content, response.headers)
 
     def _fail(self, reply: Reply, what: str) -> None:
         if reply.status in (408, 429) or reply.status >= 500:

@@ -20,6 +20,7 @@ from typing import Any
 
 from comms.errors import NotEnrolled
 from comms.private_files import write_private
+from comms.server_url import check_server_url
 from core.config import AgentSection, Config
 
 #: file name inside the data dir
@@ -107,8 +108,15 @@ def update_groups(data_dir: str | Path, groups: list[str] | tuple[str, ...]) -> 
 
 
 def comms_url(config: Config, credentials: Credentials) -> str:
-    """The comms API base URL to use: the config's when set, else the enrolled one."""
+    """The comms API base URL to use: the config's when set, else the enrolled one.
+
+    Every service client gets its URL here, so the transport check is made here, once:
+    :class:`~comms.errors.InsecureServerURL` for plain http to a non-loopback host
+    (:func:`comms.server_url.check_server_url`).
+    """
     configured = config.agent.server_url.strip()
     if configured and configured != AgentSection().server_url:
-        return configured.rstrip("/")
-    return credentials.server_url.rstrip("/")
+        return check_server_url(configured.rstrip("/"), config, what="[agent] server_url")
+    return check_server_url(
+        credentials.server_url.rstrip("/"), config, what="the enrolled server URL"
+    )

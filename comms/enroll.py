@@ -43,8 +43,9 @@ from comms.credentials import (
 )
 from comms.errors import AlreadyEnrolled, BadResponse, NotEnrolled, ServerRejected, error_of
 from comms.hostinfo import host_facts
-from comms.http import make_session, send, timeouts
+from comms.http import answer_cap, make_session, send, timeouts
 from comms.private_files import remove_private, write_private
+from comms.server_url import check_server_url
 from comms.tokens import TOKEN_FILE
 from core.config import Config
 from core.version import __version__
@@ -189,6 +190,9 @@ def enroll(
     _check_writable(data_dir)
     enroll_url = check_url(request.enroll_url, "--enroll-url")
     connect_url = check_url(request.connect_url or default_connect_url(enroll_url), "--connect-url")
+    # Before the password is sent: both must be https unless loopback or allowed.
+    check_server_url(enroll_url, config, what="--enroll-url")
+    check_server_url(connect_url, config, what="--connect-url")
     if request.name is not None:
         name = check_name(request.name)
     else:
@@ -291,6 +295,8 @@ def _post_agent(
         data=json.dumps(body, separators=(",", ":")).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         timeout=timeouts(config),
+        cap=answer_cap(config),
+        what="enrollment",
     )
     if response.status_code == 201:
         return None
@@ -347,6 +353,8 @@ def _management_token(
         f"{enroll_url}/security/user/authenticate",
         auth=(user, password),
         timeout=timeouts(config),
+        cap=answer_cap(config),
+        what="enrollment login",
     )
     if response.status_code != 200:
         message, _ = _error_of(response)

@@ -11,6 +11,12 @@ How a service should react (the contract the forwarder and the commander rely on
 - :class:`BadResponse` — the server answered something we cannot use (garbled JSON, a missing
   field, an unexpected status). Back off and retry; it is logged.
 - :class:`NotEnrolled` — there are no usable credentials: run ``agentbus register`` (exit 2).
+- :class:`InsecureServerURL` — a plain ``http://`` URL to a host other than loopback while
+  ``[agent] allow_insecure_http`` is off: a configuration error, refused at start (exit 2).
+
+:class:`TooLarge` and :class:`Compressed` are :class:`BadResponse`: an answer over its byte
+cap, or compressed although the agent asked for none, is a server error like any other
+(retried with back-off, shown in status; nothing of it is kept).
 """
 
 from __future__ import annotations
@@ -89,8 +95,37 @@ class Redirected(BadResponse):
     """
 
 
+class TooLarge(BadResponse):
+    """An answer body larger than the cap of its endpoint: refused, nothing of it kept."""
+
+    def __init__(self, what: str, origin: str, limit: int, key: str, *, status: int) -> None:
+        super().__init__(
+            f"the answer of {origin} for {what} is larger than {limit} bytes "
+            f"(the cap set by {key}): refused",
+            status=status,
+        )
+        self.what = what
+        self.limit = limit
+        self.key = key
+
+
+class Compressed(BadResponse):
+    """A compressed answer although every request asks for ``Accept-Encoding: identity``.
+
+    Refused rather than inflated: a few kilobytes of gzip inflate to gigabytes, and a
+    server (or proxy) that ignores our Accept-Encoding is broken anyway.
+    """
+
+
 class NotEnrolled(AgentbusError):
     """This agent has no usable credentials; run ``agentbus register`` first."""
+
+    exit_code = EXIT_USAGE
+
+
+class InsecureServerURL(AgentbusError):
+    """A plain ``http://`` server URL to a non-loopback host: the key, the tokens and the
+    enrollment password would cross the network in clear."""
 
     exit_code = EXIT_USAGE
 

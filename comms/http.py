@@ -11,6 +11,12 @@ TLS verification modes (``agent.verification_mode``):
 - ``certificate``: the chain is checked, the hostname is not (servers reached by IP or by an
   internal name their certificate does not carry).
 - ``none``: nothing is checked; logged as a warning when the session is made.
+
+What comes back is bounded (:func:`send`): every request asks for ``Accept-Encoding:
+identity``; a compressed answer is refused (:class:`~comms.errors.Compressed`), never
+inflated; the body is read streamed, raw bytes only, up to the :class:`Cap` of its endpoint
+(``Content-Length`` refused early when it says more, but never trusted alone). Over the cap
+→ :class:`~comms.errors.TooLarge` and nothing of the body is kept.
 """
 
 from __future__ import annotations
@@ -20,20 +26,71 @@ import platform
 import socket
 import ssl
 import weakref
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from loguru import logger
 from requests.adapters import HTTPAdapter
 
-from comms.errors import Redirected, ServerUnreachable, TLSFailure
+from comms.errors import (
+    BadResponse,
+    Compressed,
+    Redirected,
+    ServerUnreachable,
+    TLSFailure,
+    TooLarge,
+)
 from core.config import Config
 from core.version import __version__
 
 #: connections kept open per host
 DEFAULT_POOL_SIZE = 10
 VERIFICATION_MODES = ("full", "certificate", "none")
+#: bytes read from the socket at a time while reading an answer body
+READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Cap:
+    """The most bytes read of one answer: ``ok`` for a 2xx body, ``error`` for any other.
+
+    The keys name the config settings, so the error tells the operator what to raise.
+    """
+
+    ok: int
+    ok_key: str
+    error: int
+    error_key: str = "[agent] max_response_bytes"
+
+    def for_status(self, status: int) -> tuple[int, str]:
+        return (self.ok, self.ok_key) if 200 <= status < 300 else (self.error, self.error_key)
+
+
+def answer_cap(config: Config) -> Cap:
+    """Enrollment, tokens, events answers and every error: ``[agent] max_response_bytes``."""
+    limit = int(config.agent.max_response_bytes)
+    return Cap(limit, "[agent] max_response_bytes", limit)
+
+
+def poll_cap(config: Config) -> Cap:
+    """The commands long-poll: ``[commander] max_poll_bytes``."""
+    return Cap(
+        int(config.commander.max_poll_bytes),
+        "[commander] max_poll_bytes",
+        int(config.agent.max_response_bytes),
+    )
+
+
+def download_cap(config: Config) -> Cap:
+    """A file download (group files): ``[agent] max_download_bytes``."""
+    return Cap(
+        int(config.agent.max_download_bytes),
+        "[agent] max_download_bytes",
+        int(config.agent.max_response_bytes),
+    )
 
 
 def user_agent() -> str:
@@ -160,6 +217,8 @@ def make_session(
     cafile = config.agent.ca_file if ca_file is None else ca_file
     session = AgentSession()
     session.headers["User-Agent"] = user_agent()
+    # No compressed answers: a small gzip body can inflate to gigabytes (send() enforces it).
+    session.headers["Accept-Encoding"] = "identity"
     adapter: AgentAdapter
     if mode == "certificate":
         adapter = _ChainOnlyAdapter(cafile, pool_connections=2, pool_maxsize=pool_size)
@@ -181,17 +240,24 @@ def make_session(
     return session
 
 
-def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
-    """One HTTP call; network trouble becomes :class:`ServerUnreachable` (or TLSFailure).
+def send(
+    session: requests.Session, method: str, url: str, *, cap: Cap, what: str, **kwargs: Any
+) -> requests.Response:
+    """One HTTP call, its body read whole but bounded by ``cap``; returns the response.
 
-    The caller must pass ``timeout``. Messages name the URL and the cause, never a header
-    (headers carry the token).
+    Network trouble becomes :class:`ServerUnreachable` (or TLSFailure); a body over its
+    cap :class:`TooLarge`, a compressed one :class:`Compressed`; ``what`` names the call in
+    those messages. The caller must pass ``timeout``. Messages name the URL and the cause,
+    never a header (headers carry the token).
     """
     if "timeout" not in kwargs:
         raise TypeError("every call to the server needs an explicit timeout")
     # Never follow a redirect: it would re-send the key, the token or the events to
     # whatever origin the answer names (plain http too). A 3xx is an error of the server.
     kwargs["allow_redirects"] = False
+    # Headers first, body read here under the cap (requests would read it all at once).
+    kwargs["stream"] = True
+    kwargs["headers"] = {**(kwargs.get("headers") or {}), "Accept-Encoding": "identity"}
     try:
         response = session.request(method, url, **kwargs)
     except requests.exceptions.SSLError as exc:
@@ -210,7 +276,52 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
             f"{where[:200]}: the agent follows no redirects (check server_url)",
             status=response.status_code,
         )
+    try:
+        # What requests' own .content does; its readers (.json, .text) then use these bytes.
+        response._content = _read_body(response, cap, what, _origin(url))
+        response._content_consumed = True  # type: ignore[attr-defined]
+    except BaseException:
+        response.close()  # the rest of the body stays unread: the connection is dropped
+        raise
     return response
+
+
+def _read_body(response: requests.Response, cap: Cap, what: str, origin: str) -> bytes:
+    """The raw body, at most the cap for this status; never decompressed."""
+    status = response.status_code
+    limit, key = cap.for_status(status)
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise Compressed(
+            f"the answer of {origin} for {what} is compressed ({encoding[:40]}) although the "
+            "agent asked for none: refused",
+            status=status,
+        )
+    declared = response.headers.get("Content-Length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise BadResponse(
+                f"the answer of {origin} for {what} has an invalid Content-Length",
+                status=status,
+            ) from None
+        if length > limit:  # refused before reading a byte; a smaller one is not trusted
+            raise TooLarge(what, origin, limit, key, status=status)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        # Raw bytes (decode_content=False): nothing is inflated, whatever the headers say.
+        for chunk in response.raw.stream(READ_CHUNK, decode_content=False):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(what, origin, limit, key, status=status)
+            chunks.append(chunk)
+    except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as exc:
+        raise ServerUnreachable(
+            f"the answer of {origin} for {what} broke off: {_cause(exc)}"
+        ) from None
+    return b"".join(chunks)
 
 
 def retry_after(headers: Any) -> float | None:
@@ -234,8 +345,6 @@ def retry_after(headers: Any) -> float | None:
 
 
 def _origin(url: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 

@@ -53,7 +53,7 @@ from loguru import logger
 from bus.errors import AgentbusError
 from comms.credentials import Credentials, comms_url
 from comms.errors import BadResponse, ServerRejected, ServerUnreachable, error_of
-from comms.http import make_session, retry_after, send, timeouts
+from comms.http import answer_cap, make_session, retry_after, send, timeouts
 from comms.private_files import ensure_private_dir, write_private
 from core.backoff import compute_backoff
 from core.config import Config
@@ -339,6 +339,8 @@ class TokenManager:
             data=body,
             headers={"Content-Type": "application/json"},
             timeout=timeouts(self.config, read=AUTH_READ_TIMEOUT),
+            cap=answer_cap(self.config),
+            what="authentication",
         )
         received = self._clock()
         self.authentications += 1

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from bus.sockets import WakeEvent
+from comms.credentials import comms_url, load_credentials
+from comms.errors import NotEnrolled
 from core.config import Config
 from core.service import Service
 from core.storage import open_or_move_aside
@@ -74,6 +76,10 @@ class Forwarder(Service):
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
         fw = self.config.forwarder
+        try:  # refuse plain http to a remote server at start, as the commander does (exit 2)
+            comms_url(self.config, load_credentials(self.config.data_dir))
+        except NotEnrolled:
+            pass  # the senders wait for credentials
         # The receiver thread is CPU-bound; the writer and sender threads wake from I/O
         # and need the GIL back. With the default 5 ms switch interval each of their many
         # small hand-overs waits up to 5 ms (a convoy); 0.5 ms keeps them flowing.

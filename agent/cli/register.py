@@ -7,6 +7,11 @@ refused, a pinned ``--uuid-version`` refused). Every failure is one line on stde
 
 The id is a UUID v7 unless ``--uuid-version`` pins one; a server that accepts only v4 ids
 gets a v4 at once, and one line on stderr says so.
+
+The password: ``--password -`` reads one line from stdin (a pipe, a file); without the
+flag, a prompt on a terminal, else stdin. A password given as ``--password VALUE`` still
+works, but every local user can read it in ``ps`` while the command runs. (No environment
+variable: ``AGENTBUS_*`` names configuration keys.)
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", required=True, help="management API user")
     parser.add_argument(
         "--password",
-        help="management API password; '-' reads it from stdin (default: prompt on a "
-        "terminal, else read stdin)",
+        metavar="-|PASSWORD",
+        help="management API password: '-' reads one line from stdin (recommended); a "
+        "value given here is visible to other local users in ps (default: a prompt on a "
+        "terminal, else stdin)",
     )
     parser.add_argument(
         "--name",

@@ -8,9 +8,10 @@ import stat
 import pytest
 
 from bus.errors import EXIT_RUNTIME
-from bus.executor import Executor
+from bus.executor import Command, Executor
+from bus.results import ResultCode
 from commander import agent_executor
-from commander.agent_executor import AgentExecutorService, make_executor
+from commander.agent_executor import AgentActions, AgentExecutorService, make_executor
 from comms.credentials import load_credentials
 from tests.fixtures.commander import commander_thread, status, wait_status
 from tests.fixtures.common import wait_for
@@ -80,12 +81,56 @@ def test_set_group_with_a_missing_file_fails_and_changes_nothing(agent):
         ("set-group", {"groups": "web"}),
         ("set-group", {"groups": [1]}),
         ("set-group", {"groups": ["../etc"]}),
+        # `$` matches before a final newline: the name must match whole (fullmatch)
+        ("set-group", {"groups": ["web\n"]}),
+        ("set-group", {"groups": ["web\nx"]}),
         ("uninstall", None),
     ],
 )
 def test_bad_arguments_and_unknown_names_are_not_valid(agent, name, args):
     _config, server, agent_id = agent
     assert run(server, agent_id, name, args) == [(1, "Command is not valid")]
+
+
+def test_a_newline_group_name_changes_nothing(agent):
+    config, server, agent_id = agent
+    server.put_file("web\n.yml", "a: 1\n")
+    assert run(server, agent_id, "set-group", {"groups": ["web\n"]}) == [
+        (1, "Command is not valid")
+    ]
+    assert load_credentials(config.data_dir).groups == ()
+    assert not (config.data_dir / "groups").exists()
+
+
+def test_a_local_write_error_sends_no_local_path_to_the_server(agent):
+    config, server, agent_id = agent
+    server.put_file("web.yml", "a: 1\n")
+    # A file where the groups directory should be: writing web.yml fails with an OSError
+    # whose text holds the full path of the data dir.
+    (config.data_dir / "groups").write_text("in the way")
+    results = run(server, agent_id, "set-group", {"groups": ["web"]})
+    assert results == [(1, "Cannot write group file web.yml")]
+    for _code, message in results:
+        assert str(config.data_dir) not in message and "Errno" not in message
+    assert load_credentials(config.data_dir).groups == ()
+
+
+def test_unreadable_credentials_send_no_local_path(make_config):
+    """(The actions alone: with broken credentials the forwarder could not deliver it.)"""
+    config = make_config()
+    config.data_dir.mkdir(parents=True)
+    (config.data_dir / "credentials.json").write_text("{broken")
+    actions = AgentActions(config)
+    for name in ("fetch-config", "set-group"):
+        code, message = actions.handlers()[name](
+            Command(id="c", name=name, args={"groups": ["web"]})
+        )
+        assert code == ResultCode.FAILURE
+        assert str(config.data_dir) not in message and "credentials.json" not in message
+        assert message in (
+            "Cannot read the agent's groups",
+            "Cannot fetch web.yml: the agent could not make the request",
+        )
 
 
 @pytest.mark.timeout(30)

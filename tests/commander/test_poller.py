@@ -10,6 +10,7 @@ end-to-end path (reference server, executors, forwarder) is in test_commander.py
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,8 +24,12 @@ from commander.command import ServerCommand
 from commander.metrics import COMMANDER
 from commander.poller import Poller
 from commander.store import CommandStore
+from comms.api import ServerClient
+from comms.credentials import Credentials
 from comms.errors import BadResponse
+from comms.tokens import TokenManager
 from core.metrics import Registry
+from tests.comms.hostile import HostileServer, chunked_forever, fixed, gzip_bomb
 from tests.fakes.server import (
     Answer,
     FakeServer,
@@ -234,3 +239,57 @@ def test_the_running_loop_polls_again_at_once_after_408_and_waits_after_errors(
     rig.stop.set()
     rig.poller.join(2)
     assert rig.count("poll_errors") == 2 and rig.count("polls_408") >= 6
+
+
+@pytest.mark.timeout(30)
+def test_a_long_poll_answer_over_its_cap_is_a_server_error_the_poller_retries(
+    tmp_path: Path, make_config: Any
+) -> None:
+    """Over real HTTP: a hostile server sends an endless answer, then a gzip bomb, then
+    behaves. Both attacks are polls that failed (backed off, counted, in status); nothing
+    of them is stored; the next good answer is delivered."""
+    server = HostileServer()
+    config = make_config(
+        {"agent": {"server_url": server.url}, "commander": {"max_poll_bytes": "256KB"}}
+    )
+    creds = Credentials(
+        uuid="0190a6d2-0000-4000-8000-0000000000dd", key="k" * 32, name="h", server_url=server.url
+    )
+    client = ServerClient(config, TokenManager(config, creds, boot_id="b"))
+    store = CommandStore(tmp_path / "commands.db")
+    counters = Registry(COMMANDER)
+    stop = threading.Event()
+    delivered: list[ServerCommand] = []
+    poller = Poller(
+        client,
+        store,
+        counters,
+        stop,
+        delivered.extend,
+        request_timeout=10.0,
+        command_timeout=600.0,
+        backoff_initial=INITIAL,
+        backoff_max=MAXIMUM,
+    )
+    try:
+        server.routes["/api/v1/commands"] = chunked_forever()
+        assert INITIAL / 2 <= poller.poll_once() <= INITIAL
+        snap = counters.snapshot()
+        assert snap["poll_errors"] == 1
+        assert "larger than 262144 bytes" in snap["last_error"]
+        assert "[commander] max_poll_bytes" in snap["last_error"]
+
+        server.routes["/api/v1/commands"] = fixed(
+            gzip_bomb(64 * 1024**2), {"Content-Encoding": "gzip"}
+        )
+        assert poller.poll_once() > 0
+        assert "compressed (gzip)" in counters.snapshot()["last_error"]
+        assert counters.snapshot()["poll_errors"] == 2 and not delivered
+
+        good = json.dumps({"commands": [command("doc-1")]}).encode()
+        server.routes["/api/v1/commands"] = fixed(good)
+        assert poller.poll_once() == 0.0
+        assert ids(delivered) == ["doc-1"]
+    finally:
+        server.close()
+        store.close()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from comms.errors import ServerUnreachable
-from comms.http import abort_calls, make_session, send
+from comms.http import abort_calls, answer_cap, make_session, send
 from tests.fixtures.common import wait_for
 
 
@@ -47,7 +47,14 @@ def test_abort_ends_a_held_call_at_once(make_config, silent_server):
 
     def call() -> None:
         try:
-            send(session, "GET", f"{url}/api/v1/commands", timeout=(5, 60))
+            send(
+                session,
+                "GET",
+                f"{url}/api/v1/commands",
+                timeout=(5, 60),
+                cap=answer_cap(make_config()),
+                what="commands",
+            )
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)

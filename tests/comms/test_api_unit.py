@@ -15,7 +15,7 @@ from comms.tokens import TokenManager
 from core.config import Config
 from tests.comms.helpers import FakeClock, make_jwt
 
-URL = "http://server.test:27000"
+URL = "https://server.test:27000"
 API = URL + "/api/v1"
 CREDS = Credentials(
     uuid="0190a6d2-0000-7000-8000-0000000000bb", key="k" * 32, name="h", server_url=URL

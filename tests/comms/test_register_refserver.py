@@ -304,3 +304,21 @@ def test_verification_none_enrolls_and_notes_the_services_mode(refserver_factory
     code, out, err = register(server, "--verification-mode", "none")
     assert code == 0 and out.startswith("enrolled ")
     assert "note: the services check TLS with agent.verification_mode = 'full'" in err
+
+
+def test_password_pipe_reads_one_line_only(refserver: RefServer, config_file: Path) -> None:
+    cmd = [sys.executable, "-m", "agent.main", "register", "--config", str(config_file),
+           "--enroll-url", refserver.url, "--user", refserver.user, "--password", "-",
+           "--connect-url", refserver.url]  # fmt: skip
+    # the first line, newline stripped, is the password; what follows is not read into it
+    done = subprocess.run(cmd, input=refserver.password + "\nextra line\n", capture_output=True,
+                          text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_password_help_says_a_value_is_visible_in_ps(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["register", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "'-' reads one line from stdin" in text
+    assert "visible to other local users in ps" in text

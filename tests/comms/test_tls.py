@@ -7,14 +7,15 @@ from collections.abc import Callable
 import pytest
 
 from comms.errors import TLSFailure
-from comms.http import make_session, send, user_agent
+from comms.http import answer_cap, make_session, send, user_agent
 from core.config import Config
 from tests.comms.helpers import captured_logs
 
 
 def get(config: Config, url: str, **kw: object) -> str:
     with make_session(config, **kw) as session:  # type: ignore[arg-type]
-        return send(session, "GET", url + "/", timeout=(5, 5)).text
+        cap = answer_cap(config)
+        return send(session, "GET", url + "/", timeout=(5, 5), cap=cap, what="test").text
 
 
 def test_full_checks_the_hostname(make_config: Callable[..., Config], https_server) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ from comms.tokens import DEFAULT_LIFETIME, TokenManager
 from core.config import Config
 from tests.comms.helpers import FakeClock, captured_logs, make_jwt
 
-URL = "http://server.test:27000"
+URL = "https://server.test:27000"
 AUTH = URL + "/api/v1/authentication"
 KEY = "Secretkey0123456789abcdefghijklm"
 CREDS = Credentials(uuid="0190a6d2-0000-7000-8000-0000000000aa", key=KEY, name="h", server_url=URL)
