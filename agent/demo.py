@@ -55,6 +55,7 @@ class Demo:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: subprocess.Popen[bytes] | None = None
+        self.server_dir = base / "server"
         self.agent: subprocess.Popen[bytes] | None = None
         self.config_file = base / "agentbus.toml"
         # ipc socket paths are limited (MAX_IPC_PATH): a deep --dir gets a short run dir
@@ -88,16 +89,26 @@ class Demo:
         self.server = subprocess.Popen(
             [
                 sys.executable, "-m", "agent.main", "server", "--host", "127.0.0.1",
-                "--port", str(self.port), "--data-dir", str(self.base / "server"),
-                "--user", ADMIN_USER, "--password", ADMIN_PASSWORD, "--command-hold", "20",
+                "--port", str(self.port), "--data-dir", str(self.server_dir),
+                "--user", ADMIN_USER, "--command-hold", "20",
             ],
-            stdout=log, stderr=subprocess.STDOUT, env=_clean_env(), start_new_session=True,
+            # the password from the environment (argv is visible in ps), never a prompt
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**_clean_env(), "AGENTBUS_SERVER_PASSWORD": ADMIN_PASSWORD},
+            start_new_session=True,
         )  # fmt: skip
-        self.admin = _admin(self.url)
-        _until(lambda: _answers(self.admin), 30, "the reference server did not start", self.server)
+        _until(self._admin_answers, 30, "the reference server did not start", self.server)
         self.admin.put_file(
             "web.yml", b"# configuration of group web\nlogcollector:\n  enabled: true\n"
         )
+
+    def _admin_answers(self) -> bool:
+        """The server wrote its admin token (at every start) and answers with it."""
+        token_file = self.server_dir / "admin.token"
+        if not token_file.exists():
+            return False
+        self.admin = _admin(self.url, token_file)
+        return _answers(self.admin)
 
     def enroll(self) -> Any:
         from comms.enroll import EnrollRequest, enroll
@@ -293,9 +304,9 @@ everything keeps running (--keep). Look around:
   agentbus status --config {cfg}
   agentbus status --watch --config {cfg}
   echo '{{"msg": "hi"}}' | agentbus send --config {cfg} --module demo --collector cli
-  agentbus server events --url {self.url} --module demo | tail -3
-  agentbus server command --url {self.url} --agent {self.agent_id} --name demo.echo --args '{{"text":"yo"}}'
-  agentbus server results --url {self.url}
+  agentbus server events --url {self.url} --data-dir {self.server_dir} --module demo | tail -3
+  agentbus server command --url {self.url} --data-dir {self.server_dir} --agent {self.agent_id} --name demo.echo --args '{{"text":"yo"}}'
+  agentbus server results --url {self.url} --data-dir {self.server_dir}
 logs: {self.base}/agent.log, {self.base}/server.log
 stop: kill {self.agent.pid if self.agent else "?"} {self.server.pid if self.server else "?"}"""
         )
@@ -329,10 +340,10 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def _admin(url: str) -> Any:
+def _admin(url: str, token_file: Path) -> Any:
     from refserver.client import AdminClient
 
-    return AdminClient(url)
+    return AdminClient(url, token_file=token_file)
 
 
 def _answers(admin: Any) -> bool:

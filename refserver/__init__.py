@@ -6,8 +6,11 @@ One concept per module: ``app`` (the ASGI app factory), ``management`` (enrollme
 per-chunk reading of stateful bodies, ``--stateful-chunk``), ``documents`` (the indexer's
 mapping check and create/update/delete semantics), ``tokens`` (JWTs, key pair, server
 clock), ``passwords`` (PBKDF2), ``store`` (SQLite), ``waiters`` (long-poll wake-ups),
-``admin`` (operator API), ``faults`` (fault injection and request counts), ``errors`` (the
-two APIs' error shapes), ``tls`` (self-signed certificates), ``server`` (uvicorn),
-``client`` (admin API client) and ``cli`` (``agentbus server``). Only ``cli`` is imported
-by ``agentbus`` itself; the rest needs the ``[server]`` extra.
+``admin`` (operator API), ``admintoken`` (the admin API's token file), ``credentials``
+(the management password's source; defaults refused off loopback), ``throttle`` (failed
+credential checks per client address), ``faults`` (fault injection and request counts),
+``errors`` (the two APIs' error shapes), ``tls`` (self-signed certificates), ``server``
+(uvicorn), ``client`` (admin API client) and ``cli`` (``agentbus server``). Only ``cli``,
+``admintoken`` and ``credentials`` are imported by ``agentbus`` itself; the rest needs the
+``[server]`` extra.
 """

@@ -1,4 +1,5 @@
-"""The operator surface under ``/admin`` (loopback clients only by default).
+"""The operator surface under ``/admin``: loopback clients only by default, and every request
+carries the admin token (``Authorization: Bearer``, :func:`refserver.auth.require_admin`).
 
 Queue commands for an agent or a group, re-send one, list agents, query and count received
 events, read command results, inject faults, revoke tokens, put group files, shift the
@@ -14,11 +15,11 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from refserver.auth import require_loopback, state_of
+from refserver.auth import require_admin, state_of
 from refserver.errors import HTTPError, bad_request, json_response
 from refserver.faults import FaultRule, faults_of
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(require_loopback)])
+router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -203,6 +204,8 @@ async def stats(request: Request) -> Response:
             "auth_count": state.stats.auth_count,
             "stateless_swallowed": state.stats.stateless_swallowed,
             "documents_refused": state.stats.documents_refused,
+            "auth_failures": dict(state.stats.auth_failures),
+            "throttled": dict(state.stats.throttled),
             "waiting_polls": state.waiters.count(),
             "clock_skew": state.clock.skew,
             "requests": requests,

@@ -43,7 +43,9 @@ _refusals = RateLimitedLog(per_minute=10)
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
     path = request.url.path
-    if not path.startswith("/admin") and exc.status != 408:
+    # Admin mistakes are the operator's own, but a refused admin token may be an attack.
+    logged = not path.startswith("/admin") or exc.status in (401, 429)
+    if logged and exc.status != 408:
         # Bad input is the client's problem, but an operator should be able to see it.
         _refusals.warning(
             f"{path} {exc.status}",

@@ -1,7 +1,11 @@
-"""Who is calling: Basic users and Bearer tokens of the management API, agent tokens of comms.
+"""Who is calling: Basic users and Bearer tokens of the management API, agent tokens of comms,
+the admin token of ``/admin``.
 
 The comms API answers every token problem with **403** (not 401), as the real server does;
-the management API answers 401 in its own shape (``{"title": "Unauthorized", "detail"}``).
+the management API answers 401 in its own shape (``{"title": "Unauthorized", "detail"}``);
+the admin API answers 401 without its token. Failed checks of a password, an agent key or the
+admin token are limited per client address (:mod:`refserver.throttle`): 429 with
+``Retry-After`` once an address has failed too often.
 """
 
 from __future__ import annotations
@@ -54,8 +58,41 @@ def management_user(request: Request) -> str:
     return str(claims.get("sub", ""))
 
 
+def client_host(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def check_throttle(request: Request, kind: str, *, problem: bool = False) -> None:
+    """429 (comms shape, or management shape with ``problem``) if the caller failed too often."""
+    state = state_of(request)
+    wait = state.throttle.retry_after(kind, client_host(request))
+    if wait is None:
+        return
+    state.stats.throttled[kind] += 1
+    message = f"Too many failed authentication attempts from this address; retry in {wait} s"
+    headers = {"Retry-After": str(wait)}
+    if problem:
+        raise ProblemError(429, message, headers=headers)
+    raise HTTPError(429, message, headers=headers)
+
+
+def record_failure(request: Request, kind: str) -> None:
+    state = state_of(request)
+    state.stats.auth_failures[kind] += 1
+    state.throttle.failed(kind, client_host(request))
+
+
 def basic_user(request: Request) -> str:
     """Check ``Authorization: Basic`` against the configured admin user; 401 otherwise."""
+    check_throttle(request, "login", problem=True)
+    try:
+        return _basic_user(request)
+    except ProblemError:
+        record_failure(request, "login")
+        raise
+
+
+def _basic_user(request: Request) -> str:
     options = state_of(request).options
     header = request.headers.get("authorization", "")
     scheme, _, encoded = header.partition(" ")
@@ -76,6 +113,26 @@ def require_loopback(request: Request) -> None:
     """The admin API answers loopback clients only (unless told otherwise)."""
     if state_of(request).options.admin_any_host:
         return
-    host = request.client.host if request.client else ""
+    host = client_host(request)
     if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
         raise HTTPError(403, "The admin API only answers loopback clients")
+
+
+def require_admin(request: Request) -> None:
+    """Loopback (unless told otherwise) and ``Authorization: Bearer <admin token>``; else 401.
+
+    Loopback alone is no check: every local user reaches it. An empty configured token
+    refuses everything (fail closed).
+    """
+    require_loopback(request)
+    check_throttle(request, "admin")
+    expected = state_of(request).options.admin_token.encode()
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    given = token.strip().encode() if scheme.lower() == "bearer" else b""
+    if not expected or not hmac.compare_digest(given, expected):
+        record_failure(request, "admin")
+        raise HTTPError(
+            401,
+            "Admin token missing or wrong (see the server's admin token file)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -1,7 +1,8 @@
 """`agentbus server`: run the reference server, or talk to a running one's admin API.
 
-    agentbus server [--host H] [--port P] [--data-dir D] [--self-signed | --tls-cert C --tls-key K]
-                    [--user U] [--password P] [--command-hold S] [--clock-skew S]
+    agentbus server [--host H] [--port P] [--data-dir D] [--tls | --tls-cert C --tls-key K]
+                    [--user U] [--password-file F] [--admin-token-file F]
+                    [--failures-per-minute N] [--command-hold S] [--clock-skew S]
                     [--stateful-chunk N] [--allow-uuid7] [--no-strict-documents]
                     [--upsert-documents]
     agentbus server command --agent ID|--group G --name N [--args JSON] [--timeout S]
@@ -11,8 +12,9 @@
     agentbus server fault --clear | --list
     agentbus server revoke-tokens | put-file NAME FILE | resend DOCUMENT_ID
 
-Module-level imports stay light (``agentbus --help`` must be fast); FastAPI and uvicorn are
-imported only when the server runs.
+The password never comes from argv (refserver.credentials); the admin actions find the admin
+token as refserver.admintoken says. Module-level imports stay light (``agentbus --help`` must
+be fast); FastAPI and uvicorn are imported only when the server runs.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ DEFAULT_DATA_DIR = "./agentbus-server"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from refserver.admintoken import TOKEN_ENV, TOKEN_FILE, TOKEN_FILE_ENV
+    from refserver.credentials import PASSWORD_ENV
     from refserver.options import (
         DEFAULT_COMMAND_HOLD,
-        DEFAULT_PASSWORD,
+        DEFAULT_FAILURES_PER_MINUTE,
         DEFAULT_PORT,
         DEFAULT_USER,
     )
@@ -47,11 +51,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     serve.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where state is kept")
     tls = serve.add_mutually_exclusive_group()
-    tls.add_argument("--self-signed", action="store_true", help="HTTPS with a generated cert")
+    tls.add_argument(
+        "--tls",
+        "--self-signed",
+        dest="self_signed",
+        action="store_true",
+        help="HTTPS with a self-signed certificate generated into DATA_DIR/tls (path printed)",
+    )
     tls.add_argument("--tls-cert", help="HTTPS certificate (PEM); needs --tls-key")
     serve.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     serve.add_argument("--user", default=DEFAULT_USER, help="management API user")
-    serve.add_argument("--password", default=DEFAULT_PASSWORD, help="management API password")
+    serve.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help=f"management API password (else ${PASSWORD_ENV}, else a prompt on a terminal,"
+        " else the default, refused on a non-loopback address)",
+    )
+    # Gone: a password in argv is visible in ps. Kept only to say so in one line.
+    serve.add_argument("--password", help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        default=os.environ.get(TOKEN_FILE_ENV) or None,
+        help=f"the admin API token: read from FILE if it exists, else made and written there"
+        f" (0600); default ${TOKEN_FILE_ENV}, else a new one in DATA_DIR/{TOKEN_FILE}",
+    )
+    serve.add_argument(
+        "--failures-per-minute",
+        type=int,
+        default=DEFAULT_FAILURES_PER_MINUTE,
+        metavar="N",
+        help="failed logins, agent key and admin token checks per minute and client address"
+        f" before 429 (default {DEFAULT_FAILURES_PER_MINUTE}; 0: no limit)",
+    )
     serve.add_argument(
         "--command-hold",
         type=float,
@@ -111,6 +143,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the server (default ${URL_ENV}, else http://127.0.0.1:{DEFAULT_PORT})",
     )
     client.add_argument("--insecure", action="store_true", help="do not verify TLS")
+    client.add_argument(
+        "--admin-token-file",
+        dest="client_token_file",
+        metavar="FILE",
+        default=os.environ.get(TOKEN_FILE_ENV) or None,
+        help=f"the admin token (default ${TOKEN_FILE_ENV}, else ${TOKEN_ENV}, else"
+        f" DATA_DIR/{TOKEN_FILE})",
+    )
+    client.add_argument(
+        "--data-dir",
+        dest="client_data_dir",
+        metavar="DATA_DIR",
+        help=f"the server's data dir, where its {TOKEN_FILE} is (default {DEFAULT_DATA_DIR})",
+    )
     client.add_argument("--json", action="store_true", help="print JSON")
 
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -162,13 +208,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action is None:
         return _serve(args)
+    from refserver.admintoken import TokenFileError, client_token
     from refserver.client import AdminClient, AdminError
 
-    client = AdminClient(args.url, verify=not args.insecure)
+    try:
+        token = client_token(
+            args.client_token_file or args.admin_token_file, args.client_data_dir or args.data_dir
+        )
+    except TokenFileError as exc:
+        print(f"agentbus server: {exc}", file=sys.stderr)
+        return 2
+    client = AdminClient(args.url, verify=not args.insecure, token=token)
     try:
         return _act(client, args)
     except AdminError as exc:
-        print(f"agentbus server: {exc.message} (HTTP {exc.status})", file=sys.stderr)
+        hint = ""
+        if exc.status == 401:
+            hint = "; give --data-dir of the server, --admin-token-file or $AGENTBUS_ADMIN_TOKEN"
+        print(f"agentbus server: {exc.message} (HTTP {exc.status}){hint}", file=sys.stderr)
         return 3
     except OSError as exc:  # requests' ConnectionError is an OSError
         print(f"agentbus server: cannot reach {args.url}: {exc}", file=sys.stderr)
@@ -181,11 +238,32 @@ def _serve(args: argparse.Namespace) -> int:
     if args.key_hash_rounds < 1:
         print("agentbus server: --key-hash-rounds must be at least 1", file=sys.stderr)
         return 2
+    if args.failures_per_minute < 0:
+        print("agentbus server: --failures-per-minute must be 0 or more", file=sys.stderr)
+        return 2
     if args.stateful_chunk is not None and args.stateful_chunk < 1:
         print("agentbus server: --stateful-chunk must be at least 1", file=sys.stderr)
         return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("agentbus server: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.password is not None:
+        print(
+            "agentbus server: --password is not taken (every local user sees argv in ps):"
+            " use --password-file FILE, $AGENTBUS_SERVER_PASSWORD or the prompt",
+            file=sys.stderr,
+        )
+        return 2
+    from refserver.credentials import CredentialsError, default_refusal, management_password
+
+    try:
+        password = management_password(args.password_file)
+    except CredentialsError as exc:
+        print(f"agentbus server: {exc}", file=sys.stderr)
+        return 2
+    refusal = default_refusal(args.host, password)
+    if refusal is not None:
+        print(f"agentbus server: {refusal}", file=sys.stderr)
         return 2
     try:
         from core.config import LogSection
@@ -201,6 +279,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     # stderr only, "[server]" prefix, and no variable values in tracebacks (tokens, keys).
     setup_logging(LogSection(level=args.log_level.upper()), "server")
+    # Everything the server writes (database, keys, token, files) is its own alone.
+    os.umask(0o077)
     options = ServerOptions(
         data_dir=Path(args.data_dir).resolve(),
         host=args.host,
@@ -210,10 +290,13 @@ def _serve(args: argparse.Namespace) -> int:
         tls_key=Path(args.tls_key) if args.tls_key else None,
         self_signed=args.self_signed,
         user=args.user,
-        password=args.password,
+        password=password.value,
+        password_source=password.source,
         command_hold=args.command_hold,
         clock_skew=args.clock_skew,
         admin_any_host=args.admin_any_host,
+        admin_token_file=Path(args.admin_token_file).resolve() if args.admin_token_file else None,
+        failures_per_minute=args.failures_per_minute,
         key_hash_rounds=args.key_hash_rounds,
         allow_uuid7=args.allow_uuid7,
         strict_documents=args.strict_documents,

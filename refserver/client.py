@@ -1,11 +1,17 @@
-"""A small client of the admin API, used by ``agentbus server <action>`` and the test fixture."""
+"""A small client of the admin API, used by ``agentbus server <action>`` and the test fixture.
+
+Every call carries the admin token (``token``, or read from ``token_file``; see
+refserver.admintoken); without it the server answers 401.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from refserver.admintoken import read_token
 from refserver.options import DEFAULT_PORT
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -23,11 +29,23 @@ class AdminError(Exception):
 class AdminClient:
     """Calls ``<url>/admin/...``; ``verify`` as in requests (False for a self-signed server)."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, verify: bool | str = True, timeout: float = 10.0):
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+        token: str | None = None,
+        token_file: Path | str | None = None,
+    ):
         self.url = url.rstrip("/")
         self.session = requests.Session()
         self.session.verify = verify
         self.timeout = timeout
+        if token is None and token_file is not None:
+            token = read_token(Path(token_file))
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.session.close()

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from refserver import errors
-from refserver.auth import comms_agent, state_of
+from refserver.auth import check_throttle, comms_agent, record_failure, state_of
 from refserver.chunks import PieceReader, head_size
 from refserver.errors import HTTPError, bad_request, error_response, json_response
 from refserver.ndjson import BodyParser, Kind
@@ -57,11 +57,15 @@ async def authentication(request: Request) -> Response:
         if not isinstance(body[name], str):
             raise bad_request(f"{name} input should be a valid string")
     uuid, key = body["uuid"], body["key"]
+    # Before any key check: an address that failed too often costs no PBKDF2 at all.
+    check_throttle(request, "agent key")
     agent_hash = state.store.key_hash(uuid)
     if agent_hash is None:
+        record_failure(request, "agent key")  # probing for agent ids is a failure too
         raise HTTPError(403, "Agent does not exist")
     if not state.key_known_good(uuid, key):
         if not await asyncio.to_thread(verify_secret, key, agent_hash):
+            record_failure(request, "agent key")
             raise HTTPError(401, "Invalid key")
         state.remember_key(uuid, key)
     token = state.tokens.comms_token(uuid)

@@ -77,14 +77,22 @@ class ProblemError(HTTPError):
     """A management-shaped error: ``{"title", "detail"}`` (+ ``"error"`` when given)."""
 
     def __init__(
-        self, status: int, detail: str, *, title: str | None = None, error: int | None = None
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        error: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status, detail)
+        super().__init__(status, detail, headers=headers)
         self.title = title or phrase(status)
         self.error = error
 
     def response(self) -> Response:
-        return problem_response(self.status, self.detail, title=self.title, error=self.error)
+        return problem_response(
+            self.status, self.detail, title=self.title, error=self.error, headers=self.headers
+        )
 
     @property
     def detail(self) -> str:

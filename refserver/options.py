@@ -9,7 +9,10 @@ from pathlib import Path
 DEFAULT_PORT = 27000
 #: default admin user of the management API (the real server's default too)
 DEFAULT_USER = "wazuh"
+#: refused on a non-loopback bind (refserver.credentials)
 DEFAULT_PASSWORD = "wazuh"
+#: failed credential checks per minute and client address before 429 (refserver.throttle)
+DEFAULT_FAILURES_PER_MINUTE = 10
 #: how long GET /api/v1/commands holds a request with nothing to deliver (seconds)
 DEFAULT_COMMAND_HOLD = 20 * 60.0
 
@@ -28,11 +31,21 @@ class ServerOptions:
     self_signed: bool = False
     user: str = DEFAULT_USER
     password: str = DEFAULT_PASSWORD
+    #: where the password came from, for the start-up line (the password is never printed)
+    password_source: str = "the built-in default"
     command_hold: float = DEFAULT_COMMAND_HOLD
     #: seconds added to the host clock for JWT iat/exp (negative: behind)
     clock_skew: float = 0.0
     #: allow the admin API from any client (default: loopback only)
     admin_any_host: bool = False
+    #: the admin API's bearer token (refserver.admintoken, set once listening); empty: every
+    #: admin call is 401
+    admin_token: str = ""
+    #: where that token is kept, printed at start instead of the token (None: in data_dir)
+    admin_token_file: Path | None = None
+    #: failed logins, agent key checks and admin token checks per minute and client address
+    #: before 429 (0: no limit)
+    failures_per_minute: int = DEFAULT_FAILURES_PER_MINUTE
     #: PBKDF2 rounds for new agent keys (lower only for tests and benchmarks)
     key_hash_rounds: int = 100_000
     # -- relaxations of the real server's rules, for experiments (all off: as strict as 6.0.0)

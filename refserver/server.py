@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
+from refserver.admintoken import TokenFileError, server_token
 from refserver.app import create_app
+from refserver.credentials import is_loopback
 from refserver.options import ServerOptions
 from refserver.state import ServerState
 from refserver.tls import self_signed
@@ -37,11 +41,21 @@ def serve(options: ServerOptions, *, log_level: str = "warning") -> int:
     key: Path | None = options.tls_key
     if options.self_signed:
         cert, key = self_signed(options.data_dir / "tls", options.host)
-    state = ServerState(options)
-    app = create_app(options, state)
     sockets = [_bind(options.host, options.port)]
     if options.management_port is not None:
         sockets.append(_bind(options.host, options.management_port))
+    # Only once listening: a second server that cannot bind must not replace the token file
+    # of the one that runs.
+    try:
+        token, token_file = server_token(options.data_dir, options.admin_token_file)
+    except TokenFileError as exc:
+        for sock in sockets:
+            sock.close()
+        print(f"agentbus server: {exc}", file=sys.stderr)
+        return 2
+    options = replace(options, admin_token=token, admin_token_file=token_file)
+    state = ServerState(options)
+    app = create_app(options, state)
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -59,12 +73,20 @@ def serve(options: ServerOptions, *, log_level: str = "warning") -> int:
     where = f"{scheme}://{host}:{ports[0]}"
     extra = f", management API also on {scheme}://{host}:{ports[1]}" if len(ports) > 1 else ""
     tls_note = f"; certificate {cert}" if options.self_signed else ""
+    # Never the password nor the admin token: this line lands in logs and terminals.
     print(
         f"agentbus server listening on {where} (management, comms and admin APIs{extra});"
-        f" admin user {options.user!r} password {options.password!r};"
-        f" data dir {options.data_dir}{tls_note}",
+        f" management user {options.user!r}, password from {options.password_source};"
+        f" admin token in {options.admin_token_file}; data dir {options.data_dir}{tls_note}",
         flush=True,
     )
+    if cert is None and not is_loopback(options.host):
+        print(
+            f"agentbus server: warning: plain HTTP on {options.host}: agent keys, passwords and"
+            " tokens cross the network in clear; add --tls",
+            file=sys.stderr,
+            flush=True,
+        )
     server = uvicorn.Server(config)
     try:
         asyncio.run(server.serve(sockets=sockets))

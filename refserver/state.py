@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from refserver.options import ServerOptions
 from refserver.store import Store
+from refserver.throttle import FailureThrottle
 from refserver.tokens import Clock, TokenIssuer
 from refserver.waiters import CommandWaiters
 
@@ -25,16 +26,23 @@ class Stats:
     stateless_swallowed: int = 0
     #: stateful items refused because their document does not fit the index's mapping
     documents_refused: int = 0
+    #: failed credential checks by kind (login, agent key, admin)
+    auth_failures: Counter[str] = field(default_factory=Counter)
+    #: requests answered 429 by the failure throttle, by kind
+    throttled: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
         self.auth_count = self.stateless_swallowed = self.documents_refused = 0
         self.requests.clear()
+        self.auth_failures.clear()
+        self.throttled.clear()
 
 
 class ServerState:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
-        options.data_dir.mkdir(parents=True, exist_ok=True)
+        # 0700: agents' key hashes, the signing key and the admin token live here
+        options.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         options.files_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(options.data_dir / "server.db")
         self.clock = Clock(options.clock_skew)
@@ -42,6 +50,7 @@ class ServerState:
         self.waiters = CommandWaiters()
         self.stats = Stats()
         self.command_hold = options.command_hold
+        self.throttle = FailureThrottle(options.failures_per_minute)
         # uuid → sha256 of a key already checked against its PBKDF2 hash: PBKDF2 is slow on
         # purpose, and agents re-authenticate every few minutes.
         self._verified_keys: dict[str, bytes] = {}

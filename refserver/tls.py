@@ -1,4 +1,5 @@
-"""A self-signed certificate for ``--self-signed``, made once and kept in ``<data_dir>/tls``."""
+"""A self-signed certificate for ``--tls`` (``--self-signed``), made once and kept in
+``<data_dir>/tls``: key 0600, certificate 0644."""
 
 from __future__ import annotations
 
@@ -53,4 +54,5 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
             )
         )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.chmod(0o644)  # public: agents of other users read it as their ca_file
     return cert_path, key_path

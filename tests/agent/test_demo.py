@@ -38,7 +38,7 @@ def test_demo_summary_matches_the_server(tmp_path):
             r"refused by the index mappings: 0; stateless events swallowed: 0$", out, re.M
         )
         url = re.search(r"--url (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
-        admin = AdminClient(url)
+        admin = AdminClient(url, token_file=tmp_path / "demo" / "server" / "admin.token")
         assert admin.stats()["documents_refused"] == 0
         table = dict(re.findall(r"^  (demo|logcollector|fim|inventory) +(\d+) +\d+$", out, re.M))
         assert set(table) == {"demo", "logcollector", "fim", "inventory"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -13,22 +14,32 @@ from starlette.requests import Request
 from refserver.auth import require_loopback
 from refserver.errors import HTTPError
 from tests.fixtures.refserver import REPO, free_port
+from tests.fixtures.run import clean_env
 from tests.refserver.helpers import enroll, management_token, stateless_pair
 
 
-def agentbus(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def agentbus(
+    *args: str, stdin: bytes | None = None, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent.main", "server", *args],
-        cwd=REPO,
+        cwd=cwd,
         input=stdin.decode() if stdin else None,
+        stdin=None if stdin else subprocess.DEVNULL,  # never a password prompt
         capture_output=True,
         text=True,
         timeout=30,
+        env=env if env is not None else clean_env(),
     )
 
 
+def at(server) -> list[str]:
+    """Where the server is, and its data dir, where the CLI finds the admin token."""
+    return ["--url", server.url, "--data-dir", str(server.data_dir)]
+
+
 def test_operator_actions_drive_a_running_server(refserver) -> None:
-    url = ["--url", refserver.url]
+    url = at(refserver)
     agent = enroll(refserver.url)
     assert agent.post("stateless", stateless_pair("fim", "file")).status_code == 204
 
@@ -76,7 +87,7 @@ def test_operator_actions_drive_a_running_server(refserver) -> None:
 
 
 def test_operator_errors_are_one_line_and_exit_3(refserver) -> None:
-    out = agentbus("command", "--url", refserver.url, "--agent", "nobody", "--name", "restart")
+    out = agentbus("command", *at(refserver), "--agent", "nobody", "--name", "restart")
     assert out.returncode == 3
     assert out.stderr.strip() == "agentbus server: Agent nobody does not exist (HTTP 404)"
     out = agentbus("agents", "--url", f"http://127.0.0.1:{free_port()}")
@@ -101,7 +112,8 @@ def test_port_in_use_is_a_clear_error(refserver, tmp_path) -> None:
 def test_start_line_says_where_and_who(refserver) -> None:
     line = refserver.log().splitlines()[0]
     assert f"listening on {refserver.url}" in line
-    assert "admin user 'wazuh' password 'wazuh'" in line
+    assert "management user 'wazuh', password from $AGENTBUS_SERVER_PASSWORD" in line
+    assert f"admin token in {refserver.token_file}" in line
 
 
 def test_self_signed_https_verifies_with_its_certificate(refserver_factory) -> None:
@@ -174,8 +186,7 @@ def test_fault_message_from_the_command_line(refserver) -> None:
     text = "Couldn't get key pair: disk full"
     out = agentbus(
         "fault",
-        "--url",
-        refserver.url,
+        *at(refserver),
         "--status",
         "403",
         "--count",
@@ -199,7 +210,7 @@ def test_stats_show_the_swallowed_stateless_lines(refserver) -> None:
     agent = enroll(refserver.url)
     lookalike = stateless_pair("audit", "auditd")[0]  # a data line with module and collector
     assert agent.post("stateless", [stateless_pair()[0], lookalike]).status_code == 204
-    out = agentbus("stats", "--url", refserver.url)
+    out = agentbus("stats", *at(refserver))
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     assert stats["stateless_swallowed"] == 1 and stats["documents_refused"] == 0
