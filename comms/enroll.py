@@ -41,9 +41,16 @@ from comms.credentials import (
     load_credentials,
     save_credentials,
 )
-from comms.errors import AlreadyEnrolled, BadResponse, NotEnrolled, ServerRejected, error_of
+from comms.errors import (
+    AlreadyEnrolled,
+    BadResponse,
+    NotEnrolled,
+    ServerRejected,
+    ServerUnreachable,
+    error_of,
+)
 from comms.hostinfo import host_facts
-from comms.http import answer_cap, make_session, send, timeouts
+from comms.http import answer_cap, make_session, retry_after, send, timeouts
 from comms.private_files import remove_private, write_private
 from comms.server_url import check_server_url
 from comms.tokens import TOKEN_FILE
@@ -360,6 +367,14 @@ def _management_token(
         message, _ = _error_of(response)
         if response.status_code == 401:
             message = f"wrong user or password for {enroll_url} ({message})"
+        if response.status_code == 429:  # too many failed logins: not a refusal of these
+            wait = retry_after(response.headers)
+            later = f"; retry in {wait:.0f} s" if wait is not None else ""
+            raise ServerUnreachable(
+                f"{enroll_url} is limiting failed logins ({message}){later}",
+                retry_after=wait,
+                status=429,
+            )
         raise ServerRejected(response.status_code, message, what="enrollment login refused")
     try:
         doc = response.json()

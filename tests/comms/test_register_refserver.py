@@ -195,6 +195,18 @@ def test_wrong_password_is_exit_3_with_one_line(
     assert refserver.agents() == []
 
 
+def test_a_throttled_login_says_so_and_when_to_retry(
+    refserver_factory, register, config_file: Path
+) -> None:  # type: ignore[no-untyped-def]
+    server = refserver_factory(failures_per_minute=1)
+    assert register(server, "--password", "guess")[0] == 3  # the one failure allowed
+    code, out, err = register(server)  # now even the right password waits its turn
+    assert code == 3 and out == "" and err.count("\n") == 1
+    assert "is limiting failed logins" in err and "retry in" in err
+    assert "wrong user or password" not in err
+    assert not (data_dir(config_file) / "credentials.json").exists()
+
+
 def test_duplicate_registration_is_refused(
     refserver: RefServer, register, config_file: Path
 ) -> None:  # type: ignore[no-untyped-def]
