@@ -7,7 +7,7 @@
 - a receive high-water mark on receiving sockets sized from a byte budget
   (``receive_budget_bytes`` ÷ ``max_message_bytes`` messages, per connected peer);
 - ipc socket files are created 0660 (0600 for owner-only sockets such as the admin control
-  sockets) under a restrictive umask, and guarded by a lock file: a second live server is
+  sockets), and guarded by a lock file: a second live server is
   refused, a stale file left by a dead one is taken over;
 - tcp endpoints are served with CURVE and an allow-list of client keys (bus/auth.py);
   plain tcp only on loopback and only when ``allow_plain_loopback`` says so.
@@ -56,8 +56,6 @@ MAX_IPC_PATH = 107
 IPC_MODE = 0o660
 #: mode of owner-only ipc socket files (the admin control sockets)
 OWNER_ONLY_MODE = 0o600
-
-_umask_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,12 +199,11 @@ def _bind(sock: zmq.Socket, endpoint: str, opts: SocketOptions, mode: int) -> Bi
         # Holding the lock proves no live owner: a file still here is stale.
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        with _umask_lock:
-            old = os.umask(0o777 & ~mode)  # never more open than mode, not even briefly
-            try:
-                sock.bind(endpoint)
-            finally:
-                os.umask(old)
+        # No umask juggling here: the umask is the whole process's, and in one process a
+        # thread creating a directory meanwhile would get this socket's mode. Until the
+        # chmod the file has the process's umask (077 in every agentbus process) inside a
+        # run dir closed to others, and the admin sockets also check the peer's uid.
+        sock.bind(endpoint)
         os.chmod(path, mode)
     except zmq.ZMQError as exc:
         os.close(lock_fd)

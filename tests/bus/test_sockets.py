@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import zmq
@@ -326,3 +327,32 @@ def test_frames_at_the_maxmsgsize_limit(ctx, run_dir, extra):
         other.close(linger=0)
     finally:
         server.close()
+
+
+def test_binding_never_changes_the_umask_another_thread_sees(tmp_path: Path) -> None:
+    # In one process (services as threads) a umask changed for a bind would also apply to
+    # a directory another thread creates meanwhile: it came out 0600, unusable.
+    stop = threading.Event()
+    modes: set[int] = set()
+
+    def make_dirs() -> None:
+        n = 0
+        while not stop.is_set():
+            d = tmp_path / f"d{n}"
+            d.mkdir()
+            modes.add(stat.S_IMODE(d.stat().st_mode) & 0o700)
+            d.rmdir()
+            n += 1
+
+    maker = threading.Thread(target=make_dirs)
+    maker.start()
+    ctx = zmq.Context()
+    try:
+        for i in range(100):
+            endpoint = f"ipc://{tmp_path}/s{i}.sock"
+            bind(make_socket(ctx, zmq.PULL), endpoint).close(linger_ms=0)
+    finally:
+        stop.set()
+        maker.join()
+        ctx.term()
+    assert modes == {0o700}
