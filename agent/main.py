@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "register": "agent.cli.register",
     "run": "agent.cli.run",
     SERVICES: "agent.cli.service",
+    "sca": "agent.cli.sca",
     "send": "agent.cli.send",
     "status": "agent.cli.status",
     "quarantine": "agent.cli.quarantine",
@@ -43,6 +44,7 @@ SUBCOMMANDS = {
 HELP = {
     "register": "enroll this agent with the server (once; --force to enroll again)",
     "run": "run the forwarder, commander, built-in executor and enabled collectors (foreground)",
+    "sca": "security configuration assessment: run the collector, or 'sca run' to assess once",
     "send": "send JSON data objects (NDJSON on stdin, or one argument) as events",
     "status": "show every service's state and counters",
     "quarantine": "list, retry or drop events the server refused (the forwarder's quarantine)",
@@ -114,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in SUBCOMMANDS.items():
         if name == SERVICES:
             for spec in registry.SERVICES:
+                if spec.name in SUBCOMMANDS:
+                    continue  # a module of its own runs it, and more (agentbus sca run)
                 sub.add_parser(spec.name, parents=[common], help=spec.help, description=spec.help)
                 sub.loaders[spec.name] = functools.partial(_load_service, spec)
             continue

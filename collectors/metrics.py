@@ -54,6 +54,16 @@ SCAN_ERRORS = counter("scan_errors", "scanners that failed (the others went on)"
 FILES_HASHED = counter("files_hashed", "files hashed (new or changed)")
 ERRORS = counter("errors", "files and directories that could not be read, by reason", "reason")
 
+# -- sca -------------------------------------------------------------------------------------
+POLICIES = gauge("policies", "policies evaluated in the last run (their requirements hold)")
+POLICIES_SKIPPED = counter(
+    "policies_skipped",
+    "policies not evaluated, by reason (refused: invalid or untrusted; not_applicable:"
+    " requirements do not hold here)",
+    "reason",
+)
+CHECKS = counter("checks", "checks evaluated, by result", "result")
+
 COLLECTOR = service_metrics("collector", *SENDING)
 STATEFUL_COLLECTOR = service_metrics("collector", *SENDING, *STATEFUL)
 LOGCOLLECTOR = service_metrics(
@@ -72,6 +82,7 @@ LOGCOLLECTOR = service_metrics(
 )
 INVENTORY = service_metrics("inventory", *SENDING, *STATEFUL, SCAN_ERRORS)
 FIM = service_metrics("fim", *SENDING, *STATEFUL, FILES, FILES_HASHED, ERRORS)
+SCA = service_metrics("sca", *SENDING, *STATEFUL, POLICIES, POLICIES_SKIPPED, CHECKS)
 
 #: every collector's declarations, by service name
-DECLARED: dict[str, MetricSet] = {s.service: s for s in (LOGCOLLECTOR, INVENTORY, FIM)}
+DECLARED: dict[str, MetricSet] = {s.service: s for s in (LOGCOLLECTOR, INVENTORY, FIM, SCA)}

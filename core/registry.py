@@ -124,6 +124,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         enabled_by="collectors.fim.enabled",
         once=True,
     ),
+    ServiceSpec(
+        name="sca",
+        entry="collectors.sca.service:ScaService",
+        help="run security configuration assessment ([collectors.sca] policies) in the foreground",
+        section="collectors.sca",
+        settings="collectors.sca.settings:ScaSettings",
+        enabled_by="collectors.sca.enabled",
+        once=True,
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in SERVICES}

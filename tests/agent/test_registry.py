@@ -19,13 +19,13 @@ from core.config import DEFAULT_CONFIG_FILE, ConfigError, config_from_dict, load
 from core.service import Service
 from tests.fixtures.common import wait_for
 
-NAMES = ["forwarder", "commander", "agent-executor", "logcollector", "inventory", "fim"]
+NAMES = ["forwarder", "commander", "agent-executor", "logcollector", "inventory", "fim", "sca"]
 
 
 def test_the_table_lists_every_built_in_service_in_start_order():
     assert registry.names() == NAMES
     assert registry.SERVICES[0].ready_first  # the forwarder: everything sends to it
-    assert [s.name for s in registry.SERVICES if s.once] == ["inventory", "fim"]
+    assert [s.name for s in registry.SERVICES if s.once] == ["inventory", "fim", "sca"]
 
 
 @pytest.mark.parametrize("spec", registry.SERVICES, ids=lambda s: s.name)
@@ -46,7 +46,7 @@ def test_collector_sections_come_from_the_collectors_packages():
     config = config_from_dict({})
     for name, spec in registry.collectors():
         assert type(getattr(config.collectors, name)) is spec.load_settings()
-    assert sorted(config.collectors) == ["fim", "inventory", "logcollector"]
+    assert sorted(config.collectors) == ["fim", "inventory", "logcollector", "sca"]
     # the packaged default file has a table for each, with the dataclass defaults
     assert load_config(DEFAULT_CONFIG_FILE, environ={}).collectors == config.collectors
 
@@ -69,8 +69,13 @@ def test_enabled_services_follow_the_config():
             "collectors": {"fim": {"enabled": False}, "logcollector": {"enabled": False}},
         }
     )
-    assert [s.name for s in registry.enabled(some)] == ["forwarder", "commander", "inventory"]
-    assert services_asked(some) == ["agent", "forwarder", "commander", "inventory"]
+    assert [s.name for s in registry.enabled(some)] == [
+        "forwarder",
+        "commander",
+        "inventory",
+        "sca",
+    ]
+    assert services_asked(some) == ["agent", "forwarder", "commander", "inventory", "sca"]
 
 
 @pytest.mark.parametrize("isolation", ["thread", "process"])
@@ -87,6 +92,7 @@ def test_the_supervisor_starts_each_enabled_service_the_one_way(tmp_path, isolat
         "agent-executor",
         "logcollector",
         "fim",
+        "sca",
     ]
     kind = {"thread": ThreadChild, "process": ProcessChild}[isolation]
     assert all(type(child) is kind for child in children)
@@ -120,6 +126,9 @@ def test_every_service_has_its_subcommand():
     parser = build_parser()
     for name in NAMES:
         args = parser.parse_args([name, "--config", "x.toml"])
+        if name == "sca":  # its own module: `agentbus sca` runs the service, `sca run` assesses
+            assert args.func.__module__ == "agent.cli.sca" and args.sca_action is None
+            continue
         assert args.func.args == (name,)
     assert parser.parse_args(["fim", "--once"]).once is True
     with pytest.raises(SystemExit):

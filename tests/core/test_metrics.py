@@ -111,7 +111,9 @@ def test_real_declarations_export_the_services_figures() -> None:
 
 
 def test_every_service_declares_distinct_names() -> None:
-    assert {"agent", "forwarder", "commander", "logcollector", "inventory", "fim"} <= set(DECLARED)
+    assert {"agent", "forwarder", "commander", "logcollector", "inventory", "fim", "sca"} <= set(
+        DECLARED
+    )
     for service, metric_set in DECLARED.items():
         names = [metric_set.prometheus_name(m) for m in metric_set.all() if m.export]
         assert len(names) == len(set(names)), service

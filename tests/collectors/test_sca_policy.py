@@ -1,0 +1,255 @@
+"""SCA policies: loading only trusted files, validation that names what is wrong,
+requirements, variables, shell rules, and the policy shipped with agentbus."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from collectors.sca.assess import assess
+from collectors.sca.evaluate import FAILED, NOT_APPLICABLE, PASSED
+from collectors.sca.policy import BUILTIN_DIR, PolicyError, load_policy, policy_files
+from collectors.sca.settings import ScaSettings
+
+POLICY = """\
+policy:
+  id: "test_policy"
+  file: "test_policy.yml"
+  name: "Test policy"
+  description: "For the tests"
+  references: ["https://example.org/a"]
+requirements:
+  title: "the directory is there"
+  description: "x"
+  condition: all
+  rules:
+    - "f:{root}/present"
+variables:
+  $conf: {root}/missing.conf,{root}/app.conf
+checks:
+  - id: 1
+    title: "Port is set to 22"
+    rationale: "Scanners try 22"
+    remediation: "Set Port"
+    compliance:
+      - pci_dss: ["2.2.4", "1.1"]
+      - nist_800_53: "CM.1"
+    references: ["https://example.org/b"]
+    condition: all
+    rules:
+      - 'f:$conf -> !r:^# && r:Port\\s*\\t*22$'
+  - id: "two"
+    title: "Debug is off"
+    condition: none
+    rules:
+      - 'f:$conf -> r:^debug = on'
+  - id: 3
+    title: "Log file"
+    condition: any
+    rules:
+      - 'f:{root}/nope.log -> r:x'
+"""
+
+
+def write(path: Path, text: str, mode: int = 0o600) -> str:
+    path.write_text(textwrap.dedent(text))
+    path.chmod(mode)
+    return str(path)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "present").write_text("")
+    (tmp_path / "app.conf").write_text("# Port 22\nPort 22\ndebug = off\n")
+    return tmp_path
+
+
+def settings(**kw: object) -> ScaSettings:
+    base: dict[str, object] = {"builtin_policies": False, "policy_dirs": []}
+    return ScaSettings(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_a_policy_is_loaded_and_evaluated(root):
+    path = write(root / "p.yml", POLICY.format(root=root))
+    policy = load_policy(path, settings())
+    assert (policy.id, policy.file, policy.references) == (
+        "test_policy",
+        "test_policy.yml",
+        ("https://example.org/a",),
+    )
+    first = policy.checks[0]
+    assert first.id == "1" and first.compliance == (
+        "pci_dss:2.2.4",
+        "pci_dss:1.1",
+        "nist_800_53:CM.1",
+    )
+    result = assess(settings(policies=[path])).results[0]
+    assert result.applicable
+    got = {c.id: (o.result, o.reason) for c, o in result.checks}
+    assert got == {
+        "1": (PASSED, ""),  # through the variable: the missing file of the list is skipped
+        "two": (PASSED, ""),
+        "3": (NOT_APPLICABLE, f"file missing: {root}/nope.log"),
+    }
+    assert result.score == 100
+
+
+def test_a_policy_whose_requirements_do_not_hold_is_not_evaluated(root):
+    (root / "present").unlink()
+    path = write(root / "p.yml", POLICY.format(root=root))
+    result = assess(settings(policies=[path])).results[0]
+    assert not result.applicable and result.checks == []
+    assert result.reason == "requirements failed (the directory is there)"
+
+
+def test_a_change_on_the_host_changes_the_result(root):
+    path = write(root / "p.yml", POLICY.format(root=root))
+    (root / "app.conf").write_text("Port 2222\ndebug = on\n")
+    result = assess(settings(policies=[path])).results[0]
+    got = {c.id: o.result for c, o in result.checks}
+    assert got == {"1": FAILED, "two": FAILED, "3": NOT_APPLICABLE}
+    assert result.score == 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace('  id: "test_policy"\n', ""),
+            "policy: 'id' must be a non-empty string",
+        ),
+        (lambda t: t.replace("condition: none", "condition: most"), "check two: condition must be"),
+        (lambda t: t.replace("$conf ->", "$other ->", 1), "check 1: rule 'f:$other -> "),
+        (lambda t: t.replace('id: "two"', "id: 1"), "check 1: duplicate id"),
+        (lambda t: t.replace('title: "Log file"', "title: ''"), "check 3: 'title' must be"),
+        (lambda t: t.replace("f:{root}/nope.log", "q:/x"), "check 3: rule 'q:/x -> r:x'"),
+        (lambda t: t.replace("checks:", "checkz:"), "checks: must be a non-empty list"),
+        (
+            lambda t: t.replace("  condition: all\n  rules:", "  condition: al\n  rules:", 1),
+            "requirements: condition must be",
+        ),
+        (lambda t: t + "  - [unbalanced\n", "not valid YAML"),
+        (lambda t: "just text", "policy file: expected a mapping"),
+    ],
+)
+def test_an_invalid_policy_is_refused_with_one_line_naming_the_check(root, edit, message):
+    path = write(root / "p.yml", edit(POLICY).format(root=root))
+    with pytest.raises(PolicyError) as err:
+        load_policy(path, settings())
+    text = str(err.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_a_bad_policy_is_refused_and_the_others_still_run(root):
+    good = write(root / "good.yml", POLICY.format(root=root))
+    bad = write(root / "bad.yml", "policy: [1]\n")
+    out = assess(settings(policies=[bad, good]))
+    assert [r.policy.id for r in out.results] == ["test_policy"]
+    assert out.refused == [(bad, f"{bad}: policy: missing or not a mapping")]
+
+
+def test_a_second_policy_with_the_same_id_is_refused(root):
+    a = write(root / "a.yml", POLICY.format(root=root))
+    b = write(root / "b.yml", POLICY.format(root=root))
+    out = assess(settings(policies=[a, b]))
+    assert len(out.results) == 1
+    assert out.refused == [(b, f"{b}: policy: id 'test_policy' is already the id of {a}")]
+
+
+# -- trust ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", [0o602, 0o620, 0o666])
+def test_a_policy_writable_by_others_is_refused(root, mode):
+    path = write(root / "p.yml", POLICY.format(root=root), mode)
+    with pytest.raises(PolicyError, match=r"the file is writable by group or others \(mode 06"):
+        load_policy(path, settings())
+
+
+def test_a_policy_in_a_directory_writable_by_others_is_refused(root):
+    shared = root / "shared"
+    shared.mkdir()
+    path = write(shared / "p.yml", POLICY.format(root=root))
+    shared.chmod(0o777)  # anyone could swap the file
+    with pytest.raises(PolicyError, match=f"directory {shared} is writable by group or others"):
+        load_policy(path, settings())
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace our file
+    assert load_policy(path, settings()).id == "test_policy"
+
+
+def test_a_policy_owned_by_another_user_is_refused(root):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file away")
+    path = write(root / "p.yml", POLICY.format(root=root))
+    os.chown(path, 65534, 65534)
+    with pytest.raises(PolicyError, match="owned by uid 65534, not root or the agent's user"):
+        load_policy(path, settings())
+
+
+def test_a_policy_that_is_no_regular_file_or_too_big_is_refused(root):
+    os.mkfifo(root / "fifo.yml")
+    with pytest.raises(PolicyError, match="not a regular file"):
+        load_policy(str(root / "fifo.yml"), settings())
+    path = write(root / "p.yml", POLICY.format(root=root))
+    with pytest.raises(PolicyError, match="larger than max_policy_bytes"):
+        load_policy(path, settings(max_policy_bytes=100))
+    with pytest.raises(PolicyError, match="no such file"):
+        load_policy(str(root / "absent.yml"), settings())
+
+
+SHELL_POLICY = """\
+policy: {id: shelly, name: Shelly, description: pipes}
+checks:
+  - id: 1
+    title: piped
+    condition: all
+    rules:
+      - "c:echo hello world | tr ' ' '\\\\n' -> r:^world$"
+"""
+
+
+def test_shell_rules_are_refused_unless_trusted_and_allowed(root):
+    trusted = root / "trusted"
+    trusted.mkdir()
+    inside = write(trusted / "shell.yml", SHELL_POLICY)
+    outside = write(root / "shell.yml", SHELL_POLICY)
+    # not allowed by configuration
+    with pytest.raises(
+        PolicyError, match=r"check 1: rule .* needs a shell.*allow_shell_commands is false"
+    ):
+        load_policy(inside, settings(policy_dirs=[str(trusted)]))
+    # allowed, but the policy is not in a trusted directory
+    with pytest.raises(PolicyError, match="not in one of policy_dirs"):
+        load_policy(outside, settings(policy_dirs=[str(trusted)], allow_shell_commands=True))
+    # both: it runs, through /bin/sh
+    out = assess(settings(policy_dirs=[str(trusted)], allow_shell_commands=True))
+    assert [(c.id, o.result) for c, o in out.results[0].checks] == [("1", PASSED)]
+
+
+def test_policy_dirs_are_scanned_for_yaml_files(root):
+    d = root / "dir"
+    d.mkdir()
+    write(d / "b.yaml", POLICY.format(root=root))
+    write(d / "a.yml", POLICY.format(root=root).replace("test_policy", "other"))
+    write(d / "notes.txt", "not a policy")
+    found = policy_files(settings(policy_dirs=[str(d), str(root / "absent")]))
+    assert found == [str(d / "a.yml"), str(d / "b.yaml")]
+    assert policy_files(ScaSettings(policy_dirs=[]))[0].startswith(str(BUILTIN_DIR))
+
+
+# -- the policy shipped with agentbus ---------------------------------------------------------
+def test_the_builtin_policy_is_valid_and_evaluates_here():
+    files = policy_files(ScaSettings(policy_dirs=[]))
+    assert len(files) == 1
+    policy = load_policy(files[0], ScaSettings())
+    assert policy.id == "agentbus_linux_baseline"
+    assert 10 <= len(policy.checks) <= 20
+    assert all(c.remediation and c.rationale and c.description for c in policy.checks)
+    assert not any(r.shell for c in policy.checks for r in c.rules)  # runs without a shell
+    result = assess(ScaSettings(policy_dirs=[])).results[0]
+    assert result.applicable  # this is Linux
+    results = {c.id: o for c, o in result.checks}
+    assert results["10008"].result == PASSED  # root is the only uid 0 here
+    assert all(o.reason for o in results.values() if o.result == NOT_APPLICABLE)
+    assert result.score is not None
