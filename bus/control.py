@@ -25,7 +25,8 @@ import msgpack
 import zmq
 
 from bus.endpoints import ipc_path
-from bus.errors import BusError, BusTimeout
+from bus.envelope import unpack_frame
+from bus.errors import BusError, BusTimeout, InvalidEvent
 from bus.sockets import (
     OWNER_ONLY_MODE,
     Binding,
@@ -169,12 +170,14 @@ class ControlServer:
         return {"ok": False, "error": error}
 
     def _answer(self, raw: bytes, *, is_admin: bool = False) -> dict[str, Any]:
-        if len(raw) > self._opts.max_message_bytes:
-            return self._reject("too_large", f"request of {len(raw)} bytes is too large")
         try:
-            request = msgpack.unpackb(raw, raw=False)
-        except Exception:
-            return self._reject("not_msgpack", "request is not msgpack")
+            request = unpack_frame(raw, self._opts.max_message_bytes)
+        except InvalidEvent as exc:
+            words = {
+                "too_large": f"request of {len(raw)} bytes is too large",
+                "not_msgpack": "request is not msgpack",
+            }
+            return self._reject(exc.reason, words.get(exc.reason, f"bad request: {exc.message}"))
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return self._reject("not_map", "request must be a map with a string 'cmd'")
         handler = self.handlers.get(request["cmd"])

@@ -38,11 +38,21 @@ OPERATIONS = ("create", "update", "delete")
 MAX_NAME_CHARS = 128
 #: longest document id accepted
 MAX_ID_CHARS = 512
+#: a frame may hold at most one map or array per this many bytes of ``max_message_bytes``.
+#: A map costs Python 64-230 bytes however few bytes it takes on the wire (an empty map is
+#: one byte), so without a bound a frame of tiny maps becomes ~80 times its size in memory;
+#: real events spend 40-70 bytes of the frame per map or array.
+BYTES_PER_CONTAINER = 16
+#: a batch may hold at most one event per this many bytes of ``max_message_bytes``: each
+#: event is validated, and a refused one costs a counter, a log check and an entry in the
+#: reply, so a batch of empty maps must not cost seconds (real events are 150 bytes and up)
+BYTES_PER_EVENT = 64
 
 #: every reason an input can be rejected for; each is a counter key and appears in replies
 REASONS = (
     "not_msgpack",  # the frame does not decode as msgpack
     "too_large",  # the frame is over max_message_bytes
+    "over_limit",  # the frame decodes to more maps/arrays or longer items than allowed
     "not_map",  # an event is not a map (or the frame is neither a map nor an array)
     "empty_batch",  # the frame is an empty array
     "missing_field",  # a required field is absent
@@ -154,25 +164,108 @@ class Event:
         )
 
 
-def decode_frame(frame: bytes, max_bytes: int) -> list[Any]:
-    """Decode one bus frame into a list of raw event maps (a single map becomes a list of one).
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one frame may decode to, derived from ``max_message_bytes``."""
 
-    Raises :class:`InvalidEvent` when the frame as a whole is unusable; the maps themselves
-    are validated by :meth:`Event.from_wire`.
+    max_bytes: int
+    #: maps and arrays in the whole frame, and items in any one of them
+    max_containers: int
+    #: events in one batch
+    max_events: int
+
+    @classmethod
+    def of(cls, max_bytes: int) -> Limits:
+        return cls(
+            max_bytes,
+            max(1024, max_bytes // BYTES_PER_CONTAINER),
+            max(1024, max_bytes // BYTES_PER_EVENT),
+        )
+
+
+class _Budget:
+    """Counts the maps and arrays msgpack builds; raises once there are too many."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def spend(self, obj: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise _OverBudget
+        return obj
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def unpack_frame(frame: bytes, max_bytes: int) -> Any:
+    """Decode one bus frame within the limits derived from ``max_bytes``.
+
+    Raises :class:`InvalidEvent`: ``too_large`` (the frame), ``over_limit`` (more maps and
+    arrays than :class:`Limits` allows, or an item longer than its limit: checked while
+    decoding, so the memory used stays a small multiple of ``max_bytes``) or
+    ``not_msgpack``. Every socket that reads msgpack from bus clients decodes with this.
     """
     if len(frame) > max_bytes:
         raise InvalidEvent(
             "too_large", f"frame of {len(frame)} bytes is over the limit of {max_bytes}"
         )
+    limits = Limits.of(max_bytes)
+    hooks: dict[str, Any] = {}
+    if len(frame) > limits.max_containers:
+        # Only a frame of more bytes than the budget can hold more maps and arrays than
+        # it (each takes a byte at least): smaller frames decode without the hooks' cost.
+        budget = _Budget(limits.max_containers)
+        hooks = {"object_hook": budget.spend, "list_hook": budget.spend}
     try:
-        obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        return msgpack.unpackb(
+            frame,
+            raw=False,
+            strict_map_key=False,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
+            max_ext_len=max_bytes,
+            max_array_len=limits.max_containers,
+            max_map_len=limits.max_containers,
+            **hooks,
+        )
+    except _OverBudget:
+        raise InvalidEvent(
+            "over_limit",
+            f"frame holds more than {limits.max_containers} maps and arrays "
+            f"(one per {BYTES_PER_CONTAINER} bytes of the {max_bytes}-byte limit)",
+        ) from None
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):  # msgpack's words for a length over its limit
+            raise InvalidEvent("over_limit", f"frame holds an item over its limit: {exc}") from None
+        raise InvalidEvent("not_msgpack", f"frame is not msgpack: {type(exc).__name__}") from None
     except Exception as exc:  # msgpack raises several unrelated types for garbage
         raise InvalidEvent("not_msgpack", f"frame is not msgpack: {type(exc).__name__}") from None
+
+
+def decode_frame(frame: bytes, max_bytes: int) -> list[Any]:
+    """Decode one bus frame into a list of raw event maps (a single map becomes a list of one).
+
+    Raises :class:`InvalidEvent` when the frame as a whole is unusable
+    (:func:`unpack_frame`); the maps themselves are validated by :meth:`Event.from_wire`.
+    """
+    obj = unpack_frame(frame, max_bytes)
     if isinstance(obj, dict):
         return [obj]
     if isinstance(obj, list):
         if not obj:
             raise InvalidEvent("empty_batch", "frame is an empty array")
+        most = Limits.of(max_bytes).max_events
+        if len(obj) > most:
+            raise InvalidEvent(
+                "over_limit",
+                f"batch of {len(obj)} events is over the limit of {most} (one per "
+                f"{BYTES_PER_EVENT} bytes of the {max_bytes}-byte limit)",
+            )
         return obj
     raise InvalidEvent("not_map", f"frame must be a map or an array of maps, got {_kind(obj)}")
 

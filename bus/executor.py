@@ -27,7 +27,8 @@ What happens on the wire (docs/bus-protocol.md):
   ``{"id", "code", "message"}``;
 - a command seen before (same id) is acknowledged again but not run again;
 - an action without a handler is answered with code 1 "Command is not valid", a handler
-  that raises with code 1 and the exception's text.
+  that raises with code 1 and the exception's type and text — for an ``OSError`` only its
+  words, never the file names in it (the full exception is logged here).
 
 Result codes (docs/protocol.md, "Commands"): 0 success, 1 failure, 2 in progress, 3 timeout,
 4 unknown — :class:`bus.results.ResultCode`; a handler may return the enum or a plain int.
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import signal
 import threading
 import time
@@ -49,6 +51,7 @@ import msgpack
 import zmq
 
 from bus.endpoints import Endpoints, default_run_dir
+from bus.envelope import unpack_frame
 from bus.errors import BusError
 from bus.results import MAX_MESSAGE_CHARS, NOT_VALID, ResultCode
 from bus.sockets import (
@@ -60,6 +63,17 @@ from bus.sockets import (
     poll_ms,
 )
 from bus.threads import current_service, mark_service, start_thread
+
+log = logging.getLogger("agentbus.bus")
+
+
+def failure_text(exc: Exception) -> str:
+    """What the server is told of a handler's exception: its type and words, but not an
+    ``OSError``'s file names — the layout of the host is no business of the server's."""
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
 
 #: seconds between two hello messages (the commander's executor_ttl must be longer)
 HELLO_INTERVAL = 5.0
@@ -270,7 +284,7 @@ class Executor:
         if topic not in self.topics:  # SUBSCRIBE matches prefixes: "agent" gets "agentx" too
             return None
         try:
-            body = msgpack.unpackb(frames[1], raw=False)
+            body = unpack_frame(frames[1], self.max_message_bytes)  # within the limits
             cid, name = body["id"], body["name"]
             if not isinstance(cid, str) or not cid or not isinstance(name, str):
                 raise ValueError
@@ -299,7 +313,8 @@ class Executor:
             except InvalidCommand as exc:
                 code, message = ResultCode.FAILURE, str(exc) or NOT_VALID
             except Exception as exc:  # a handler bug is this command's failure, not ours
-                code, message = ResultCode.FAILURE, f"{type(exc).__name__}: {exc}"
+                log.exception("executor %s: %s failed", self.name, command.name)
+                code, message = ResultCode.FAILURE, failure_text(exc)
         with self._stats_lock:  # handlers run in several threads
             self.stats[f"code_{int(code)}"] += 1
         self._pending.append({"id": command.id, "code": int(code), "message": message})

@@ -4,7 +4,7 @@
 - send timeouts, so a full or absent peer raises instead of blocking forever;
 - IMMEDIATE on connecting sockets, so messages are not queued for peers that are not there;
 - MAXMSGSIZE (the message limit and a small margin), so no larger frame reaches memory;
-- a receive high-water mark on receiving sockets sized from a byte budget
+- a receive high-water mark on request sockets (ROUTER, REP) sized from a byte budget
   (``receive_budget_bytes`` ÷ ``max_message_bytes`` messages, per connected peer);
 - ipc socket files are created 0660 (0600 for owner-only sockets such as the admin control
   sockets), and guarded by a lock file: a second live server is
@@ -48,8 +48,12 @@ DEFAULT_RECEIVE_BUDGET_BYTES = 64 * 1024 * 1024
 #: rejects it with the reason "too_large" (counted, and answered on the ingest path);
 #: anything larger is dropped by libzmq with the sender's connection, never read whole
 OVERSIZE_MARGIN = 64 * 1024
-#: socket types that take messages from clients: their RCVHWM comes from the byte budget
-RECEIVING = frozenset({zmq.PULL, zmq.ROUTER, zmq.REP})
+#: socket types whose RCVHWM comes from the byte budget: those whose clients wait for an
+#: answer (ingest, control). Not PULL: when a PUSH peer closes right after sending (a
+#: collector script's `with Publisher(): ...`), libzmq drops what its connection held
+#: beyond the receiver's RCVHWM — with 16, 220 of 300 small events were lost (measured).
+#: A PULL socket keeps ``hwm``; the forwarder reads it as fast as it commits.
+RECEIVING = frozenset({zmq.ROUTER, zmq.REP})
 #: longest ipc path libzmq accepts (sun_path is 108 bytes including the NUL)
 MAX_IPC_PATH = 107
 #: mode of ipc socket files: owner and group may connect, nobody else

@@ -24,42 +24,138 @@ import zmq
 
 from bus.results import ResultCode
 from commander.command import ServerCommand
+from commander.metrics import EXECUTORS_REFUSED
 from commander.results import Hello
+from core.config import Config
+from core.logs import RateLimitedLog
+from core.metrics import Registry
+
+#: expired executors are forgotten at most this often (seconds; and when the table is full)
+PRUNE_SECONDS = 5.0
 
 
 class ExecutorTable:
-    """Executors seen recently, by name and topic (monotonic times; thread-safe)."""
+    """Executors seen recently, indexed by topic (monotonic times; thread-safe).
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    ``topic → executor → last hello``, so whether a topic is live costs the executors of
+    that topic, not a scan of every hello ever heard. Bounded: at most ``max_executors``
+    executors and ``max_topics_per_executor`` live topics each; a hello beyond either is
+    refused (counted by reason, logged rate-limited) and the executors already known keep
+    working. Entries older than ``ttl`` are pruned.
+    """
+
+    def __init__(
+        self,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_executors: int = 256,
+        max_topics_per_executor: int = 64,
+        metrics: Registry | None = None,
+        log_per_minute: int = 10,
+    ) -> None:
         self.ttl = ttl
+        self.max_executors = max_executors
+        self.max_topics_per_executor = max_topics_per_executor
         self._clock = clock
         self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str], float] = {}
+        #: topic → executor name → monotonic time of its last hello naming the topic
+        self._topics: dict[str, dict[str, float]] = {}
+        #: executor name → topic → the same time (for pruning and the per-executor cap)
+        self._executors: dict[str, dict[str, float]] = {}
+        self._next_prune = clock() + min(ttl, PRUNE_SECONDS)
+        self._metrics = metrics
+        self._log = RateLimitedLog(log_per_minute)
+        #: refused hellos by reason (also counted in ``metrics`` when given)
+        self.refused: dict[str, int] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, metrics: Registry | None = None) -> ExecutorTable:
+        cfg = config.commander
+        return cls(
+            cfg.executor_ttl,
+            max_executors=cfg.max_executors,
+            max_topics_per_executor=cfg.max_topics_per_executor,
+            metrics=metrics,
+            log_per_minute=config.bus.reject_log_per_minute,
+        )
 
     def hello(self, hello: Hello) -> list[str]:
-        """Record a hello; returns the topics that were not live before it."""
-        new = [t for t in hello.topics if not self.is_live(t)]
+        """Record a hello; returns the topics that were not live before it (none when the
+        hello is refused)."""
+        topics = list(dict.fromkeys(hello.topics))  # once each, in order
         now = self._clock()
+        limit = now - self.ttl
         with self._lock:
-            for topic in hello.topics:
-                self._seen[(hello.executor, topic)] = now
-        return new
+            if now >= self._next_prune:
+                self._prune(limit, now)
+            refused = ""
+            mine = self._executors.get(hello.executor)
+            if mine is None and len(self._executors) >= self.max_executors:
+                self._prune(limit, now)  # room may have expired since the last pruning
+                if len(self._executors) >= self.max_executors:
+                    refused = "too_many_executors"
+            if not refused:
+                live = {t for t, seen in (mine or {}).items() if seen >= limit}
+                if len(live.union(topics)) > self.max_topics_per_executor:
+                    refused = "too_many_topics"
+            if not refused:
+                new = [t for t in topics if not self._live(t, limit)]
+                mine = self._executors.setdefault(hello.executor, {})
+                for topic in topics:
+                    mine[topic] = now
+                    self._topics.setdefault(topic, {})[hello.executor] = now
+                return new
+            self.refused[refused] = self.refused.get(refused, 0) + 1
+        if self._metrics is not None:
+            self._metrics.inc(EXECUTORS_REFUSED, reason=refused)
+        self._log.warning(
+            f"hello:{refused}",
+            "commander: refused the hello of executor {} ({} topics): {} (limits: "
+            "[commander] max_executors = {}, max_topics_per_executor = {})",
+            hello.executor,
+            len(topics),
+            refused,
+            self.max_executors,
+            self.max_topics_per_executor,
+        )
+        return []
 
     def is_live(self, topic: str) -> bool:
         limit = self._clock() - self.ttl
         with self._lock:
-            return any(t == topic and seen >= limit for (_, t), seen in self._seen.items())
+            return self._live(topic, limit)
 
     def live(self) -> dict[str, list[str]]:
         """Live executors: name → topics (forgets the expired ones)."""
-        limit = self._clock() - self.ttl
+        now = self._clock()
         with self._lock:
-            self._seen = {k: v for k, v in self._seen.items() if v >= limit}
-            keys = sorted(self._seen)
-        out: dict[str, list[str]] = {}
-        for name, topic in keys:
-            out.setdefault(name, []).append(topic)
-        return out
+            self._prune(now - self.ttl, now)
+            return {name: sorted(topics) for name, topics in sorted(self._executors.items())}
+
+    def __len__(self) -> int:
+        """Executors known (live, or expired and not pruned yet)."""
+        with self._lock:
+            return len(self._executors)
+
+    def _live(self, topic: str, limit: float) -> bool:
+        seen = self._topics.get(topic)
+        return seen is not None and any(t >= limit for t in seen.values())
+
+    def _prune(self, limit: float, now: float) -> None:
+        """Forget every (executor, topic) older than ``limit``; the lock is held."""
+        self._next_prune = now + min(self.ttl, PRUNE_SECONDS)
+        for name, topics in list(self._executors.items()):
+            for topic, seen in list(topics.items()):
+                if seen >= limit:
+                    continue
+                del topics[topic]
+                by_topic = self._topics[topic]
+                del by_topic[name]
+                if not by_topic:
+                    del self._topics[topic]
+            if not topics:
+                del self._executors[name]
 
 
 @dataclass(slots=True)

@@ -22,6 +22,11 @@ COMMANDS_PUBLISHED = counter("commands_published", "commands published a first t
 COMMANDS_ACKED = counter("commands_acked", "commands an executor acknowledged")
 PROGRESS_REPORTS = counter("progress_reports", "'in progress' results from executors")
 HELLOS = counter("hellos", "executor hellos")
+EXECUTORS_REFUSED = counter(
+    "executors_refused",
+    "executor hellos refused, by reason (too_many_executors, too_many_topics)",
+    "reason",
+)
 EXECUTED = counter("executed", "final results, by result code", "code")
 VERDICTS = counter(
     "verdicts",
@@ -58,6 +63,7 @@ COMMANDER = service_metrics(
     COMMANDS_ACKED,
     PROGRESS_REPORTS,
     HELLOS,
+    EXECUTORS_REFUSED,
     EXECUTED,
     VERDICTS,
     TIMED_OUT,

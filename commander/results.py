@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
+from bus.envelope import unpack_frame
 from bus.errors import InvalidEvent
 from bus.results import MAX_MESSAGE_CHARS, ResultCode
 
@@ -48,13 +47,7 @@ def parse(frames: list[bytes], max_bytes: int) -> Message:
     """Decode and validate one message; raises :class:`InvalidEvent` with a reason key."""
     if len(frames) != 1:
         raise InvalidEvent("multipart", f"expected one frame, got {len(frames)}")
-    frame = frames[0]
-    if len(frame) > max_bytes:
-        raise InvalidEvent("too_large", f"message of {len(frame)} bytes is over {max_bytes}")
-    try:
-        obj = msgpack.unpackb(frame, raw=False)
-    except Exception as exc:  # msgpack raises several unrelated types for garbage
-        raise InvalidEvent("not_msgpack", f"message is not msgpack: {type(exc).__name__}") from None
+    obj = unpack_frame(frames[0], max_bytes)  # too_large, over_limit, not_msgpack
     if not isinstance(obj, dict):
         raise InvalidEvent("not_map", "message must be a map")
     if "ack" in obj:

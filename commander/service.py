@@ -66,7 +66,7 @@ class Commander(Service):
         self.client = client
         self.store: CommandStore | None = None
         self.fanout: Fanout | None = None
-        self.executors = ExecutorTable(config.commander.executor_ttl)
+        self.executors = ExecutorTable.from_config(config, self.metrics)
         self._restart_due = threading.Event()
         self._inbox: queue.Queue[ServerCommand] = queue.Queue()
         self._bindings: list[Binding] = []

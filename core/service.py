@@ -264,7 +264,7 @@ class _ToLoguru(logging.Handler):
     """The bus package logs through ``logging`` (it is also an SDK): into the agent's log."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        logger.log(record.levelname, record.getMessage())
+        logger.opt(exception=record.exc_info).log(record.levelname, record.getMessage())
 
 
 def _route_bus_logs() -> None:

@@ -17,6 +17,9 @@ RECEIVED = counter("received", "events accepted (valid) on either socket")
 PERSISTED = counter("persisted", "events committed to a queue")
 INGEST_REQUESTS = counter("ingest_requests", "requests on the acknowledged ingest socket")
 INGEST_FULL = counter("ingest_full", "ingest requests answered 'full'")
+INGEST_WAITING = gauge(
+    "ingest_waiting", "ingest requests read and waiting for their client's turn (fairness)"
+)
 BLOCKED = gauge("blocked", "1 while a full queue holds a chunk (the events socket is not read)")
 REJECTED = counter("rejected", "bad input, by reason (bus.envelope.REASONS)", "reason")
 
@@ -115,6 +118,7 @@ FORWARDER = service_metrics(
     PERSISTED,
     INGEST_REQUESTS,
     INGEST_FULL,
+    INGEST_WAITING,
     BLOCKED,
     REJECTED,
     SENT,
@@ -134,6 +138,14 @@ FORWARDER = service_metrics(
 )
 
 #: figures the receiver and the queues keep themselves, copied in at status time
-RECEIVER_FIGURES = (FRAMES, RECEIVED, PERSISTED, INGEST_REQUESTS, INGEST_FULL, BLOCKED)
+RECEIVER_FIGURES = (
+    FRAMES,
+    RECEIVED,
+    PERSISTED,
+    INGEST_REQUESTS,
+    INGEST_FULL,
+    INGEST_WAITING,
+    BLOCKED,
+)
 #: forwarder-wide totals: the sum of each queue's figure
 TOTALS = {SENT: Q_SENT, ACKED: Q_ACKED, RETRIED: Q_RETRIED, QUARANTINED: Q_QUARANTINED}

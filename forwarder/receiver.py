@@ -8,6 +8,13 @@ the chunks to the queues (:mod:`forwarder.store`).
 - **Acknowledged path** (ROUTER, DEALER or REQ clients): the pending chunk holding the
   request's events is committed before the reply goes out, so ``{"ok": true}`` means "on
   disk". Replies mirror the envelope received (REQ adds an empty delimiter frame).
+- **Fairness on the acknowledged path**: requests are read into a queue per client
+  identity (bounded in bytes and requests for all clients together: when it is full the
+  socket is not read, and the clients feel the high-water marks) and served round-robin,
+  one request per client per turn, a client with :data:`INFLIGHT_PER_CLIENT` requests
+  waiting for the disk skipping its turn. A client that floods big requests therefore gets
+  its share and no more: another client's request is committed behind at most a few of
+  the flooder's.
 - **Bad input** is rejected by reason (``bus.envelope.REASONS``), counted, logged with
   rate limiting, and never stops the loop; the good events of the same frame go on.
 - **Full queue** (``when_full = "block"``): the chunk that did not fit is held, the PULL
@@ -54,12 +61,23 @@ KINDS = ("stateless", "stateful")
 MIN_UNCOMMITTED = 4 * 1024 * 1024
 #: how often a plain ``threading.Event`` stop flag is looked at (a WakeEvent wakes the poll)
 STOP_CHECK_SECONDS = 0.1
-#: frames expected on the PULL socket within one ``chunk_max_delay`` below which the
-#: socket is left unread until the pending chunk is due (see Receiver.run): far below its
-#: high-water mark, so a producer never blocks on it
+#: most frames left waiting in the PULL socket while it is unread (see Receiver.run); the
+#: wait also ends before half the socket's receive high-water mark can fill (16 messages
+#: with the default byte budget), so a producer is never held up by it — a producer that
+#: sends and closes has only its linger to hand its frames over
 COALESCE_FRAMES = 100
+#: a shorter wait for frames is not worth a wake-up of its own (seconds)
+MIN_COALESCE_SECONDS = 0.002
 #: how often the arrival rate of frames is taken (seconds)
 RATE_WINDOW_SECONDS = 1.0
+#: acknowledged requests of one client handed to the stores and not committed yet; its
+#: next ones wait for its next turn, so another client's request is committed behind at
+#: most this many of a flooding client's (a client that waits for each answer, as
+#: bus.client.Ingest does, never has more than one)
+INFLIGHT_PER_CLIENT = 2
+#: bytes of requests read and not served yet, all clients together (at least two of the
+#: largest messages): beyond it the ingest socket is not read until some are served
+MIN_INBOX_BYTES = 8 * 1024 * 1024
 
 
 class RateLimiter:
@@ -120,10 +138,15 @@ class Receiver:
         #: chunks handed to the stores, oldest first, until they are committed
         self._commits: deque[Commit] = deque()
         self._last_commit: dict[str, Commit] = {}
-        #: ingest replies waiting for their commits: (commits, frames to send)
-        self._replies: deque[tuple[list[Commit], list[bytes]]] = deque()
-        #: replies waiting in ``_replies``, by client identity
-        self._waiting: dict[bytes, int] = {}
+        #: ingest replies waiting for their commits, by client identity, oldest first:
+        #: (commits, frames to send)
+        self._replies: dict[bytes, deque[tuple[list[Commit], list[bytes]]]] = {}
+        #: ingest requests read and not served yet, by client identity: (frames, bytes)
+        self._inbox: dict[bytes, deque[tuple[list[bytes], int]]] = {}
+        #: the clients with requests in ``_inbox``, in the order of their next turn
+        self._turns: deque[bytes] = deque()
+        self._inbox_bytes = self._inbox_count = 0
+        self.max_inbox_bytes = max(MIN_INBOX_BYTES, 2 * self.max_message_bytes)
         #: above this many bytes waiting for the disk, the PULL socket is not read
         self.max_uncommitted = max(MIN_UNCOMMITTED, 8 * chunk_max_bytes)
         self._limiter = RateLimiter(max_eps)
@@ -198,6 +221,7 @@ class Receiver:
             if wakes:
                 poller.register(stop, zmq.POLLIN)
         both.register(pull, zmq.POLLIN)
+        reading_router = True
         next_tick = tick() if tick is not None else None
         try:
             while not stop.is_set():
@@ -212,6 +236,14 @@ class Receiver:
                 self.blocked = bool(self._held)
                 poller = ingest_only if paused or self._coalesce_until is not None else both
                 timeout = self._timeout(next_tick)
+                if reading_router == self._inbox_full():
+                    # a full inbox: leave the requests in the socket until some are served
+                    # (a commit wakes the loop through the waker)
+                    reading_router = not reading_router
+                    for each in (both, ingest_only):
+                        each.modify(router, zmq.POLLIN if reading_router else 0)
+                if self._servable():
+                    timeout = 0.0
                 if self._coalesce_until is not None:
                     # the waiting ends at its own deadline even if the chunk it waited for
                     # was committed meanwhile (an acknowledged request takes what is pending)
@@ -225,7 +257,9 @@ class Receiver:
                     # wake-up that comes meanwhile is not lost
                     self._waker.drain()
                 if router in ready:
-                    self._drain_ingest(router)
+                    self._read_ingest(router)
+                if self._turns:
+                    self._serve_ingest()
                 coalesced = (
                     self._coalesce_until is not None and time.monotonic() >= self._coalesce_until
                 )
@@ -236,16 +270,12 @@ class Receiver:
                     # is bounded by chunk_max_delay, so a rise in the rate is noticed
                     # within it (and then reads of many frames keep the socket watched).
                     read = self._drain_pull(pull)
-                    if coalesced and read >= COALESCE_FRAMES:
+                    if coalesced and read >= self._pile_up_frames(pull):
                         # Frames piled up while we waited: a burst. Read them as they
                         # come, and take the rate anew before waiting again.
                         self._measure_rate_anew()
-                    pending = self._timeout(None)
-                    self._coalesce_until = (
-                        time.monotonic() + pending
-                        if pending is not None and not coalesced and self._trickle()
-                        else None
-                    )
+                    wait = None if coalesced else self._coalesce_wait(pull)
+                    self._coalesce_until = None if wait is None else time.monotonic() + wait
                 elif self._coalesce_until is not None and paused:
                     self._coalesce_until = None
                 self._commit_due()
@@ -260,6 +290,22 @@ class Receiver:
     def waiting_for_frames(self) -> bool:
         """Whether the PULL socket is left unread until the pending chunk is due."""
         return self._coalesce_until is not None
+
+    def _pile_up_frames(self, pull: zmq.Socket) -> int:
+        """Frames read at once after a wait that say the rate rose (the socket filled)."""
+        hwm = int(pull.getsockopt(zmq.RCVHWM))
+        return min(COALESCE_FRAMES, hwm) if hwm > 0 else COALESCE_FRAMES
+
+    def _coalesce_wait(self, pull: zmq.Socket) -> float | None:
+        """How long to leave the PULL socket unread: until the pending chunk is due, or
+        sooner, before half the frames the socket holds can arrive at the measured rate;
+        None: read as frames come (a burst, or no rate known, or nothing pending)."""
+        pending = self._timeout(None)
+        if pending is None or not self._trickle():
+            return None
+        room = self._pile_up_frames(pull) / 2
+        wait = pending if self._frame_rate <= 0 else min(pending, room / self._frame_rate)
+        return wait if wait >= MIN_COALESCE_SECONDS else None
 
     def _trickle(self) -> bool:
         """Whether frames arrive slowly enough to wait for them until a chunk is due:
@@ -350,27 +396,80 @@ class Receiver:
         self._limiter.spend(len(objs))
 
     # -- acknowledged path -----------------------------------------------------------
-    def _drain_ingest(self, router: zmq.Socket) -> None:
+    def _read_ingest(self, router: zmq.Socket) -> None:
+        """Move the requests waiting on the ROUTER socket into their clients' queues."""
+        inbox = self._inbox
         for _ in range(BURST):
+            if self._inbox_full():
+                return
             try:
                 msg = router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             self.ingest_requests += 1
-            reply_to, answer, commits = self._answer(msg)
-            frames = [*reply_to, msgpack.packb(answer)]
-            client = reply_to[0]
-            if not commits and not self._waiting.get(client):
-                # Nothing to commit (refused, "full") and no earlier answer of this client
-                # pending: answer now, not behind other clients' commits (a full disk
-                # holds those for as long as it stays full).
-                self._send_reply(frames)
+            client = msg[0]
+            queue = inbox.get(client)
+            if queue is None:
+                # A client with nothing queued goes before those with a backlog (which
+                # were served a moment ago): a client that waits for each answer is
+                # served next, not after another round of the flooder's.
+                queue = inbox[client] = deque()
+                self._turns.appendleft(client)
+            nbytes = sum(len(f) for f in msg)
+            queue.append((msg, nbytes))
+            self._inbox_bytes += nbytes
+            self._inbox_count += 1
+
+    def _inbox_full(self) -> bool:
+        return self._inbox_bytes >= self.max_inbox_bytes or self._inbox_count >= BURST
+
+    def _may_serve(self, client: bytes) -> bool:
+        replies = self._replies.get(client)
+        return replies is None or len(replies) < INFLIGHT_PER_CLIENT
+
+    def _servable(self) -> bool:
+        """Whether a queued request may be served now (its client has room in flight)."""
+        return any(self._may_serve(c) for c in self._turns)
+
+    def _serve_ingest(self) -> None:
+        """One round of turns: a queued request of each client, skipping the clients with
+        INFLIGHT_PER_CLIENT requests waiting for the disk."""
+        turns, inbox = self._turns, self._inbox
+        # One turn each, then back to the socket: a client that connects meanwhile gets
+        # its turn after at most one request of every other client.
+        for _ in range(len(turns)):
+            client = turns.popleft()
+            if not self._may_serve(client):
+                turns.append(client)
+                continue
+            queue = inbox[client]
+            msg, nbytes = queue.popleft()
+            self._inbox_bytes -= nbytes
+            self._inbox_count -= 1
+            if queue:
+                turns.append(client)
             else:
-                # The reply waits for the commit of the chunks holding the request's
-                # events (one client's answers never overtake each other).
-                self._replies.append((commits, frames))
-                self._waiting[client] = self._waiting.get(client, 0) + 1
-            self._reap()
+                del inbox[client]
+            self._serve(msg)
+
+    def _serve(self, msg: list[bytes]) -> None:
+        """Answer one request now, or once the chunks holding its events are on disk."""
+        reply_to, answer, commits = self._answer(msg)
+        frames = [*reply_to, msgpack.packb(answer)]
+        client = reply_to[0]
+        waiting = self._replies.get(client)
+        if not commits and not waiting:
+            # Nothing to commit (refused, "full") and no earlier answer of this client
+            # pending: answer now, not behind other clients' commits (a full disk
+            # holds those for as long as it stays full).
+            self._send_reply(frames)
+        else:
+            # The reply waits for the commit of the chunks holding the request's
+            # events (one client's answers never overtake each other).
+            if waiting is None:
+                waiting = self._replies[client] = deque()
+            waiting.append((commits, frames))
+        self._reap()
 
     def _answer(self, msg: list[bytes]) -> tuple[list[bytes], dict[str, Any], list[Commit]]:
         identity = msg[0]
@@ -506,13 +605,14 @@ class Receiver:
         commits = self._commits
         while commits and commits[0].done:
             self.persisted += commits.popleft().chunk.events
-        replies = self._replies
-        while replies and all(c.done for c in replies[0][0]):
-            _commits, frames = replies.popleft()
-            left = self._waiting.pop(frames[0], 1) - 1
-            if left:
-                self._waiting[frames[0]] = left
-            self._send_reply(frames)
+        if not self._replies:
+            return
+        # per client, so one client's answers wait only for its own earlier ones
+        for client, replies in list(self._replies.items()):
+            while replies and all(c.done for c in replies[0][0]):
+                self._send_reply(replies.popleft()[1])
+            if not replies:
+                del self._replies[client]
 
     def _send_reply(self, frames: list[bytes]) -> None:
         try:
@@ -552,5 +652,6 @@ class Receiver:
             "persisted": self.persisted,
             "ingest_requests": self.ingest_requests,
             "ingest_full": self.ingest_full,
+            "ingest_waiting": self._inbox_count,
             "blocked": self.blocked,
         }

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import msgpack
 import pytest
 
-from bus.envelope import REASONS, Event, decode_frame, encode_events
+from bus.envelope import (
+    BYTES_PER_CONTAINER,
+    BYTES_PER_EVENT,
+    REASONS,
+    Event,
+    Limits,
+    decode_frame,
+    encode_events,
+    unpack_frame,
+)
 from bus.errors import InvalidEvent
 
 GOOD = {"module": "myapp", "collector": "audit", "data": {"msg": "hi"}}
@@ -112,3 +123,105 @@ def test_to_wire_round_trips():
     for raw in (GOOD, STATEFUL):
         ev = Event.from_wire(raw)
         assert Event.from_wire(ev.to_wire()) == ev
+
+
+# -- input budgets: a frame within max_message_bytes still cannot become gigabytes -----------
+MIB4 = 4 * 1024 * 1024
+
+
+def array32(count: int, item: bytes) -> bytes:
+    return b"\xdd" + count.to_bytes(4, "big") + item * count
+
+
+def tiny_maps_nested(max_bytes: int) -> bytes:
+    """Arrays of empty maps, each array under the per-container limit, the frame under
+    max_bytes: only the budget over the whole frame stops it."""
+    per = Limits.of(max_bytes).max_containers - 1
+    inner = array32(per, b"\x80")
+    count = max_bytes // len(inner)
+    return array32(count, inner)
+
+
+def over_limit(frame: bytes, max_bytes: int) -> InvalidEvent:
+    with pytest.raises(InvalidEvent) as info:
+        decode_frame(frame, max_bytes)
+    assert info.value.reason == "over_limit"
+    return info.value
+
+
+def test_limits_follow_max_message_bytes():
+    assert Limits.of(MIB4).max_containers == MIB4 // BYTES_PER_CONTAINER
+    assert Limits.of(MIB4).max_events == MIB4 // BYTES_PER_EVENT
+    assert Limits.of(10) == Limits(10, 1024, 1024)  # floors for tiny test limits
+
+
+def test_a_batch_of_more_events_than_its_limit_is_refused_as_a_whole():
+    """262 KB of empty maps: each would be refused on its own (a counter, a log check and
+    an entry in the reply each, seconds in all); the batch is refused at once instead."""
+    most = Limits.of(MIB4).max_events
+    assert len(decode_frame(array32(most, b"\x80"), MIB4)) == most
+    error = over_limit(array32(most + 1, b"\x80"), MIB4)
+    assert f"over the limit of {most}" in error.message
+
+
+def test_a_frame_of_4_mib_of_tiny_maps_is_refused_without_building_them():
+    frame = array32(MIB4 - 5, b"\x80")  # 4 million empty maps in one array
+    assert len(frame) <= MIB4
+    tracemalloc.start()
+    try:
+        error = over_limit(frame, MIB4)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "max_array_len" in error.message
+    assert peak < 1024 * 1024  # refused from the array's header (it was ~300 MB)
+
+
+def test_nested_tiny_maps_are_refused_once_the_frame_budget_is_spent():
+    frame = tiny_maps_nested(MIB4)
+    assert len(frame) <= MIB4
+    tracemalloc.start()
+    try:
+        error = over_limit(frame, MIB4)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "maps and arrays" in error.message
+    # about max_containers maps (it was ~300 MB: every map of the frame)
+    assert peak < 96 * 1024 * 1024
+
+
+def test_a_frame_just_within_the_budget_decodes():
+    limits = Limits.of(64 * 1024)
+    # the top array plus max_containers - 1 maps: exactly the budget
+    frame = array32(limits.max_containers - 1, b"\x80")
+    assert len(unpack_frame(frame, limits.max_bytes)) == limits.max_containers - 1
+    frame = array32(limits.max_containers, b"\x80")
+    with pytest.raises(InvalidEvent) as info:
+        unpack_frame(frame, limits.max_bytes)
+    assert info.value.reason == "over_limit"
+
+
+def test_long_strings_and_binaries_up_to_the_frame_size_are_fine():
+    data = {"s": "x" * 100_000, "b": b"y" * 100_000}
+    frame = encode_events({**GOOD, "data": data})
+    assert decode_frame(frame, len(frame)) == [{**GOOD, "data": data}]
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_anything_is_built():
+    # an array header claiming 100 million items, in a frame of 5 bytes
+    with pytest.raises(InvalidEvent) as info:
+        unpack_frame(b"\xdd\x05\xf5\xe1\x00", 1024)
+    assert info.value.reason == "over_limit"
+    # a string longer than the frame is only truncated msgpack
+    with pytest.raises(InvalidEvent) as info:
+        unpack_frame(b"\xd9\xc8" + b"x" * 98, 100)
+    assert info.value.reason == "not_msgpack"
+
+
+def test_a_real_batch_of_4_mib_decodes():
+    event = {**GOOD, "data": {"event": {"original": "x" * 200}, "log": {"file": {"path": "/v"}}}}
+    batch = [event] * (MIB4 // len(encode_events(event)) - 10)
+    frame = encode_events(batch)
+    assert len(frame) <= MIB4
+    assert len(decode_frame(frame, MIB4)) == len(batch)

@@ -28,6 +28,7 @@ from bus.sockets import (
     make_socket,
     max_frame_bytes,
 )
+from tests.fixtures.common import wait_for
 
 
 @pytest.fixture
@@ -260,9 +261,9 @@ def test_receive_hwm_comes_from_the_byte_budget(ctx):
     assert opts.receive_hwm == 16
     assert SocketOptions(max_message_bytes=4 << 20, receive_budget_bytes=1).receive_hwm == 1
     assert SocketOptions(max_message_bytes=1, receive_budget_bytes=1 << 30).receive_hwm == 1000
-    for kind in (zmq.PULL, zmq.ROUTER, zmq.REP):
+    for kind, hwm in ((zmq.ROUTER, 16), (zmq.REP, 16), (zmq.PULL, 1000)):
         sock = make_socket(ctx, kind, opts)
-        assert sock.getsockopt(zmq.RCVHWM) == 16
+        assert sock.getsockopt(zmq.RCVHWM) == hwm, kind
         assert sock.getsockopt(zmq.MAXMSGSIZE) == (4 << 20) + OVERSIZE_MARGIN
         sock.close(linger=0)
     push = make_socket(ctx, zmq.PUSH, opts)  # a client: its receive side is not the budget
@@ -271,14 +272,14 @@ def test_receive_hwm_comes_from_the_byte_budget(ctx):
 
 
 @pytest.mark.timeout(60)
-def test_a_flooding_client_cannot_make_a_pull_socket_hold_more_than_its_budget(ctx, run_dir):
-    """The attack: a client PUSHes 1 MiB frames to a socket that does not read. What the
+def test_a_flooding_client_cannot_make_a_router_socket_hold_more_than_its_budget(ctx, run_dir):
+    """The attack: a client sends 1 MiB requests to a socket that does not read. What the
     receiving side holds is bounded by the budget (in messages per peer), so the sender
     is held back (its send times out) once the budget and the kernel buffers are full."""
     limit = 1 << 20
     opts = SocketOptions(max_message_bytes=limit, receive_budget_bytes=4 * limit, hwm=1000)
-    server = bind(make_socket(ctx, zmq.PULL, opts), f"ipc://{run_dir}/flood.sock", opts)
-    push = ctx.socket(zmq.PUSH)
+    server = bind(make_socket(ctx, zmq.ROUTER, opts), f"ipc://{run_dir}/flood.sock", opts)
+    push = ctx.socket(zmq.DEALER)
     push.setsockopt(zmq.SNDHWM, 1)
     push.setsockopt(zmq.SNDTIMEO, 500)
     push.connect(server.endpoint)
@@ -295,11 +296,33 @@ def test_a_flooding_client_cannot_make_a_pull_socket_hold_more_than_its_budget(c
         assert sent < 40, f"{sent} MiB accepted by a receiver that reads nothing"
         received = 0
         while server.sock.poll(1000):
-            server.sock.recv()
+            server.sock.recv_multipart()
             received += 1
         assert received == sent  # held back, not dropped: back-pressure, nothing lost
     finally:
         push.close(linger=0)
+        server.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_publisher_that_closes_right_after_sending_loses_nothing(ctx, run_dir):
+    """The common collector script: send a few hundred events, close, exit. libzmq drops
+    what a closing PUSH peer's connection holds beyond the receiver's RCVHWM, so the
+    events socket must not take the small byte-budget HWM of the request sockets."""
+    server = bind(make_socket(ctx, zmq.PULL), f"ipc://{run_dir}/events.sock")
+    push = make_socket(ctx, zmq.PUSH)
+    push.connect(server.endpoint)
+    try:
+        assert wait_for(lambda: push.poll(10, zmq.POLLOUT))  # connected
+        for i in range(300):
+            push.send(b"%d" % i + b"x" * 100)
+        push.close()  # with its linger, before the receiver has read anything
+        received = 0
+        while server.sock.poll(1000):
+            server.sock.recv()
+            received += 1
+        assert received == 300
+    finally:
         server.close()
 
 

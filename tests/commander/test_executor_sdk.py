@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -78,22 +79,33 @@ def test_unknown_action_bad_args_and_crashing_handler_fail_with_code_1(
     def picky(_c: Command):
         raise InvalidCommand("paths must be a list")
 
+    def missing(_c: Command):
+        Path("/var/lib/secret-layout/x.conf").read_text()  # FileNotFoundError naming it
+
     serve(
         Executor(
             ["myapp"],
             run_dir=str(run_dir),
-            handlers={"boom": boom, "picky": picky, "ok": lambda c: None},
+            handlers={"boom": boom, "picky": picky, "missing": missing, "ok": lambda c: None},
         )
     )
     fake_commander.wait_subscribed("myapp")
     fake_commander.publish("myapp", cmd("u", "myapp.nothing"))
     fake_commander.publish("myapp", cmd("b", "myapp.boom"))
     fake_commander.publish("myapp", cmd("p", "myapp.picky"))
+    fake_commander.publish("myapp", cmd("m", "myapp.missing"))
     fake_commander.publish("myapp", {"id": "a", "name": "myapp.ok", "args": [1, 2]})
-    got = {i: fake_commander.wait(lambda m, i=i: m.get("id") == i) for i in ("u", "b", "p", "a")}
+    ids = ("u", "b", "p", "m", "a")
+    got = {i: fake_commander.wait(lambda m, i=i: m.get("id") == i) for i in ids}
     assert got["u"] == {"id": "u", "code": 1, "message": "Command is not valid"}
     assert got["b"] == {"id": "b", "code": 1, "message": "RuntimeError: disk on fire"}
     assert got["p"] == {"id": "p", "code": 1, "message": "paths must be a list"}
+    # an OSError's words reach the server, the local path it names does not
+    assert got["m"] == {
+        "id": "m",
+        "code": 1,
+        "message": "FileNotFoundError: No such file or directory",
+    }
     assert got["a"] == {"id": "a", "code": 1, "message": "Command is not valid"}
 
 

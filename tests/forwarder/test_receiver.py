@@ -1,16 +1,22 @@
-"""forwarder.receiver: an idle forwarder sleeps until something happens; a stop wakes it."""
+"""forwarder.receiver: an idle forwarder sleeps until something happens; a stop wakes it;
+one client's flood of acknowledged requests does not starve another client."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgpack
 import pytest
+import zmq
 
-from bus import Ingest, Publisher, make_event
+from bus import Ingest, IngestResult, Publisher, make_event
+from bus.envelope import encode_events
 from core.config import Config
+from forwarder.receiver import INFLIGHT_PER_CLIENT
 from forwarder.service import Forwarder
 from forwarder.store import Store
 from tests.fixtures.common import wait_for
@@ -156,3 +162,107 @@ def test_frames_waiting_for_a_chunk_an_acknowledged_request_took_are_still_read(
             pub.send("test", "trickle", {"seq": sent})
             sent += 1
         wait_for(lambda: fw.status()["received"] == sent, timeout=15)
+
+
+class _Flooder(threading.Thread):
+    """A hostile client: a raw DEALER that sends big acknowledged batches back to back,
+    never waiting for an answer before the next send; counts the answers it gets."""
+
+    def __init__(self, endpoint: str, frame: bytes, count: int) -> None:
+        super().__init__(daemon=True)
+        self.endpoint, self.frame, self.count = endpoint, frame, count
+        self.sent = self.answered = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.endpoint)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN | zmq.POLLOUT)
+        try:
+            while not self.stop.is_set() and self.answered < self.count:
+                ready = dict(poller.poll(100)).get(sock, 0)
+                if ready & zmq.POLLIN:
+                    assert msgpack.unpackb(sock.recv())["ok"]
+                    self.answered += 1
+                if ready & zmq.POLLOUT and self.sent < self.count:
+                    sock.send(self.frame, zmq.NOBLOCK)
+                    self.sent += 1
+        finally:
+            sock.close(linger=0)
+
+
+@pytest.mark.timeout(120)
+def test_a_flooding_client_does_not_starve_another_clients_acknowledged_event(
+    make_config: Callable[..., Config], run_forwarder: Callable[[Config], ForwarderThread]
+) -> None:
+    """The attack: one client pipelines 1 MB acknowledged batches as fast as it can while
+    the disk is slow (another connection holds the queue's write lock for a while). Another
+    client's acknowledged event is committed and answered behind a bounded number of the
+    flooder's requests (each client is served in turn, a client with requests waiting for
+    the disk skips its turn), not behind everything the flooder sent meanwhile."""
+    config = make_config({"forwarder": {"batch_interval": "1h", "clear_acked_interval": "1h"}})
+    fw = run_forwarder(config)
+    receiver = fw.service.receiver
+    assert receiver is not None
+    endpoint = f"ipc://{config.agent.run_dir}/ingest.sock"
+    batch = [make_event("test", "flood", {"pad": "x" * 1000, "n": i}) for i in range(1000)]
+    frame = encode_events(batch)
+    assert 1_000_000 < len(frame) < config.bus.max_message_bytes
+    flooder = _Flooder(endpoint, frame, count=60)
+    slow_disk = sqlite3.connect(config.data_dir / "queue" / "stateless.db", timeout=30)
+    slow_disk.execute("BEGIN IMMEDIATE")  # the writer waits for this lock (up to 30 s)
+    queue = fw.service.stores["stateless"]
+    #: the polite client's answer, and the flood's events on disk when it came
+    outcome: list[tuple[IngestResult, int]] = []
+    try:
+        flooder.start()
+        # everything the receiver takes in while the disk is stuck has been taken
+        wait_for(
+            lambda: (
+                receiver.ingest_requests >= flooder.count
+                or receiver.figures()["ingest_waiting"] >= 5
+            ),
+            60,
+        )
+        with Ingest(endpoint, timeout=60) as polite:
+
+            def send() -> None:
+                result = polite.send(make_event("test", "polite", {"marker": "polite-event-1"}))
+                outcome.append((result, queue.events - 1))
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            # the request is read at once, or waits in the socket while the inbox is full
+            wait_for(
+                lambda: (
+                    receiver.ingest_requests > flooder.count
+                    or receiver.figures()["ingest_waiting"] >= 5
+                ),
+                60,
+            )
+            slow_disk.rollback()  # the disk is fast again
+            sender.join(60)
+        assert outcome, "no answer"
+        result, flood_events = outcome[0]
+        assert result.ok and result.accepted == 1, result
+        # Committed first: the INFLIGHT_PER_CLIENT requests the flooder had at the disk,
+        # as many served while the polite request waited in the socket for room, and what
+        # was committed between the answer and the count; not the whole flood (all 60
+        # before: the polite request was read at once, but its commit queued behind every
+        # earlier one).
+        flood_first = flood_events // len(batch)
+        assert flood_first <= 4 * INFLIGHT_PER_CLIENT + 4, (flood_first, flooder.count)
+        wait_for(lambda: flooder.answered >= flooder.count, 90)  # the flooder is served too
+    finally:
+        slow_disk.close()
+        flooder.stop.set()
+        flooder.join(10)
+    assert fw.stop(timeout=30) == 0
+    store = Store(config.data_dir / "queue", "stateless", max_bytes=10**10)
+    try:
+        assert store.find_ready([b"polite-event-1"]), "the acknowledged event is not on disk"
+        assert store.events == flooder.count * 1000 + 1
+    finally:
+        store.close()

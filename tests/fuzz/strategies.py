@@ -15,7 +15,7 @@ import msgpack
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from bus.envelope import INVENTORY_COLLECTORS, OPERATIONS, STATEFUL_MODULES
+from bus.envelope import INVENTORY_COLLECTORS, OPERATIONS, STATEFUL_MODULES, Limits
 
 
 def fuzz_settings(max_examples: int, **extra: Any) -> settings:
@@ -240,3 +240,51 @@ FRAMES = st.one_of(
     ANY_VALUE.map(packable).filter(lambda f: f is not None),  # any value at all
     st.binary(min_size=1, max_size=40).map(lambda b: msgpack.packb(b"x") + b),  # trailing data
 )
+
+
+# -- frames near every limit of bus.envelope.Limits ------------------------------------------
+def _head(kind: int, count: int) -> bytes:
+    """A 32-bit array (0xdd), map (0xdf), bin (0xc6) or str (0xdb) header."""
+    return bytes([kind]) + count.to_bytes(4, "big")
+
+
+def _nested_maps(total: int) -> bytes:
+    """An array of two arrays of empty maps: ``total`` maps and arrays in all."""
+    maps = total - 3
+    first = maps // 2
+    return (
+        _head(0xDD, 2)
+        + _head(0xDD, first)
+        + b"\x80" * first
+        + _head(0xDD, maps - first)
+        + b"\x80" * (maps - first)
+    )
+
+
+@st.composite
+def near_limit_frames(draw: st.DrawFn, max_bytes: int) -> tuple[str, bytes, str | None]:
+    """A frame a few units either side of one limit: (the limit, the frame, the reason it
+    must get; None: it must decode). Limits: the frame's bytes (a str, a bin), the items
+    of one array, the pairs of one map, the maps and arrays of the whole frame, and the
+    events of a batch (this one checked by ``decode_frame``, the others by
+    ``unpack_frame``)."""
+    limits = Limits.of(max_bytes)
+    cap = limits.max_containers
+    delta = draw(st.integers(min_value=-3, max_value=3))
+    kind = draw(st.sampled_from(["str", "bin", "array", "map", "frame_budget", "batch"]))
+    if kind == "batch":
+        count = limits.max_events + delta
+        return kind, _head(0xDD, count) + b"\x80" * count, "over_limit" if delta > 0 else None
+    if kind in ("str", "bin"):
+        size = max_bytes - 5 + delta
+        frame = _head(0xDB if kind == "str" else 0xC6, size) + b"x" * size
+        return kind, frame, "too_large" if delta > 0 else None
+    if kind == "array":
+        frame = _head(0xDD, cap + delta) + b"\xc0" * (cap + delta)
+        return kind, frame, "over_limit" if delta > 0 else None
+    if kind == "map":
+        pairs = b"".join(msgpack.packb(i) + b"\xc0" for i in range(cap + delta))
+        return kind, _head(0xDF, cap + delta) + pairs, "over_limit" if delta > 0 else None
+    frame = _nested_maps(cap + delta)
+    assert len(frame) <= max_bytes
+    return kind, frame, "over_limit" if delta > 0 else None

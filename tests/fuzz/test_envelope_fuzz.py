@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bus.client import make_event
-from bus.envelope import REASONS, Event, decode_frame
+from bus.envelope import REASONS, Event, decode_frame, unpack_frame
 from bus.errors import InvalidEvent
 from comms.api import ServerClient
 from comms.credentials import Credentials
@@ -46,6 +46,7 @@ from tests.fuzz.strategies import (
     RAW_EVENTS,
     event_maps,
     fuzz_settings,
+    near_limit_frames,
     nested,
 )
 
@@ -174,9 +175,27 @@ def test_wire_frames_are_rejected_with_a_reason_or_accepted_by_the_server(frame:
     try:
         objs = decode_frame(frame, MAX_FRAME)
     except InvalidEvent as exc:
-        assert exc.reason in ("not_msgpack", "too_large", "not_map", "empty_batch"), exc
+        assert exc.reason in ("not_msgpack", "too_large", "over_limit", "not_map", "empty_batch")
         return
     check_items(objs)
+
+
+@fuzz_settings(max_examples=150)
+@given(near_limit_frames(MAX_FRAME))
+def test_frames_near_every_limit_are_accepted_below_and_refused_above(
+    case: tuple[str, bytes, str | None],
+) -> None:
+    """Just under a limit decodes; just over it is refused with that limit's reason."""
+    kind, frame, reason = case
+    try:
+        if kind == "batch":
+            assert len(decode_frame(frame, MAX_FRAME)) <= len(frame)
+        else:
+            unpack_frame(frame, MAX_FRAME)
+    except InvalidEvent as exc:
+        assert exc.reason == reason, (kind, exc)
+    else:
+        assert reason is None, f"{kind}: {len(frame)}-byte frame decoded, expected {reason}"
 
 
 @fuzz_settings(max_examples=150)

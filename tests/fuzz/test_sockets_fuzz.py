@@ -429,7 +429,8 @@ def _control_verdict(frames: list[bytes], handlers: set[str]) -> str | None:
     if len(frames) != 1:
         return "multipart"
     try:
-        request = msgpack.unpackb(frames[0], raw=False)
+        # maps with keys of any type decode (the bus decodes them so); "cmd" must be a str
+        request = msgpack.unpackb(frames[0], raw=False, strict_map_key=False)
     except Exception:
         return "not_msgpack"
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
