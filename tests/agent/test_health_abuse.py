@@ -91,13 +91,14 @@ def test_a_flood_of_idle_connections_does_not_lock_out_a_scrape(health):
     assert seen["status"] == "HTTP/1.1 503 Service Unavailable"
     assert seen["took"] < 5.0
     assert seen["still_open"] == 0
-    # Every connection beyond the cap made room by closing the oldest idle one, counted;
-    # the idle ones left were closed at their timeout, counted too.
+    # Every idle connection was closed and counted: beyond the cap by making room (the
+    # oldest idle one goes), the rest at their timeout — on a slow machine some reach
+    # their timeout before the flood is over, so together they are the whole flood.
     dropped = wait_for(
         lambda: (d := metrics.snapshot()["health_dropped"]).get("timeout") and d, timeout=5
     )
-    assert dropped.get("evicted", 0) + dropped.get("refused", 0) >= FLOOD - MAX_CONNECTIONS
-    assert dropped["timeout"] >= 1
+    assert sum(dropped.get(r, 0) for r in ("evicted", "refused", "timeout")) >= FLOOD
+    assert dropped.get("evicted", 0) >= 1 and dropped["timeout"] >= 1
     assert metrics.get(am.HEALTH_CONNECTIONS) == FLOOD + 1
 
 

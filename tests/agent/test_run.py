@@ -293,7 +293,7 @@ def test_a_refused_key_stops_the_whole_agent_with_exit_3(enrolled_agent, agent_p
     # stop the agent before an acknowledged send could be answered.
     with (
         contextlib.suppress(BusError),
-        Publisher(f"ipc://{config.agent.run_dir}/events.sock", send_timeout=2) as pub,
+        Publisher(f"ipc://{config.agent.run_dir}/events.sock", send_timeout=10) as pub,
     ):
         for i in range(10):
             pub.send("test", "seq", {"seq": i})

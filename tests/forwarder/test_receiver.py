@@ -47,10 +47,17 @@ def test_an_idle_forwarder_does_not_wake(
     run_forwarder(make_config())
     threads = [t for t in threading.enumerate() if t not in before]
     assert {t.name for t in threads} >= {"forwarder", "control", "send-stateful-0"}
-    start = {t.native_id: _switches(t.native_id) for t in threads}
-    threading.Event().wait(WINDOW)  # the measurement window itself, not a synchronisation
-    woke = {t.name: _switches(t.native_id) - start[t.native_id] for t in threads}
-    assert sum(woke.values()) <= MOST_SWITCHES, woke
+    # The quietest of a few windows: a thread still settling after the start (on a busy
+    # machine) may wake in the first; a loop on a timer wakes in every one.
+    windows = []
+    for _ in range(3):
+        start = {t.native_id: _switches(t.native_id) for t in threads}
+        threading.Event().wait(WINDOW)  # the measurement window, not a synchronisation
+        woke = {t.name: _switches(t.native_id) - start[t.native_id] for t in threads}
+        windows.append(woke)
+        if sum(woke.values()) <= MOST_SWITCHES:
+            break
+    assert min(sum(w.values()) for w in windows) <= MOST_SWITCHES, windows
 
 
 @pytest.mark.timeout(60)
