@@ -112,31 +112,25 @@ def _check_owner(st: os.stat_result, path: Path, what: str) -> None:
 
 def check_private(path: Path, what: str) -> os.stat_result:
     """Refuse a secret key file that anyone but its owner may read or write."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
-    _check_owner(st, path, what)
-    if st.st_mode & 0o077:
-        raise KeyFileError(
-            f"{what} {path} is mode {stat.S_IMODE(st.st_mode):04o}: others may read it; "
-            f"chmod 600 {path}"
-        )
-    return st
+    return _check_mode(path, what, 0o077, "others may read it; chmod 600 {path}")
 
 
 def check_not_writable(path: Path, what: str) -> os.stat_result:
     """Refuse a file or directory of public keys that others may change."""
+    return _check_mode(
+        path, what, 0o022, "others may write it, and so admit their own key; chmod go-w {path}"
+    )
+
+
+def _check_mode(path: Path, what: str, forbidden: int, why: str) -> os.stat_result:
     try:
         st = path.stat()
     except OSError as exc:
         raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
     _check_owner(st, path, what)
-    if st.st_mode & 0o022:
-        raise KeyFileError(
-            f"{what} {path} is mode {stat.S_IMODE(st.st_mode):04o}: others may write it, "
-            f"and so admit their own key; chmod go-w {path}"
-        )
+    if st.st_mode & forbidden:
+        mode = stat.S_IMODE(st.st_mode)
+        raise KeyFileError(f"{what} {path} is mode {mode:04o}: {why.format(path=path)}")
     return st
 
 

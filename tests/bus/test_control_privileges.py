@@ -11,12 +11,7 @@ peer's uid (``SO_PEERCRED``) still refuses the stranger.
 from __future__ import annotations
 
 import os
-import pickle
-import select
-import signal
 import stat
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,53 +26,12 @@ from core.config import Config
 from core.service import endpoints_from_config
 from tests.fixtures.agent import EnrolledAgent
 from tests.fixtures.forwarder import ForwarderThread
-from tests.fixtures.other_user import NOBODY, needs_root
+from tests.fixtures.other_user import needs_root, run_as_nobody
 
 #: the agent's group in these tests (any gid nobody is not in; no group is created)
 AGENT_GID = 48_151
 
 pytestmark = needs_root
-
-
-def run_as_nobody_in_group(
-    fn: Callable[..., Any], *args: Any, gid: int, timeout: float = 30.0
-) -> Any:
-    """``fn(*args)`` as the user nobody with ``gid`` as a supplementary group (what the
-    user of a third-party collector gets when added to the agent's group)."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(rfd)
-        try:
-            os.setgroups([gid])
-            os.setgid(NOBODY.pw_gid)
-            os.setuid(NOBODY.pw_uid)
-            outcome: tuple[str, Any] = ("ok", fn(*args))
-        except BaseException:
-            outcome = ("error", traceback.format_exc())
-        with os.fdopen(wfd, "wb") as out:
-            out.write(pickle.dumps(outcome))
-        os._exit(0)
-    os.close(wfd)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        with os.fdopen(rfd, "rb") as pipe:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([pipe], [], [], left)[0]:
-                    os.kill(pid, signal.SIGKILL)
-                    raise AssertionError(f"{fn.__name__} as nobody did not finish in {timeout}s")
-                chunk = os.read(pipe.fileno(), 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    finally:
-        os.waitpid(pid, 0)
-    status, value = pickle.loads(b"".join(chunks))
-    if status == "error":
-        raise AssertionError(f"{fn.__name__} failed as nobody:\n{value}")
-    return value
 
 
 def _give_group(run_dir: Path, *files: Path) -> None:
@@ -134,7 +88,7 @@ def test_a_group_member_reads_status_but_cannot_drop_the_quarantine(
     assert stat.S_IMODE(status_path.stat().st_mode) == 0o660
     assert stat.S_IMODE(admin_path.stat().st_mode) == 0o600
 
-    seen = run_as_nobody_in_group(_as_group_member, status_ep, admin_ep, gid=AGENT_GID)
+    seen = run_as_nobody(_as_group_member, status_ep, admin_ep, groups=(AGENT_GID,))
 
     assert seen["status"]["ok"] is True and seen["status"]["service"] == "forwarder"
     assert seen["list"]["ok"] is True
@@ -173,7 +127,7 @@ def test_the_admin_socket_checks_the_peer_uid_even_when_its_mode_was_loosened(
     try:
         run_dir.chmod(0o755)
         (run_dir / "admin-agent.sock").chmod(0o666)
-        reply = run_as_nobody_in_group(_restart_through_loose_admin, admin_ep, gid=AGENT_GID)
+        reply = run_as_nobody(_restart_through_loose_admin, admin_ep, groups=(AGENT_GID,))
         assert reply == {
             "ok": False,
             "error": "the admin socket serves the agent's user and root only",

@@ -1,9 +1,12 @@
-"""Helpers of the comms tests: JWTs like the server's, a fake clock, captured log lines."""
+"""Helpers of the comms tests: JWTs like the server's, a fake clock, captured log lines,
+a bare TCP server."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,3 +48,30 @@ def captured_logs() -> Iterator[list[str]]:
         yield lines
     finally:
         logger.remove(sink)
+
+
+@contextmanager
+def tcp_server(host: str, handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on ``host`` (port chosen) that hands each connection to ``handle`` in
+    its accepting thread; yields the port. The accept loop looks at its stop flag every
+    0.2 s, only while the test runs."""
+    server = socket.create_server((host, 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            handle(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()

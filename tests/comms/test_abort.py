@@ -10,33 +10,18 @@ import pytest
 
 from comms.errors import ServerUnreachable
 from comms.http import abort_calls, answer_cap, make_session, send
+from tests.comms.helpers import tcp_server
 from tests.fixtures.common import wait_for
 
 
 @pytest.fixture
 def silent_server():
     """A TCP server that accepts and reads but never answers (a held long-poll)."""
-    server = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            accepted.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
-    stop.set()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
-    server.close()
+    with tcp_server("127.0.0.1", accepted.append) as port:
+        yield f"http://127.0.0.1:{port}", accepted
+        for conn in accepted:
+            conn.close()
 
 
 @pytest.mark.timeout(30)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from comms.enroll import EnrollRequest, enroll
 from comms.errors import InsecureServerURL
 from comms.server_url import check_server_url, is_loopback
 from comms.tokens import TokenManager
-from tests.comms.helpers import captured_logs
+from tests.comms.helpers import captured_logs, tcp_server
 from tests.fixtures.refserver import REPO, RefServer
 
 
@@ -31,30 +30,18 @@ def _creds(url: str) -> Credentials:
 @pytest.fixture
 def listener() -> Iterator[tuple[int, list[bytes]]]:
     """A TCP port on every address that records whatever a client sends to it."""
-    server = socket.create_server(("0.0.0.0", 0))
     got: list[bytes] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            conn.settimeout(1)
-            try:
-                got.append(conn.recv(65536))
-            except OSError:
-                pass
-            conn.close()
+    def record(conn: socket.socket) -> None:
+        conn.settimeout(1)
+        try:
+            got.append(conn.recv(65536))
+        except OSError:
+            pass
+        conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], got
-    stop.set()
-    thread.join(5)
-    server.close()
+    with tcp_server("0.0.0.0", record) as port:
+        yield port, got
 
 
 def _non_loopback_address() -> str:
