@@ -274,8 +274,8 @@ class Receiver:
                         # Frames piled up while we waited: a burst. Read them as they
                         # come, and take the rate anew before waiting again.
                         self._measure_rate_anew()
-                    wait = None if coalesced else self._coalesce_wait(pull)
-                    self._coalesce_until = None if wait is None else time.monotonic() + wait
+                    hold = None if coalesced else self._coalesce_wait(pull)
+                    self._coalesce_until = None if hold is None else time.monotonic() + hold
                 elif self._coalesce_until is not None and paused:
                     self._coalesce_until = None
                 self._commit_due()
