@@ -51,6 +51,9 @@ class Child:
         self.next_start = 0.0
         #: exits since it last stayed up long enough (sets the restart delay)
         self.crashes = 0
+        #: restarts asked by a configuration reload (not counted as crashes or restarts)
+        self.reloads = 0
+        self.reloaded_at: float | None = None
 
     # -- what each kind implements -------------------------------------------------------
     @property
@@ -111,6 +114,8 @@ class Child:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "last_exit_at": self.last_exit_at,
+            "reloads": self.reloads,
+            "reloaded_at": self.reloaded_at,
         }
 
 
@@ -279,9 +284,11 @@ def make_children(config: Config, on_exit: Callable[[], None]) -> list[Child]:
             f"agent.own_process: {', '.join(unknown)} is no built-in service "
             f"({', '.join(registry.names())})"
         )
-    return [
-        (ProcessChild if spec.name in config.agent.own_process else KINDS[config.agent.isolation])(
-            spec.name, config, on_exit
-        )
-        for spec in registry.enabled(config)
-    ]
+    return [make_child(spec.name, config, on_exit) for spec in registry.enabled(config)]
+
+
+def make_child(name: str, config: Config, on_exit: Callable[[], None]) -> Child:
+    """The child of service ``name``: a process if ``own_process`` says so, else the kind
+    ``isolation`` asks for."""
+    kind = ProcessChild if name in config.agent.own_process else KINDS[config.agent.isolation]
+    return kind(name, config, on_exit)

@@ -4,6 +4,11 @@ Starts the reference server, enrolls an agent, runs it (forwarder, commander, bu
 executor, logcollector, inventory, fim), feeds it from an example collector and an example
 executor, queues a few commands, shows live progress, and prints a summary read back from
 the server. Every step prints one line, so a newcomer can follow what happens.
+
+Centralized configuration is part of it: the server serves a file for group ``web`` that
+adds a log file to the logcollector (docs/configuration.md); ``set-group web`` moves the
+agent into the group, the agent reloads its logcollector alone, and lines written to that
+file then arrive at the server, counted on their own line of the summary.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from core.config import config_from_dict, to_toml
 EXAMPLE_EVENTS = 2000
 #: lines written to the tailed log file
 LOG_LINES = 300
+#: lines written to the log file the group's configuration adds
+GROUP_LINES = 50
+#: what marks those lines (the summary counts the events holding it)
+GROUP_MARK = "GET /demo-group"
 #: how long the demo waits for everything to arrive (seconds)
 DEADLINE = 90.0
 ADMIN_USER = "wazuh"
@@ -98,9 +107,17 @@ class Demo:
             start_new_session=True,
         )  # fmt: skip
         _until(self._admin_answers, 30, "the reference server did not start", self.server)
+        self.group_log = self.base / "web" / "access.log"
+        (self.base / "web").mkdir()
+        # what `agentbus server group-file web FILE` serves (checked as agents check it)
         self.admin.put_file(
-            "web.yml", b"# configuration of group web\nlogcollector:\n  enabled: true\n"
+            "web.yml",
+            (
+                "# configuration of group web: the C++ agent's schema\n"
+                f"logcollector:\n  localfiles:\n    - location: {self.group_log}\n"
+            ).encode(),
         )
+        say(f"group web's file (web.yml) adds {self.group_log} to the logcollector")
 
     def _admin_answers(self) -> bool:
         """The server wrote its admin token (at every start) and answers with it."""
@@ -203,11 +220,35 @@ class Demo:
         (watched / "hosts").write_text("127.0.0.1 localhost\n")
         self.expected.events = {
             "demo": EXAMPLE_EVENTS,
-            "logcollector": LOG_LINES,
+            "logcollector": LOG_LINES + GROUP_LINES,
             "fim": 2,
             "inventory": 1,
         }
         threading.Thread(target=self._modify_later, daemon=True).start()
+        threading.Thread(target=self._write_group_log, daemon=True).start()
+
+    def _write_group_log(self) -> None:
+        # once the agent is in group web (its set-group succeeded): the file it now follows
+        _until(self._in_group, 60, "set-group web got no result")
+        with open(self.group_log, "a") as log:
+            for i in range(GROUP_LINES):
+                log.write(
+                    f'127.0.0.1 - - [26/Nov/2025:12:00:00 +0000] "{GROUP_MARK}?seq={i}" 200\n'
+                )
+
+    def _in_group(self) -> bool:
+        return any(
+            r.get("code") == 0 and str(r.get("message", "")).startswith("Groups set to web")
+            for r in self.admin.results()
+        )
+
+    def _show_group_lines(self) -> bool:
+        """The events the server holds from the log file group web added: one line."""
+        events = self.admin.events(module="logcollector", limit=100_000)
+        got = sum(1 for e in events if GROUP_MARK in str(e))
+        mark = "" if got >= GROUP_LINES else "   <-- missing"
+        print(f"    of them from the file group web added: {got} of {GROUP_LINES}{mark}")
+        return not mark
 
     def _modify_later(self) -> None:
         # after the first fim scan saw the files: one update, one delete
@@ -270,6 +311,8 @@ class Demo:
             mark = "" if got >= n else "   <-- missing"
             ok &= got >= n
             print(f"  {module:<14}{got:>10}{n:>10}{mark}")
+            if module == "logcollector":
+                ok &= self._show_group_lines()
         stats = self.admin.stats()
         refused, swallowed = stats["documents_refused"], stats["stateless_swallowed"]
         stored = len(self.admin.documents())
@@ -303,6 +346,8 @@ class Demo:
 everything keeps running (--keep). Look around:
   agentbus status --config {cfg}
   agentbus status --watch --config {cfg}
+  agentbus config show --origin --config {cfg} | grep group:
+  agentbus server group-file web --show --url {self.url} --data-dir {self.server_dir}
   echo '{{"msg": "hi"}}' | agentbus send --config {cfg} --module demo --collector cli
   agentbus server events --url {self.url} --data-dir {self.server_dir} --module demo | tail -3
   agentbus server command --url {self.url} --data-dir {self.server_dir} --agent {self.agent_id} --name demo.echo --args '{{"text":"yo"}}'

@@ -64,6 +64,29 @@ def collect_status(config: Config, *, timeout: float = 1.0) -> dict[str, Any]:
         "run_dir": config.agent.run_dir,
         "services": services,
         "summary": summary,
+        "groups": groups_report(config, supervisor["counters"] if supervisor["up"] else None),
+    }
+
+
+def groups_report(config: Config, supervisor: dict[str, Any] | None) -> dict[str, Any]:
+    """The groups whose files are in force and when they were applied: the running
+    supervisor's word when it answers, else what ``config`` read from the data dir."""
+    applied = (supervisor or {}).get("config")
+    if isinstance(applied, dict):
+        last = applied.get("last_reload") or {}
+        return {
+            "groups": applied.get("groups") or [],
+            "applied_at": applied.get("groups_applied_at"),
+            "reloaded_at": last.get("at"),
+            "skipped": applied.get("groups_skipped") or {},
+            "from": "agent",
+        }
+    return {
+        "groups": list(config.groups),
+        "applied_at": config.groups_applied_at,
+        "reloaded_at": None,
+        "skipped": dict(config.groups_skipped),
+        "from": "files",
     }
 
 
@@ -93,9 +116,14 @@ def render(report: dict[str, Any], rate: dict[str, float] | None = None) -> str:
             f"agent      up   pid {c.get('pid')}{how.get(c.get('isolation', ''), '')}, "
             f"since {_ago(c.get('started_at'))}"
         )
+        lines.append(_groups(report.get("groups") or {}))
         for name, child in c.get("children", {}).items():
             state = "up  " if child.get("up") else "DOWN"
             extra = f"restarts {child['restarts']}" if child.get("restarts") else ""
+            if child.get("reloads"):
+                extra += (", " if extra else "") + (
+                    f"reloaded {child['reloads']}x, last {_ago(child.get('reloaded_at'))}"
+                )
             if child.get("last_exit") and (child.get("restarts") or not child.get("up")):
                 extra += f", last exit {child['last_exit']} {_ago(child.get('last_exit_at'))}"
             lines.append(f"  {name:<15} {state} since {_ago(child.get('since'))} {extra}".rstrip())
@@ -120,6 +148,17 @@ def render(report: dict[str, Any], rate: dict[str, float] | None = None) -> str:
                 + ", ".join(f"{e} {n:,}" for e, n in sorted(refused.items()))
             )
     return "\n".join(lines)
+
+
+def _groups(groups: dict[str, Any]) -> str:
+    """``  groups     web, linux (files applied 3m ago)``."""
+    names = groups.get("groups") or []
+    line = "  groups          " + (", ".join(names) if names else "none")
+    if groups.get("applied_at"):
+        line += f" (files applied {_ago(groups['applied_at'])})"
+    for group, why in (groups.get("skipped") or {}).items():
+        line += f"\n  group {group} NOT APPLIED: {why}"
+    return line
 
 
 def _service(name: str, service: dict[str, Any]) -> str:

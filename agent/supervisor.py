@@ -12,8 +12,19 @@ due or it is asked something: an idle agent does not wake it.
 The supervisor serves ``status`` (every child's state) on ``control-agent.sock`` (the
 agent's group may read it) and ``restart`` (stop every service gracefully and re-execute
 the agent, so that upgraded code is loaded; what the ``restart`` command of the server asks
-for) on the owner-only ``admin-agent.sock`` alone (bus/control.py): a member of the
-agent's group cannot restart the agent.
+for) and ``reload`` on the owner-only ``admin-agent.sock`` alone (bus/control.py): a member
+of the agent's group can neither restart nor reconfigure the agent.
+
+``reload`` (asked by the agent executor once set-group or fetch-config stored a new set of
+group files): the configuration is built again — the local file as read at start, the
+stored group files, the environment (core/config.py) — and compared with the one in force,
+section by section. Only the services whose section changed are restarted (a thread gets
+a new service instance with the new configuration, a process reads it when it starts); a
+service switched on or off is started or stopped; the others keep running untouched. A
+restarted service stops gracefully: the forwarder commits what it acknowledged, a
+collector saves its offsets and state, and starts again from them. The answer names what
+was restarted, started and stopped. The reload runs in the main loop, between two watches
+of the children, so it never races a crash restart.
 """
 
 from __future__ import annotations
@@ -23,17 +34,18 @@ import gc
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from agent import metrics as am
-from agent.children import Child, make_children
+from agent.children import Child, make_child, make_children
 from bus.errors import EXIT_SERVER, AgentbusError, EndpointInUse
 from core import registry
 from core.backoff import compute_backoff
-from core.config import Config
+from core.config import Config, ConfigError, reload_config
 from core.private_dirs import make_private
 from core.service import Service
 
@@ -47,6 +59,39 @@ STABLE_AFTER = 60.0
 #: the others start (seconds)
 FORWARDER_READY_TIMEOUT = 15.0
 PID_FILE = "agentbus.pid"
+#: how long a reload request waits for the main loop to take it up, beyond the stops
+RELOAD_MARGIN = 15.0
+
+
+@dataclass
+class ReloadRequest:
+    """A ``reload`` asked on the admin socket, done by the main loop."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: dict[str, Any] = field(default_factory=dict)
+
+
+def section_of(config: Config, spec: registry.ServiceSpec) -> Any:
+    """The configuration section of a service (``collectors.fim`` → its settings)."""
+    value: Any = config
+    for part in spec.section.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def reload_plan(old: Config, new: Config) -> dict[str, str]:
+    """What a reload does, by service: ``restart``, ``start`` or ``stop``; the services
+    not named keep running."""
+    plan: dict[str, str] = {}
+    for spec in registry.SERVICES:
+        was, now = spec.enabled(old), spec.enabled(new)
+        if was and not now:
+            plan[spec.name] = "stop"
+        elif now and not was:
+            plan[spec.name] = "start"
+        elif now and section_of(old, spec) != section_of(new, spec):
+            plan[spec.name] = "restart"
+    return plan
 
 
 class ChildGaveUp(AgentbusError):
@@ -70,6 +115,9 @@ class Supervisor(Service):
         self.stop_event.also_set(self._changed)
         self.children: list[Child] = make_children(config, self._changed.set)
         self._restart_requested = False
+        self._reload_lock = threading.Lock()
+        self._reload: ReloadRequest | None = None
+        self.last_reload: dict[str, Any] | None = None
         self._pid_file = Path(config.agent.run_dir) / PID_FILE
         self._health: Any = None
 
@@ -100,6 +148,7 @@ class Supervisor(Service):
                 self.reexec_requested = True
                 return  # run() stops every child (shutdown), the CLI re-executes
             self._watch()
+            self._take_reload()
             self._changed.wait(self._next_restart_in())
 
     def shutdown(self, deadline: float) -> None:
@@ -126,12 +175,93 @@ class Supervisor(Service):
             "pid": os.getpid(),
             "isolation": self.config.agent.isolation,
             "children": {c.name: c.describe() for c in self.children},
+            "config": {
+                "groups": list(self.config.groups),
+                "groups_applied_at": self.config.groups_applied_at,
+                "groups_skipped": dict(self.config.groups_skipped),
+                "last_reload": self.last_reload,
+            },
         }
 
     def control_handlers(self) -> dict[str, Any]:
         handlers = super().control_handlers()
         handlers["restart"] = self._on_restart  # not read-only: the admin socket's alone
+        handlers["reload"] = self._on_reload  # the same
         return handlers
+
+    def _on_reload(self, _request: dict[str, Any]) -> dict[str, Any]:
+        # Runs in the control thread: hands the work to the main loop and waits for it.
+        with self._reload_lock:
+            request = ReloadRequest()
+            self._reload = request
+            self._changed.set()
+            limit = 2 * self.config.agent.stop_timeout + FORWARDER_READY_TIMEOUT + RELOAD_MARGIN
+            deadline = time.monotonic() + limit
+            # in slices: a main loop that ended (the agent stopping) never takes it up
+            while not request.done.wait(0.2):
+                if self.stop_event.is_set():
+                    return {"ok": False, "error": "the agent is stopping"}
+                if time.monotonic() > deadline:
+                    return {"ok": False, "error": "the reload did not finish in time"}
+            return request.reply
+
+    def _take_reload(self) -> None:
+        request, self._reload = self._reload, None
+        if request is None:
+            return
+        try:
+            request.reply = self.reload()
+        except ConfigError as exc:
+            logger.error("reload: the configuration is not valid: {}", exc)
+            request.reply = {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            logger.exception("reload failed")
+            request.reply = {"ok": False, "error": f"reload failed: {type(exc).__name__}"}
+        finally:
+            request.done.set()
+
+    def reload(self) -> dict[str, Any]:
+        """Apply the stored group files: restart, start or stop the services they change."""
+        new = reload_config(self.config)
+        plan = reload_plan(self.config, new)
+        deadline = time.monotonic() + self.config.agent.stop_timeout
+        by_name = {c.name: c for c in self.children}
+        # Stops in reverse start order (the forwarder last), as at shutdown.
+        for child in reversed(self.children):
+            if plan.get(child.name) in ("stop", "restart"):
+                child.stop(deadline)
+        self.config = new
+        for child in self.children:
+            child.config = new  # a thread's next start builds its service from it
+        for spec in registry.enabled(new):
+            if plan.get(spec.name) == "start":
+                by_name[spec.name] = make_child(spec.name, new, self._changed.set)
+        self.children = [by_name[s.name] for s in registry.enabled(new)]  # the stopped left out
+        for child in self.children:
+            if plan.get(child.name) not in ("start", "restart") or self.stop_event.is_set():
+                continue
+            if plan[child.name] == "restart":
+                child.reloads += 1
+                child.reloaded_at = time.time()
+            self._start(child)
+            if not child.wait_ready(FORWARDER_READY_TIMEOUT):
+                logger.warning("reload: {} did not answer on its control socket yet", child.name)
+        done = {
+            action: [n for n, a in plan.items() if a == verb]
+            for action, verb in (
+                ("restarted", "restart"),
+                ("started", "start"),
+                ("stopped", "stop"),
+            )
+        }
+        reply: dict[str, Any] = {"ok": True, "groups": list(new.groups), **done}
+        self.last_reload = {**reply, "at": time.time()}
+        logger.info(
+            "reload: groups {}; restarted {}, started {}, stopped {}",
+            ", ".join(new.groups) or "(none)",
+            *(", ".join(done[k]) or "none" for k in ("restarted", "started", "stopped")),
+        )
+        return reply
 
     def _on_restart(self, _request: dict[str, Any]) -> dict[str, Any]:
         self._restart_requested = True

@@ -6,27 +6,31 @@ others (control socket ``control-agent-executor.sock``, ``status``); inside, it 
 ordinary :class:`bus.Executor`:
 
 - ``set-group`` — ``args.groups``: a list of group names (required). Every group's file
-  ``<group>.yml`` is fetched from the server (``GET /api/v1/files``) first; only when all of
-  them arrived are they written to ``<data_dir>/groups/`` (files of groups the agent left
-  are removed) and the groups stored in the credentials, which changes the agent metadata
-  line of every later events body (the forwarder re-reads the credentials file when it
-  changes). A missing file or an unreachable server → result 1 with the reason, and
+  ``<group>.yml`` is fetched from the server (``GET /api/v1/files``), then every one is
+  checked as configuration (core/groupfile.py, docs/configuration.md) and the whole
+  configuration built with them; only when all of that passed is the stored set replaced,
+  at once (commander/group_files.py), and the groups stored in the credentials (the agent
+  metadata line of every later events body). Then the supervisor is asked to reload
+  (``reload`` on its owner-only ``admin-agent.sock``): it restarts the services whose
+  sections changed, and the result says which. A missing file, an unreachable server, a
+  bad value or a refused key → result 1 naming the group, the key and what is wrong, and
   nothing changes.
-- ``fetch-config`` — fetch the files of the current groups again.
+- ``fetch-config`` — the same for the current groups.
 - ``restart`` — answers 2 "in progress"; the commander restarts the agent once that report
   is with the forwarder, and reports 0 when it is back (docs/protocol.md, "Commands").
 - anything else, or bad arguments → 1 "Command is not valid".
 
+Without a supervisor (services started alone), nothing answers the reload: the set is
+stored and the result says so; each service reads the stored group files when it starts.
+
 A result goes to the server, so it never carries a local path or an ``OSError``'s text:
 the detail is logged here, the result says what failed in a few generic words ("cannot
 write group file web.yml"). A file larger than ``[agent] max_download_bytes`` is refused
-(comms.errors.TooLarge) before anything is written; each file is written atomically (a
-temporary file in the same directory, fsynced, renamed; mode 0600).
+(comms.errors.TooLarge) before anything is written.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from pathlib import Path
@@ -34,24 +38,31 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from bus.errors import AgentbusError
+from bus.control import request as control_request
+from bus.endpoints import ipc_path
+from bus.errors import AgentbusError, BusError
 from bus.executor import Command, Executor
 from bus.results import NOT_VALID, ResultCode
 from bus.threads import start_thread
+from commander.group_files import store_set
 from commander.routing import AGENT_TOPIC
 from comms.credentials import load_credentials, update_groups
 from comms.errors import ServerError
-from comms.private_files import remove_private, write_private
-from core.config import Config
+from core.config import Config, ConfigError, check_changes, with_groups
+from core.groupfile import GroupFile, GroupFileError, parse_group_file
+from core.groupset import GROUP_NAME, GROUPS_LINK, file_name, valid_group_name
 from core.service import Service, endpoints_from_config
 
-#: group names the server accepts (letters, digits, ``_ - .``; not ``.`` or ``..``); used
-#: with fullmatch: ``$`` alone would let a name end in a newline
-GROUP_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+__all__ = ["GROUP_NAME", "AgentActions", "AgentExecutorService", "make_executor"]
+
 #: most groups one agent may belong to
 MAX_GROUPS = 128
-#: where group files go, under the data dir
-GROUPS_DIR = "groups"
+#: where group files go, under the data dir (a link to the set in force)
+GROUPS_DIR = GROUPS_LINK
+#: how long the supervisor may take to reload, beyond stopping and starting services
+RELOAD_MARGIN = 20.0
+#: how long the supervisor gets to say it is there
+PROBE_TIMEOUT = 2.0
 
 
 class FileSource(Protocol):
@@ -95,20 +106,18 @@ class AgentActions:
             logger.warning("agent-executor: set-group {} has bad args", command.id)
             return ResultCode.FAILURE, NOT_VALID
         with self._lock:
-            files, error = self._fetch(groups)
-            if error:
-                return ResultCode.FAILURE, error
-            error = self._store(files, prune=True)
-            if error:
-                return ResultCode.FAILURE, error
+            code, done = self._apply(groups)
+            if code is not ResultCode.SUCCESS:
+                return code, done
             try:
                 update_groups(self.data_dir, groups)
             except (OSError, AgentbusError) as exc:
                 logger.error("agent-executor: cannot store the groups: {}", exc)
                 return ResultCode.FAILURE, "Cannot store the groups on the agent"
+            reloaded = self._reload()
         shown = ", ".join(groups) if groups else "(none)"
         logger.info("agent-executor: groups set to {}", shown)
-        return ResultCode.SUCCESS, f"Groups set to {shown}; {len(files)} group file(s) fetched"
+        return ResultCode.SUCCESS, f"Groups set to {shown}; {done}; {reloaded}"
 
     def fetch_config(self, command: Command) -> tuple[ResultCode, str]:
         with self._lock:
@@ -117,13 +126,69 @@ class AgentActions:
             except AgentbusError as exc:  # its text names the credentials file
                 logger.error("agent-executor: cannot read the groups: {}", exc)
                 return ResultCode.FAILURE, "Cannot read the agent's groups"
-            files, error = self._fetch(groups)
-            if error:
-                return ResultCode.FAILURE, error
-            error = self._store(files, prune=True)
-            if error:
-                return ResultCode.FAILURE, error
-        return ResultCode.SUCCESS, f"{len(files)} group file(s) fetched"
+            code, done = self._apply(groups)
+            if code is not ResultCode.SUCCESS:
+                return code, done
+            reloaded = self._reload()
+        return ResultCode.SUCCESS, f"{done[0].upper()}{done[1:]}; {reloaded}"
+
+    def _apply(self, groups: list[str]) -> tuple[ResultCode, str]:
+        """Fetch, check and store the files of ``groups``: (SUCCESS, what was done) or
+        (FAILURE, why) — then nothing changed."""
+        files, error = self._fetch(groups)
+        if error:
+            return ResultCode.FAILURE, error
+        parsed, error = self._check(groups, files)
+        if error:
+            return ResultCode.FAILURE, error
+        try:
+            store_set(self.data_dir, [(g, files[file_name(g)]) for g in groups])
+        except OSError as exc:
+            # The path and the OS's words stay here; the server learns what failed.
+            logger.error("agent-executor: cannot store the group files: {}", exc)
+            return ResultCode.FAILURE, "Cannot write the group files"
+        ignored = [f"{p.name}: {w}" for p in parsed for w in p.warnings]
+        for line in ignored:
+            logger.warning("agent-executor: group {}", line)
+        done = f"{len(files)} group file(s) fetched"
+        if ignored:
+            done += f" ({len(ignored)} setting(s) ignored, see the agent's log)"
+        return ResultCode.SUCCESS, done
+
+    def _check(self, groups: list[str], files: dict[str, bytes]) -> tuple[list[GroupFile], str]:
+        """Every file as configuration, then all of them on the configuration in force."""
+        parsed: list[GroupFile] = []
+        for group in groups:
+            try:
+                one = parse_group_file(group, files[file_name(group)])
+                check_changes(one)
+            except GroupFileError as exc:  # the file's key and the server's own value
+                return [], f"Group {group}: {file_name(group)} refused: {exc}"
+            parsed.append(one)
+        try:
+            with_groups(self.config, parsed, None)
+        except ConfigError as exc:
+            return [], f"Group files refused: {exc}"
+        return parsed, ""
+
+    def _reload(self) -> str:
+        """Ask the supervisor to apply the stored set; what it did, in a few words."""
+        endpoint = endpoints_from_config(self.config).admin("agent")
+        timeout = 2 * self.config.agent.stop_timeout + RELOAD_MARGIN
+        socket_file = ipc_path(endpoint)
+        try:
+            if socket_file is not None and not socket_file.exists():
+                raise BusError("no supervisor socket")
+            # A quick question first: nothing listening must not cost the long wait.
+            control_request(endpoint, {"cmd": "status"}, timeout=PROBE_TIMEOUT)
+            reply = control_request(endpoint, {"cmd": "reload"}, timeout=timeout)
+        except BusError as exc:
+            logger.info("agent-executor: no supervisor reloaded the configuration: {}", exc)
+            return "no supervisor answered: each service applies them when it starts"
+        if not reply.get("ok"):
+            logger.error("agent-executor: the reload failed: {}", reply.get("error"))
+            return "the reload failed (see the agent's log)"
+        return describe_reload(reply)
 
     def restart(self, command: Command) -> tuple[ResultCode, str]:
         # The commander does the restart, after this report reached the forwarder.
@@ -149,25 +214,6 @@ class AgentActions:
             files[name] = body
         return files, ""
 
-    def _store(self, files: dict[str, bytes], *, prune: bool) -> str:
-        """Write the files (each atomically); an error message for the server, else ""."""
-        folder = self.data_dir / GROUPS_DIR
-        doing, name = "write", ""
-        try:
-            for name, body in files.items():
-                write_private(folder / name, body)
-            if prune and folder.is_dir():
-                doing, name = "remove", ""
-                for old in folder.glob("*.yml"):
-                    if old.name not in files:
-                        name = old.name
-                        remove_private(old)
-        except OSError as exc:
-            # The path and the OS's words stay here; the server learns which file.
-            logger.error("agent-executor: cannot {} {}: {}", doing, folder / name, exc)
-            return f"Cannot {doing} group file {name}" if name else "Cannot update the group files"
-        return ""
-
 
 def _groups_arg(args: dict[str, Any]) -> list[str] | None:
     groups = args.get("groups")
@@ -175,11 +221,21 @@ def _groups_arg(args: dict[str, Any]) -> list[str] | None:
         return None
     out: list[str] = []
     for g in groups:
-        if not isinstance(g, str) or not GROUP_NAME.fullmatch(g) or g in (".", ".."):
+        if not valid_group_name(g):
             return None
         if g not in out:
             out.append(g)
     return out
+
+
+def describe_reload(reply: dict[str, Any]) -> str:
+    """``reloaded logcollector; started fim`` from the supervisor's answer to ``reload``."""
+    parts = [
+        f"{verb} {', '.join(reply[key])}"
+        for key, verb in (("restarted", "reloaded"), ("started", "started"), ("stopped", "stopped"))
+        if reply.get(key)
+    ]
+    return "; ".join(parts) if parts else "no service needed a reload"
 
 
 def make_executor(config: Config, client: FileSource | None = None) -> Executor:

@@ -5,6 +5,12 @@ default (``core/default.toml``, also shipped as ``etc/agentbus.toml``). Every pr
 unknown key, a wrong type, a bad duration or size, an unreadable file — raises
 :class:`ConfigError` naming the key, which the CLI turns into exit code 2.
 
+Layers, lowest first (docs/configuration.md): the packaged defaults, the local file, the
+group files the server assigned (core/groupfile.py, stored by set-group: core/groupset.py)
+in the order the server listed the groups, then the environment. ``Config.origins`` says
+for every key which layer its value came from (``default``, the file's path,
+``group:<name>``, ``env:<VAR>``); ``agentbus config show --origin`` prints it.
+
 Each section is a frozen dataclass; the annotation of a field says how its value is read:
 ``Seconds`` takes ``"500ms"``, ``"30s"``, ``"11m"``, ``"2h"``, ``"1d"`` or a number of seconds;
 ``Bytes`` takes ``"256KB"``, ``"1MB"``, ``"2GB"`` (powers of 1024) or a number of bytes.
@@ -24,6 +30,7 @@ from typing import Annotated, Any, Literal
 
 from bus.errors import EXIT_USAGE, AgentbusError
 from core import registry
+from core.groupfile import Change, GroupFile, GroupFileError, parse_group_file, refusal
 
 Seconds = Annotated[float, "duration"]
 Bytes = Annotated[int, "size"]
@@ -95,8 +102,9 @@ class BusSection:
     curve_clients_dir: str = ""
     #: allow tcp on loopback without CURVE (any local user could then reach the bus)
     allow_plain_loopback: bool = False
-    #: bytes of messages a receiving socket may hold per connected client; its receive
-    #: high-water mark is this divided by max_message_bytes (libzmq counts messages)
+    #: bytes of messages the ingest and control sockets may hold per connected client: their
+    #: receive high-water mark is this divided by max_message_bytes (libzmq counts
+    #: messages); the events and results sockets keep hwm (see docs/bus-protocol.md)
     receive_budget_bytes: Bytes = 64 * 1024 * 1024
     #: how many rejected-input log lines per minute, per socket
     reject_log_per_minute: int = 10
@@ -214,9 +222,23 @@ def collector_settings() -> dict[str, type[Any]]:
     return {name: spec.load_settings() for name, spec in registry.collectors()}
 
 
+@dataclass(frozen=True)
+class ConfigBase:
+    """What a configuration was built from below the groups: the local file's table (as
+    read at start) and the environment. A reload puts other groups on the same base."""
+
+    #: the local file's TOML table
+    file_raw: dict[str, Any]
+    #: the local file's origin label: its path, or ``default`` for the packaged one
+    label: str
+    #: the environment's ``AGENTBUS_*`` variables
+    environ: dict[str, str]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """The whole configuration; ``source`` says which file it came from."""
+    """The whole configuration; ``source`` says which file it came from, ``origins`` which
+    layer each key's value came from, ``groups`` the group files applied."""
 
     agent: AgentSection = field(default_factory=AgentSection)
     bus: BusSection = field(default_factory=BusSection)
@@ -226,6 +248,14 @@ class Config:
     health: HealthSection = field(default_factory=HealthSection)
     collectors: CollectorsSection = field(default_factory=CollectorsSection.defaults)
     source: str = "<defaults>"
+    #: dotted key → ``default``, a file path, ``group:<name>`` or ``env:<VAR>``
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: the groups whose files are applied, in order, and when they were stored
+    groups: tuple[str, ...] = field(default=(), compare=False)
+    groups_applied_at: float | None = field(default=None, compare=False)
+    #: stored groups left out because their file is unusable now, with the reason
+    groups_skipped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    base: ConfigBase | None = field(default=None, compare=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -246,8 +276,18 @@ def find_config_file(explicit: str | None = None) -> Path:
     return DEFAULT_CONFIG_FILE
 
 
-def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Read, override from the environment and check the configuration."""
+#: fields of Config that are no configuration keys
+_META = frozenset({"source", "origins", "groups", "groups_applied_at", "groups_skipped", "base"})
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+    *,
+    groups: bool = True,
+) -> Config:
+    """Read the local file, put the stored group files (unless ``groups`` is false) and the
+    environment on it, and check the whole configuration."""
     file = find_config_file(str(path) if path else None)
     try:
         text = file.read_text(encoding="utf-8")
@@ -259,23 +299,208 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
-    apply_env_overrides(raw, os.environ if environ is None else environ)
-    config = _build(Config, raw, "")
+    env = os.environ if environ is None else environ
+    label = "default" if file.resolve() == DEFAULT_CONFIG_FILE.resolve() else str(file)
+    base = ConfigBase(raw, label, {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
+    stored = None
+    if groups:
+        # the data dir comes from the layers under the groups (a group cannot move it)
+        data_dir = build_layers(base, []).agent.data_dir
+        stored = _stored_group_files(data_dir)
+    config = build_layers(base, stored[0] if stored else [])
+    if stored:
+        config = dataclasses.replace(config, groups_applied_at=stored[1], groups_skipped=stored[2])
     return dataclasses.replace(config, source=str(file))
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    """A checked Config from a TOML-shaped dict (tests and the demo build configs this way)."""
-    return _build(Config, raw, "")
+    """A checked Config from a TOML-shaped dict (tests and the demo build configs this way).
+
+    The fields that are no keys (``source``, ``origins``, ...: what ``dataclasses.asdict``
+    of a Config holds besides its sections) are left out.
+    """
+    raw = {k: v for k, v in raw.items() if k not in _META}
+    return dataclasses.replace(_build(Config, raw, ""), base=ConfigBase(raw, "<dict>", {}))
+
+
+def with_groups(config: Config, files: list[GroupFile], applied_at: float | None) -> Config:
+    """``config``'s base (local file, environment) with ``files`` as its groups instead.
+
+    What a reload builds: the local file as read at start, the new groups, the environment
+    of the start. Raises :class:`ConfigError` if the result is not a valid configuration.
+    """
+    base = config.base or ConfigBase(_plain(config), "<config>", {})
+    new = build_layers(base, files)
+    return dataclasses.replace(new, source=config.source, groups_applied_at=applied_at)
+
+
+def reload_config(config: Config) -> Config:
+    """``config``'s base with the group files stored now (a set-group or fetch-config)."""
+    files, applied_at, skipped = _stored_group_files(config.agent.data_dir)
+    return dataclasses.replace(with_groups(config, files, applied_at), groups_skipped=skipped)
+
+
+def _stored_group_files(data_dir: str) -> tuple[list[GroupFile], float | None, dict[str, str]]:
+    """The stored group files, parsed and checked; an unusable one is left out (and said).
+
+    They were checked before they were stored: one that fails now (an agent upgraded
+    since, a file changed by hand) must not keep the agent from starting.
+    """
+    from loguru import logger
+
+    from core.groupset import read_stored
+
+    stored = read_stored(data_dir)
+    skipped = dict(stored.problems)
+    files: list[GroupFile] = []
+    for group, text in stored.files:
+        try:
+            parsed = parse_group_file(group, text)
+            check_changes(parsed)
+        except GroupFileError as exc:
+            skipped[group] = str(exc)
+            continue
+        files.append(parsed)
+    for group, why in skipped.items():
+        logger.warning("group {}: its stored file is not applied: {}", group, why)
+    return files, stored.applied_at, skipped
+
+
+def build_layers(base: ConfigBase, groups: list[GroupFile]) -> Config:
+    """Defaults < the local file < ``groups`` in order < the environment, checked."""
+    raw = _plain(Config())
+    origins = {".".join(p): "default" for p in _key_paths(Config, ())}
+    _merge(raw, base.file_raw, base.label, origins, ())
+    for group in groups:
+        for change in group.changes:
+            _apply(raw, change, f"group:{group.name}", origins)
+    by_env = {ENV_PREFIX + "_".join(p).upper(): p for p in _key_paths(Config, ())}
+    for name, value in sorted(base.environ.items()):
+        key_path = _env_key(name, by_env)
+        if key_path is not None:
+            _apply(raw, Change("set", key_path, _env_value(value), name), f"env:{name}", origins)
+    config = _build(Config, raw, "")
+    return dataclasses.replace(
+        config,
+        origins=origins,
+        groups=tuple(g.name for g in groups),
+        base=base,
+    )
+
+
+def check_changes(group: GroupFile) -> None:
+    """Check every value a group file sets against our schema; raises GroupFileError
+    naming the file's own key."""
+    for change in group.changes:
+        key = change.source_key
+        reason = refusal(change.path)
+        if reason is not None:
+            raise GroupFileError(key, f"refused: {reason}")
+        hint = _hint(change.path)
+        if hint is None:
+            raise GroupFileError(key, f"unknown key ({'.'.join(change.path)})")
+        if dataclasses.is_dataclass(hint) or hint is CollectorsSection:
+            raise GroupFileError(key, "must be a table of keys")
+        try:
+            if change.op == "set":
+                _convert(hint, change.value, key)
+            elif typing.get_origin(hint) is not list:
+                raise GroupFileError(key, "is not a list")
+            else:
+                _convert(hint, change.value, key)
+        except ConfigError as exc:
+            raise GroupFileError(key, str(exc).removeprefix(f"{key}: ")) from None
+
+
+def _hint(path: tuple[str, ...]) -> Any:
+    """The annotation of the key at ``path``; None if there is no such key."""
+    cls: Any = Config
+    for part in path:
+        if cls is CollectorsSection:
+            cls = collector_settings().get(part)
+            if cls is None:
+                return None
+            continue
+        if not dataclasses.is_dataclass(cls):
+            return None  # a path that goes below a value
+        names = {f.name for f in dataclasses.fields(cls)} - _META
+        if part not in names:
+            return None
+        cls = typing.get_type_hints(cls, include_extras=True)[part]
+    return cls
+
+
+def _plain(config: Config) -> dict[str, Any]:
+    """``config``'s keys as a TOML-shaped dict of plain values."""
+    raw = dataclasses.asdict(config)
+    for name in _META:
+        raw.pop(name, None)
+    raw["collectors"] = {name: dict(section) for name, section in raw["collectors"].items()}
+    return raw
+
+
+def _merge(
+    raw: dict[str, Any],
+    layer: dict[str, Any],
+    origin: str,
+    origins: dict[str, str],
+    prefix: tuple[str, ...],
+) -> None:
+    for key, value in layer.items():
+        path = (*prefix, key)
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            _merge(raw[key], value, origin, origins, path)
+        else:
+            raw[key] = value  # a wrong type or unknown key: _build names it
+            origins[".".join(path)] = origin
+
+
+def _apply(raw: dict[str, Any], change: Change, origin: str, origins: dict[str, str]) -> None:
+    node = raw
+    for part in change.path[:-1]:
+        sub = node.setdefault(part, {})
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{'.'.join(change.path[:-1])} must be a table")
+        node = sub
+    leaf, key = change.path[-1], ".".join(change.path)
+    if change.op == "set":
+        node[leaf] = change.value
+        origins[key] = origin
+        return
+    current = node.get(leaf)
+    if isinstance(current, str):  # a list given as "a,b" (the environment)
+        current = [v.strip() for v in current.split(",") if v.strip()]
+    if not isinstance(current, list):
+        current = []
+    if change.op == "add":
+        node[leaf] = current + [v for v in change.value if v not in current]
+    else:
+        node[leaf] = [v for v in current if v not in change.value]
+    before = origins.get(key, "default")
+    origins[key] = before if origin in before.split(" + ") else f"{before} + {origin}"
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """Every key of ``config`` as ``{"section.key": value}`` (durations in seconds, sizes
+    in bytes), in schema order: what ``agentbus config show`` prints."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value
+
+    walk(_plain(config), "")
+    return out
 
 
 def to_toml(config: Config) -> str:
     """The configuration as a TOML document that :func:`load_config` reads back unchanged."""
     import tomli_w
 
-    raw = dataclasses.asdict(config)
-    raw.pop("source", None)
-    return tomli_w.dumps(raw)
+    return tomli_w.dumps(_plain(config))
 
 
 def apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
@@ -283,13 +508,9 @@ def apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) 
     paths = _key_paths(Config, ())
     by_env = {ENV_PREFIX + "_".join(p).upper(): p for p in paths}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
-            continue
-        if name in ("AGENTBUS_CURVE_SERVER_KEY", "AGENTBUS_CURVE_CLIENT_KEY"):
-            continue  # the bus SDK's client keys (docs/bus-protocol.md), not config keys
-        key_path = by_env.get(name)
+        key_path = _env_key(name, by_env)
         if key_path is None:
-            raise ConfigError(f"environment variable {name} names no configuration key")
+            continue
         node = raw
         for part in key_path[:-1]:
             sub = node.setdefault(part, {})
@@ -297,6 +518,18 @@ def apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) 
                 raise ConfigError(f"{'.'.join(key_path[:-1])} must be a table")
             node = sub
         node[key_path[-1]] = _env_value(value)
+
+
+def _env_key(name: str, by_env: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The key path an ``AGENTBUS_*`` variable sets; None for other variables."""
+    if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+        return None
+    if name in ("AGENTBUS_CURVE_SERVER_KEY", "AGENTBUS_CURVE_CLIENT_KEY"):
+        return None  # the bus SDK's client keys (docs/bus-protocol.md), not config keys
+    key_path = by_env.get(name)
+    if key_path is None:
+        raise ConfigError(f"environment variable {name} names no configuration key")
+    return key_path
 
 
 def _env_value(text: str) -> Any:
@@ -314,7 +547,7 @@ def _key_paths(cls: type, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name in _META:
             continue
         hint = hints[f.name]
         if hint is CollectorsSection:
@@ -331,7 +564,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'config'} must be a table")
     hints = typing.get_type_hints(cls, include_extras=True)
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    names = {f.name for f in dataclasses.fields(cls)} - _META
     unknown = sorted(set(raw) - names)
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]

@@ -160,6 +160,17 @@ async def revoke_tokens(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.get("/files/{name}")
+async def get_file(name: str, request: Request) -> Response:
+    if "/" in name or name in ("", ".", ".."):
+        raise bad_request("Invalid file name")
+    try:
+        content = (state_of(request).options.files_dir / name).read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise HTTPError(404, "File does not exist") from None
+    return Response(content, media_type="application/octet-stream")
+
+
 @router.put("/files/{name}")
 async def put_file(name: str, request: Request) -> Response:
     if "/" in name or name in ("", ".", ".."):

@@ -187,6 +187,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="e.g. web.yml")
     p.add_argument("file", help="local file to upload ('-' for stdin)")
 
+    p = actions.add_parser(
+        "group-file",
+        parents=[client],
+        help="set (or --show) a group's configuration file, <group>.yml",
+        description="Serve FILE as the configuration of GROUP (<group>.yml at /api/v1/files), "
+        "checked first as the agent checks it (docs/configuration.md).",
+    )
+    p.add_argument("group", help="the group's name, e.g. web")
+    p.add_argument("file", nargs="?", help="local YAML file ('-' for stdin)")
+    p.add_argument("--show", action="store_true", help="print the file the server serves")
+    p.add_argument(
+        "--no-check", action="store_true", help="serve it even if the agent would refuse it"
+    )
+
     p = actions.add_parser("fault", parents=[client], help="inject faults (or --clear, --list)")
     p.add_argument("--status", type=int, help="answer with this status (500, 503, 429, ...)")
     p.add_argument("--count", type=int, help="for this many requests")
@@ -354,8 +368,45 @@ def _act(client: Any, args: argparse.Namespace) -> int:
     elif action == "put-file":
         content = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         client.put_file(args.name, content)
+    elif action == "group-file":
+        return _group_file(client, args)
     elif action == "fault":
         return _fault(client, args)
+    return 0
+
+
+def _group_file(client: Any, args: argparse.Namespace) -> int:
+    from core.groupset import file_name, valid_group_name
+
+    if not valid_group_name(args.group):
+        print(f"agentbus server: {args.group!r} is not a valid group name", file=sys.stderr)
+        return 2
+    name = file_name(args.group)
+    if args.show:
+        content = client.get_file(name)
+        if content is None:
+            print(f"agentbus server: no file for group {args.group}", file=sys.stderr)
+            return 1
+        sys.stdout.write(content.decode("utf-8", "replace"))
+        return 0
+    if args.file is None:
+        print("agentbus server: group-file needs FILE (or --show)", file=sys.stderr)
+        return 2
+    content = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    if not args.no_check:
+        from core.config import check_changes
+        from core.groupfile import GroupFileError, parse_group_file
+
+        try:
+            parsed = parse_group_file(args.group, content)
+            check_changes(parsed)
+        except GroupFileError as exc:
+            print(f"agentbus server: agents would refuse {name}: {exc}", file=sys.stderr)
+            return 2
+        for warning in parsed.warnings:
+            print(f"agentbus server: {name}: {warning}", file=sys.stderr)
+    client.put_file(name, content)
+    _out(args, {"file": name}, lines=[f"group {args.group}: {name} served"])
     return 0
 
 

@@ -133,6 +133,17 @@ class AdminClient:
     def revoke_tokens(self) -> None:
         self._call("POST", "/revoke-tokens")
 
+    def get_file(self, name: str) -> bytes | None:
+        """A served file's content; None if there is none."""
+        response = self.session.get(
+            f"{self.url}/admin/files/{name}", timeout=self.timeout, verify=self.session.verify
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise AdminError(response.status_code, response.text)
+        return response.content
+
     def put_file(self, name: str, content: bytes) -> None:
         self._call("PUT", f"/files/{name}", data=content)
 

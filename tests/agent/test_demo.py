@@ -44,7 +44,11 @@ def test_demo_summary_matches_the_server(tmp_path):
         assert set(table) == {"demo", "logcollector", "fim", "inventory"}
         for module, shown in table.items():
             assert admin.count_events(module=module) == int(shown)
+        # set-group web: the group's file added a log file, only the logcollector reloaded,
+        # and that file's lines arrived
+        assert re.search(r"of them from the file group web added: (\d+) of \1$", out, re.M)
         results = {r["message"] for r in admin.results() if r["code"] != 2}
+        assert "Groups set to web; 1 group file(s) fetched; reloaded logcollector" in results
         assert "echo: hi" in results
         assert "no executor for module nosuch" in results
     finally:

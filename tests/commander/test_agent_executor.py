@@ -13,6 +13,7 @@ from bus.results import ResultCode
 from commander import agent_executor
 from commander.agent_executor import AgentActions, AgentExecutorService, make_executor
 from comms.credentials import load_credentials
+from core.groupset import read_stored
 from tests.fixtures.commander import commander_thread, status, wait_status
 from tests.fixtures.common import wait_for
 
@@ -40,17 +41,21 @@ def run(server, agent_id, name, args=None, timeout=15):
     return [(r["code"], r["message"]) for r in server.command_results(doc)]
 
 
+NO_SUPERVISOR = "no supervisor answered: each service applies them when it starts"
+
+
 def test_set_group_fetches_the_files_stores_the_groups_and_updates_the_metadata(agent):
     config, server, agent_id = agent
-    server.put_file("web.yml", "syscheck:\n  frequency: 60\n")
+    server.put_file("web.yml", "logcollector:\n  localfiles:\n    - location: /tmp/web.log\n")
     server.put_file("linux.yml", b"logcollector: {}\n")
     assert run(server, agent_id, "set-group", {"groups": ["web", "linux"]}) == [
-        (0, "Groups set to web, linux; 2 group file(s) fetched")
+        (0, f"Groups set to web, linux; 2 group file(s) fetched; {NO_SUPERVISOR}")
     ]
     groups_dir = config.data_dir / "groups"
-    assert (groups_dir / "web.yml").read_text() == "syscheck:\n  frequency: 60\n"
+    assert (groups_dir / "web.yml").read_text().endswith("- location: /tmp/web.log\n")
     assert (groups_dir / "linux.yml").read_bytes() == b"logcollector: {}\n"
     assert stat.S_IMODE((groups_dir / "web.yml").stat().st_mode) == 0o600
+    assert read_stored(config.data_dir).groups == ["web", "linux"]
     assert load_credentials(config.data_dir).groups == ("web", "linux")
     # The result itself went through the forwarder after the change: the server saw the
     # new groups in the agent metadata line.
@@ -58,10 +63,17 @@ def test_set_group_fetches_the_files_stores_the_groups_and_updates_the_metadata(
 
     # Leaving a group removes its file; fetch-config fetches the current ones again.
     assert run(server, agent_id, "set-group", {"groups": ["web"]})[0][0] == 0
-    assert sorted(p.name for p in groups_dir.iterdir()) == ["web.yml"]
-    server.put_file("web.yml", "changed: true\n")
-    assert run(server, agent_id, "fetch-config") == [(0, "1 group file(s) fetched")]
-    assert (groups_dir / "web.yml").read_text() == "changed: true\n"
+    assert sorted(p.name for p in groups_dir.iterdir()) == ["applied.json", "web.yml"]
+    # one generation directory is left: the one in force
+    assert len([p for p in config.data_dir.glob("groups.*") if p.is_dir()]) == 1
+    server.put_file("web.yml", "inventory:\n  interval: 2h\nsyscheck: {}\n")
+    assert run(server, agent_id, "fetch-config") == [
+        (
+            0,
+            "1 group file(s) fetched (1 setting(s) ignored, see the agent's log); " + NO_SUPERVISOR,
+        )
+    ]
+    assert (groups_dir / "web.yml").read_text() == "inventory:\n  interval: 2h\nsyscheck: {}\n"
 
 
 def test_set_group_with_a_missing_file_fails_and_changes_nothing(agent):
@@ -105,14 +117,18 @@ def test_a_newline_group_name_changes_nothing(agent):
 def test_a_local_write_error_sends_no_local_path_to_the_server(agent):
     config, server, agent_id = agent
     server.put_file("web.yml", "a: 1\n")
-    # A file where the groups directory should be: writing web.yml fails with an OSError
-    # whose text holds the full path of the data dir.
-    (config.data_dir / "groups").write_text("in the way")
+    # The plain groups directory of an older version, and something in the way of moving
+    # it aside: the store fails with an OSError whose text holds the data dir's path.
+    (config.data_dir / "groups").mkdir()
+    (config.data_dir / "groups" / "old.yml").write_text("a: 1\n")
+    (config.data_dir / "groups.legacy").mkdir()
+    (config.data_dir / "groups.legacy" / "x").write_text("in the way")
     results = run(server, agent_id, "set-group", {"groups": ["web"]})
-    assert results == [(1, "Cannot write group file web.yml")]
+    assert results == [(1, "Cannot write the group files")]
     for _code, message in results:
         assert str(config.data_dir) not in message and "Errno" not in message
     assert load_credentials(config.data_dir).groups == ()
+    assert read_stored(config.data_dir).groups == []
 
 
 def test_unreadable_credentials_send_no_local_path(make_config):

@@ -115,10 +115,12 @@ def test_a_file_over_the_cap_writes_nothing_and_the_previous_file_stays(
     assert "larger than 65536 bytes (the cap set by [agent] max_download_bytes)" in message
     assert (folder / "web.yml").read_bytes() == b"old: true\n"
     assert sorted(p.name for p in folder.iterdir()) == ["web.yml"]
-    # The legitimate path: a file of exactly the cap is written.
-    hostile.routes["/api/v1/files"] = fixed(b"a" * SMALL)
+    # The legitimate path: a file of exactly the cap is written (a YAML comment: a group
+    # file that changes nothing, since every file is checked as configuration).
+    body = b"#" + b"a" * (SMALL - 2) + b"\n"
+    hostile.routes["/api/v1/files"] = fixed(body)
     assert _set_group(config, _client(config), "web")[0] == ResultCode.SUCCESS
-    assert (folder / "web.yml").read_bytes() == b"a" * SMALL
+    assert (folder / "web.yml").read_bytes() == body
 
 
 def test_a_huge_content_length_is_refused_before_reading_the_body(
