@@ -5,6 +5,12 @@ executor, logcollector, inventory, fim), feeds it from an example collector and 
 executor, queues a few commands, shows live progress, and prints a summary read back from
 the server. Every step prints one line, so a newcomer can follow what happens.
 
+Active response is part of it too: the active-response executor runs as a process of its
+own (as ``agentbus active-response`` does under its unit), with firewall-drop enabled by a
+link in its allowed directory; the server asks it to block an address as a dry run, and
+the program's answer — the nftables or iptables commands it would run — comes back as the
+command's result (docs/active-response.md).
+
 Centralized configuration is part of it: the server serves a file for group ``web`` that
 adds a log file to the logcollector (docs/configuration.md); ``set-group web`` moves the
 agent into the group, the agent reloads its logcollector alone, and lines written to that
@@ -37,6 +43,8 @@ LOG_LINES = 300
 GROUP_LINES = 50
 #: what marks those lines (the summary counts the events holding it)
 GROUP_MARK = "GET /demo-group"
+#: the address the demo's active response would block (a documentation address)
+AR_ADDRESS = "203.0.113.7"
 #: how long the demo waits for everything to arrive (seconds)
 DEADLINE = 90.0
 ADMIN_USER = "wazuh"
@@ -66,6 +74,7 @@ class Demo:
         self.server: subprocess.Popen[bytes] | None = None
         self.server_dir = base / "server"
         self.agent: subprocess.Popen[bytes] | None = None
+        self.active_response: subprocess.Popen[bytes] | None = None
         self.config_file = base / "agentbus.toml"
         # ipc socket paths are limited (MAX_IPC_PATH): a deep --dir gets a short run dir
         self.run_dir = base / "run"
@@ -79,6 +88,7 @@ class Demo:
             self.start_server()
             config = self.enroll()
             self.start_agent()
+            self.start_active_response()
             executor = self.start_example_executor(config)
             self.feed(config)
             self.queue_commands()
@@ -167,6 +177,10 @@ class Demo:
 
     def start_agent(self) -> None:
         say("starting the agent (agentbus run): forwarder, commander, executor, collectors")
+        # 0750, as the unit makes it: the active-response executor refuses a commands
+        # socket in a directory others than its owner may write
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o750)
         log = open(self.base / "agent.log", "ab")  # noqa: SIM115 - owned by the child
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "agent.main", "run", "--config", str(self.config_file)],
@@ -180,6 +194,50 @@ class Demo:
             lambda: collect_status(config)["summary"]["healthy"], 30,
             f"the agent did not come up (see {self.base / 'agent.log'})", self.agent,
         )  # fmt: skip
+
+    def start_active_response(self) -> None:
+        """The active-response executor, a process of its own, allowed one program (a link
+        to our firewall-drop); it is served once the commander has its hello."""
+        import tomllib
+
+        import tomli_w
+
+        from active_response.programs import SHIPPED_DIR
+
+        allowed = self.base / "active-response"
+        allowed.mkdir(mode=0o755)
+        os.chmod(allowed, 0o755)
+        (allowed / "firewall-drop").symlink_to(SHIPPED_DIR / "firewall-drop")
+        raw = tomllib.loads(self.config_file.read_text())
+        raw["active_response"] = {
+            "programs_dir": str(allowed),
+            "state_dir": str(self.base / "active-response-state"),
+        }
+        self.ar_config_file = self.base / "active-response.toml"
+        self.ar_config_file.write_text(tomli_w.dumps(raw))
+        log = open(self.base / "active-response.log", "ab")  # noqa: SIM115 - owned by the child
+        self.active_response = subprocess.Popen(
+            [sys.executable, "-m", "agent.main", "active-response", "--config", str(self.ar_config_file)],
+            stdout=log, stderr=subprocess.STDOUT, env=_clean_env(), start_new_session=True,
+        )  # fmt: skip
+        from agent.status import collect_status
+        from core.config import load_config
+
+        config = load_config(self.config_file, environ={})
+
+        def served() -> bool:
+            commander = collect_status(config)["services"].get("commander", {})
+            return "active-response" in commander.get("counters", {}).get("executors", {})
+
+        _until(
+            served,
+            30,
+            f"the active-response executor did not come up (see {log.name})",
+            self.active_response,
+        )
+        say(
+            f"active-response executor serves topic 'active-response' (allowed: firewall-drop, in {allowed})"
+        )
 
     def start_example_executor(self, config: Any) -> Any:
         from bus.executor import Executor
@@ -261,6 +319,12 @@ class Demo:
         commands = [
             ("set-group web", "set-group", {"groups": ["web"]}, 0),
             ("demo.echo", "demo.echo", {"text": "hi"}, 0),
+            (
+                "firewall-drop (dry run)",
+                "active-response.firewall-drop",
+                {"command": "add", "dry_run": True, "alert": {"data": {"srcip": AR_ADDRESS}}},
+                0,
+            ),
             ("set-group with bad args", "set-group", {"groups": 5}, 1),
             ("an action nobody serves", "nosuch.scan", {}, 1),
         ]
@@ -352,12 +416,18 @@ everything keeps running (--keep). Look around:
   agentbus server events --url {self.url} --data-dir {self.server_dir} --module demo | tail -3
   agentbus server command --url {self.url} --data-dir {self.server_dir} --agent {self.agent_id} --name demo.echo --args '{{"text":"yo"}}'
   agentbus server results --url {self.url} --data-dir {self.server_dir}
-logs: {self.base}/agent.log, {self.base}/server.log
-stop: kill {self.agent.pid if self.agent else "?"} {self.server.pid if self.server else "?"}"""
+  agentbus ar list --config {self.ar_config_file}
+  agentbus ar run firewall-drop add --arg srcip={AR_ADDRESS} --config {self.ar_config_file}
+logs: {self.base}/agent.log, {self.base}/server.log, {self.base}/active-response.log
+stop: kill {self.agent.pid if self.agent else "?"} {self.server.pid if self.server else "?"} {self.active_response.pid if self.active_response else "?"}"""
         )
 
     def stop_all(self) -> None:
-        for proc, name in ((self.agent, "agent"), (self.server, "server")):
+        for proc, name in (
+            (self.active_response, "active-response"),
+            (self.agent, "agent"),
+            (self.server, "server"),
+        ):
             if proc is None or proc.poll() is not None:
                 continue
             proc.send_signal(signal.SIGTERM)

@@ -38,6 +38,8 @@ SUBCOMMANDS = {
     "quarantine": "agent.cli.quarantine",
     "server": "refserver.cli",
     "demo": "agent.cli.demo",
+    "ar": "agent.cli.ar",
+    "active-response": "active_response.cli",
 }
 #: each subcommand's line in ``agentbus --help`` (a service's is its registry entry's
 #: ``help``): here, so that the listing imports no subcommand module; the same text as the
@@ -52,6 +54,8 @@ HELP = {
     "quarantine": "list, retry or drop events the server refused (the forwarder's quarantine)",
     "server": "the reference server (run it, or query and drive a running one)",
     "demo": "run the whole system in a temporary directory and show it working",
+    "ar": "active responses: list those in force, or try one here (dry-run unless --apply)",
+    "active-response": "run the active-response executor (its own process and unit; not part of 'run')",
 }
 
 

@@ -126,7 +126,7 @@ class Supervisor(Service):
         from comms.credentials import load_credentials
 
         load_credentials(self.config.data_dir)  # NotEnrolled (exit 2) says how to enroll
-        self.config.run_dir.mkdir(mode=0o770, parents=True, exist_ok=True)
+        self.config.run_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._write_pid_file()
         self.resources.callback(self._remove_pid_file)

@@ -195,7 +195,7 @@ def _bind(sock: zmq.Socket, endpoint: str, opts: SocketOptions, mode: int) -> Bi
             f"ipc path {path} is longer than {MAX_IPC_PATH} characters; use a shorter run_dir"
         )
     try:
-        path.parent.mkdir(mode=0o770, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     except OSError as exc:
         raise BusError(f"cannot create run directory {path.parent}: {exc.strerror}") from None
     lock_fd = _take_lock(path)

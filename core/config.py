@@ -247,6 +247,9 @@ class Config:
     log: LogSection = field(default_factory=LogSection)
     health: HealthSection = field(default_factory=HealthSection)
     collectors: CollectorsSection = field(default_factory=CollectorsSection.defaults)
+    #: ``[active_response]``: read and checked by the active-response executor alone
+    #: (active_response/settings.py); the agent only lets the table be
+    active_response: dict[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
     #: dotted key → ``default``, a file path, ``group:<name>`` or ``env:<VAR>``
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -526,6 +529,8 @@ def _env_key(name: str, by_env: dict[str, tuple[str, ...]]) -> tuple[str, ...] |
         return None
     if name in ("AGENTBUS_CURVE_SERVER_KEY", "AGENTBUS_CURVE_CLIENT_KEY"):
         return None  # the bus SDK's client keys (docs/bus-protocol.md), not config keys
+    if name.startswith("AGENTBUS_ACTIVE_RESPONSE_"):
+        return None  # the active-response executor's own overrides (its settings read them)
     key_path = by_env.get(name)
     if key_path is None:
         raise ConfigError(f"environment variable {name} names no configuration key")
@@ -610,6 +615,10 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table")
+        return dict(value)
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -48,6 +48,8 @@ REFUSED: dict[tuple[str, ...], str] = {
     "file only",
     ("collectors", "sca", "allow_shell_commands"): "shell commands in policies are allowed "
     "by the local file only",
+    ("active_response",): "what runs with the active-response executor's privileges is set "
+    "by the local file only",
 }
 
 

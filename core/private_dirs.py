@@ -5,17 +5,18 @@ The data dir holds the credentials, the queues (events not yet delivered) and co
 0755 by hand would let every local user read them, so at start every service checks both:
 
 - a directory more open than it should be (the data dir: any access for group or others,
-  0700; the run dir: any access for others, 0770) is **tightened** (chmod) when the
+  0700; the run dir: group write or any access for others, 0750) is **tightened** (chmod) when the
   agent's user owns it;
 - owned by anyone else, it is **refused**: the agent would trust files another user can
   replace. One line, exit 2 (:class:`core.config.ConfigError`).
 
-The run dir may stay group-accessible (0750/0770): the bus sockets in it are 0660 so that
-members of the agent's group can run collectors and executors.
+The run dir stays group-readable (0750): the bus sockets in it are 0660 so that members of
+the agent's group can run collectors and executors; they need not write the directory, and
+must not: they could put a socket of their own in place of the agent's while it is down.
 
 :func:`restrict_umask` (``umask 077``) is the first thing every agentbus process does;
-files are still created with an explicit mode (:data:`FILE_MODE`), because a thread of the
-same process may change the umask for a moment (binding an ipc socket).
+files are still created with an explicit mode (:data:`FILE_MODE`), so that a process started
+another way (a test, an embedding program) gets the same files.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ UMASK = 0o077
 FILE_MODE = 0o600
 #: mode bits never allowed on the data dir (nothing in it is for anyone else)
 DATA_DIR_FORBIDDEN = 0o077
-#: mode bits never allowed on the run dir (the group may enter it to reach the sockets)
-RUN_DIR_FORBIDDEN = 0o007
+#: mode bits never allowed on the run dir (the group may enter it to reach the sockets,
+#: not replace them)
+RUN_DIR_FORBIDDEN = 0o027
 
 
 def restrict_umask() -> int:
@@ -70,9 +72,9 @@ def secure_dir(path: Path, forbidden: int, *, create_mode: int, what: str) -> No
 
 
 def secure_agent_dirs(config: Config) -> None:
-    """The data dir (0700) and the run dir (0770 at most), as the module docstring says."""
+    """The data dir (0700) and the run dir (0750 at most), as the module docstring says."""
     secure_dir(config.data_dir, DATA_DIR_FORBIDDEN, create_mode=0o700, what="agent.data_dir")
-    secure_dir(config.run_dir, RUN_DIR_FORBIDDEN, create_mode=0o770, what="agent.run_dir")
+    secure_dir(config.run_dir, RUN_DIR_FORBIDDEN, create_mode=0o750, what="agent.run_dir")
 
 
 def make_private(path: Path, mode: int = FILE_MODE) -> None:

@@ -25,7 +25,7 @@ def test_demo_summary_matches_the_server(tmp_path):
         env=clean_env(),
     )
     out = result.stdout
-    pids = [int(p) for p in re.search(r"stop: kill (\d+) (\d+)", out).groups()]  # type: ignore[union-attr]
+    pids = [int(p) for p in re.search(r"stop: kill ([\d ]+)$", out, re.M).group(1).split()]  # type: ignore[union-attr]
     try:
         assert result.returncode == 0, out + result.stderr
         assert "[demo] demo succeeded" in out
@@ -51,6 +51,15 @@ def test_demo_summary_matches_the_server(tmp_path):
         assert "Groups set to web; 1 group file(s) fetched; reloaded logcollector" in results
         assert "echo: hi" in results
         assert "no executor for module nosuch" in results
+        # the active-response executor, a process of its own, answered a dry run of
+        # firewall-drop with the commands it would run, read back from the server
+        assert len(pids) == 3
+        assert re.search(
+            r"^  firewall-drop \(dry run\) +code 0: dry run: would block 203\.0\.113\.7 with (nft|iptables)$",
+            out,
+            re.M,
+        )
+        assert any(m.startswith("dry run: would block 203.0.113.7 with") for m in results)
     finally:
         for pid in pids:
             try:

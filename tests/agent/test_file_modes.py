@@ -97,7 +97,7 @@ def test_a_loose_data_dir_of_ours_is_tightened_and_run_dir_keeps_its_group(make_
     config.run_dir.chmod(0o775)
     secure_agent_dirs(config)
     assert stat.S_IMODE(config.data_dir.stat().st_mode) == 0o700
-    assert stat.S_IMODE(config.run_dir.stat().st_mode) == 0o770
+    assert stat.S_IMODE(config.run_dir.stat().st_mode) == 0o750  # group: in, not write
 
 
 @needs_root
