@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test test-system check lint format demo bench lock clean
+.PHONY: all venv test test-readme test-system check lint format demo bench lock clean
 
 all: test
 
@@ -29,6 +29,10 @@ test: $(STAMP)
 	if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
 		(cd examples/node-collector && npm ci --no-audit --no-fund --silent); fi
 	$(BIN)/python -m pytest -q -m "not system" -n $(TEST_WORKERS)
+
+## make test-readme: the README's sh blocks, as pasted, in a fresh clone of HEAD (port 27400)
+test-readme:
+	$(PYTHON) tests/readme/run_blocks.py
 
 ## make test-system: whole-system reliability tests (slow)
 test-system: $(STAMP)

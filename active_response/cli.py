@@ -15,8 +15,12 @@ HELP = "run the active-response executor (its own process and unit; not part of 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = (
-        "Settings: [active_response] of the configuration file (docs/active-response.md)."
+    from core.helpfmt import synopsis
+
+    synopsis(parser, "agentbus active-response --config /etc/agentbus/agentbus.toml")
+    parser.description = (
+        "Settings: [active_response] of the configuration file, every key with its default "
+        "in docs/active-response.md."
     )
 
 

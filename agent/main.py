@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     "status": "agent.cli.status",
     "config": "agent.cli.config",
     "quarantine": "agent.cli.quarantine",
+    "diagnostics": "agent.cli.diagnostics",
     "server": "refserver.cli",
     "demo": "agent.cli.demo",
     "ar": "agent.cli.ar",
@@ -52,11 +53,20 @@ HELP = {
     "status": "show every service's state and counters",
     "config": "show the effective configuration (--origin: where each value came from)",
     "quarantine": "list, retry or drop events the server refused (the forwarder's quarantine)",
+    "diagnostics": "write one archive for support: versions, redacted config, status, logs (no secrets)",
     "server": "the reference server (run it, or query and drive a running one)",
     "demo": "run the whole system in a temporary directory and show it working",
     "ar": "active responses: list those in force, or try one here (dry-run unless --apply)",
     "active-response": "run the active-response executor (its own process and unit; not part of 'run')",
 }
+
+
+#: the end of ``agentbus --help``
+EXAMPLES = """examples:
+  agentbus register --enroll-url https://manager:55000 --user wazuh --password - < pw
+  agentbus run --config /etc/agentbus/agentbus.toml
+  agentbus status --json
+  agentbus COMMAND --help      # every option of COMMAND, its default and examples"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,7 +116,12 @@ class _Version(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     from core import registry
 
-    parser = _Parser(prog="agentbus", description="Endpoint security agent on a local ZeroMQ bus.")
+    parser = _Parser(
+        prog="agentbus",
+        description="Endpoint security agent on a local ZeroMQ bus.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action=_Version, help="show program's version number and exit")
     common = _Parser(add_help=False)
     common.add_argument(

@@ -2,7 +2,8 @@
 
 - the **status** socket (``control-<service>.sock``, 0660: the agent's group) answers the
   read-only commands (:data:`READ_ONLY_COMMANDS`): ``status`` returns the service's
-  counters as a map, ``quarantine_list`` the forwarder's quarantine;
+  counters as a map, ``quarantine_list`` the forwarder's quarantine, ``logs`` the
+  service's last log lines (``{"cmd": "logs", "lines": N}``, kept in memory);
 - the **admin** socket (``admin-<service>.sock``, 0600) answers every command, those that
   change something too (``restart``, ``quarantine_retry``, ``quarantine_drop``), and only
   to a peer whose uid (``SO_PEERCRED``, taken by libzmq when the peer connects) is the
@@ -43,7 +44,7 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 #: how long a control client waits for an answer (seconds)
 DEFAULT_CONTROL_TIMEOUT = 2.0
 #: commands that change nothing: the status socket answers them (all others: admin only)
-READ_ONLY_COMMANDS = frozenset({"status", "quarantine_list"})
+READ_ONLY_COMMANDS = frozenset({"status", "quarantine_list", "logs"})
 
 
 def peer_uid(frame: zmq.Frame) -> int | None:

@@ -25,6 +25,7 @@ import contextlib
 import platform
 import socket
 import ssl
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -200,6 +201,24 @@ class _ChainOnlyAdapter(AgentAdapter):
         return super().proxy_manager_for(proxy, **kwargs)
 
 
+#: the configurations (by id, while they live) whose TLS-off warning was given: said once
+#: per configuration in force, not per session (with the services as threads, every
+#: service of the process makes two sessions from the one configuration)
+_tls_off_said: set[int] = set()
+_tls_off_lock = threading.Lock()
+
+
+def _first_time(config: Config) -> bool:
+    """True the first time this process asks about ``config``."""
+    key = id(config)
+    with _tls_off_lock:
+        if key in _tls_off_said:
+            return False
+        _tls_off_said.add(key)
+    weakref.finalize(config, _tls_off_said.discard, key)  # an id is reused once freed
+    return True
+
+
 def make_session(
     config: Config,
     pool_size: int = DEFAULT_POOL_SIZE,
@@ -227,12 +246,15 @@ def make_session(
         adapter = AgentAdapter(pool_connections=2, pool_maxsize=pool_size)
         if mode == "none":
             session.verify = False
-            # We say it once, loudly, here; urllib3 would repeat it on every request.
+            # We say it once per process and configuration, loudly, here: every service
+            # makes sessions (its API client, its token manager), and urllib3 would repeat
+            # it on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            logger.warning(
-                "TLS verification is OFF (verification_mode = none): "
-                "the server's identity is not checked"
-            )
+            if _first_time(config):
+                logger.warning(
+                    "TLS verification is OFF (verification_mode = none): "
+                    "the server's identity is not checked"
+                )
         else:
             session.verify = cafile or True
     session.mount("https://", adapter)

@@ -61,6 +61,9 @@ from core.config import Config
 #: token cache and its lock file, in the data dir
 TOKEN_FILE = "token.json"
 LOCK_FILE = "token.json.lock"
+#: token lock files this process could not open and said so (once per process and file)
+_lock_warned: set[str] = set()
+_lock_warned_guard = threading.Lock()
 AUTH_PATH = "/api/v1/authentication"
 #: renew when this share of the lifetime has passed
 RENEW_AT = 0.8
@@ -139,7 +142,6 @@ class TokenManager:
         self._streak = 0
         self._streak_gate = float("-inf")
         self._rejected: ServerRejected | None = None
-        self._lock_warned = False
         #: the last failed attempt for status: (wall time, message, HTTP status or None)
         self._last_failure: tuple[float, str, int | None] | None = None
         #: authentications made by this process (for status)
@@ -415,9 +417,12 @@ class TokenManager:
             ensure_private_dir(self._lock_path.parent)
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            # Still serve tokens; only the sharing with the other process is lost.
-            if not self._lock_warned:
-                self._lock_warned = True
+            # Still serve tokens; only the sharing with the other process is lost. Said
+            # once per process and lock file: the services of one process share the file.
+            with _lock_warned_guard:
+                first = str(self._lock_path) not in _lock_warned
+                _lock_warned.add(str(self._lock_path))
+            if first:
                 logger.warning(
                     "cannot open the token lock {}: {}; renewing without it",
                     self._lock_path,

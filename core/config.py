@@ -529,6 +529,13 @@ def _env_key(name: str, by_env: dict[str, tuple[str, ...]]) -> tuple[str, ...] |
         return None
     if name in ("AGENTBUS_CURVE_SERVER_KEY", "AGENTBUS_CURVE_CLIENT_KEY"):
         return None  # the bus SDK's client keys (docs/bus-protocol.md), not config keys
+    if name in (
+        "AGENTBUS_SERVER_URL",
+        "AGENTBUS_SERVER_PASSWORD",
+        "AGENTBUS_ADMIN_TOKEN",
+        "AGENTBUS_ADMIN_TOKEN_FILE",
+    ):
+        return None  # the reference server's and its CLI's (docs/server.md), not config keys
     if name.startswith("AGENTBUS_ACTIVE_RESPONSE_"):
         return None  # the active-response executor's own overrides (its settings read them)
     key_path = by_env.get(name)

@@ -3,6 +3,11 @@
 ``diagnose=False`` everywhere: loguru's diagnose mode prints local variables in
 tracebacks, which would put credentials and tokens in the log. The log file (and every
 rotated one) is 0600 whatever the umask: it names the host's files and the commands run.
+
+Every process also keeps the last :data:`RING_LINES` lines of each service in memory
+(:func:`recent_lines`), which the service serves on its status socket (the ``logs``
+control command) for ``agentbus diagnostics``: by default the log goes to stderr or the
+journal, where the agent cannot read it back.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -21,9 +27,59 @@ from core.config import LogSection
 from core.private_dirs import FILE_MODE
 
 if TYPE_CHECKING:
-    from loguru import Record
+    from loguru import Message, Record
 
 FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} [{extra[service]}] {message}"
+#: lines of each service kept in memory, and the longest line kept whole (characters)
+RING_LINES = 500
+RING_LINE_CHARS = 2000
+#: services a process keeps lines of (a process hosts a dozen at most)
+RING_SERVICES = 64
+
+
+class LogRing:
+    """The last ``lines`` log lines of each service, in memory: a loguru sink.
+
+    Bounded in every way: lines per service, characters per line, services. A line is kept
+    as the stderr sink writes it (the logs hold no key, token or password).
+    """
+
+    def __init__(self, lines: int = RING_LINES) -> None:
+        self.lines = lines
+        self._lock = threading.Lock()
+        self._rings: dict[str, deque[str]] = {}
+
+    def write(self, message: Message) -> None:
+        service = str(message.record["extra"].get("service", "?"))
+        text = str(message).rstrip("\n")
+        if len(text) > RING_LINE_CHARS:
+            text = text[:RING_LINE_CHARS] + f" ... ({len(text) - RING_LINE_CHARS} more)"
+        with self._lock:
+            ring = self._rings.get(service)
+            if ring is None:
+                if len(self._rings) >= RING_SERVICES:
+                    return
+                ring = self._rings[service] = deque(maxlen=self.lines)
+            ring.append(text)
+
+    def recent(self, service: str, n: int) -> list[str]:
+        """The last ``n`` lines of ``service`` (oldest first)."""
+        with self._lock:
+            ring = self._rings.get(service)
+            return list(ring)[-n:] if ring and n > 0 else []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rings.clear()
+
+
+#: this process's ring (every setup_logging() routes into it)
+RING = LogRing()
+
+
+def recent_lines(service: str, n: int = RING_LINES) -> list[str]:
+    """The last ``n`` log lines of ``service`` in this process (oldest first)."""
+    return RING.recent(service, min(n, RING_LINES))
 
 
 def setup_logging(section: LogSection, service: str) -> None:
@@ -38,6 +94,7 @@ def setup_logging(section: LogSection, service: str) -> None:
     # Write to whatever sys.stderr is at the time of the call, not the object of today: a
     # swapped or closed stream (pytest capture, a daemonising parent) must not break logging.
     logger.add(_to_stderr, level=section.level, format=FORMAT, diagnose=False, backtrace=False)
+    logger.add(RING.write, level=section.level, format=FORMAT, diagnose=False, backtrace=False)
     if section.file:
         with contextlib.suppress(FileNotFoundError):
             os.chmod(section.file, FILE_MODE)  # a file left by an earlier run, maybe 0644
@@ -67,6 +124,11 @@ def _service_of_thread(record: Record) -> None:
 
 
 def _to_stderr(message: str) -> None:
+    # What this process printed on stdout before this line comes first: when both go to
+    # one pipe or file (a script, `cmd > log 2>&1`), a buffered stdout line would otherwise
+    # land after log lines written later, or in the middle of the next command's output.
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
     sys.stderr.write(message)
 
 

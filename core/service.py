@@ -38,6 +38,7 @@ from bus.errors import EXIT_OK, EXIT_RUNTIME, AgentbusError
 from bus.sockets import SocketOptions
 from bus.threads import StopEvent
 from core.config import Config, ConfigError
+from core.logs import RING_LINES, recent_lines
 from core.metrics import CONTROL_REJECTED, SERVICE, MetricSet, Registry
 from core.private_dirs import secure_agent_dirs
 
@@ -104,8 +105,16 @@ class Service:
                 "service": self.name,
                 **self.status(),
                 **self._control_figures(),
-            }
+            },
+            "logs": self._logs,
         }
+
+    def _logs(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The service's last log lines in this process (core/logs.py), for diagnostics."""
+        n = request.get("lines", RING_LINES)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return {"ok": False, "error": "'lines' must be a whole number, 0 or more"}
+        return {"ok": True, "service": self.name, "lines": recent_lines(self.name, n)}
 
     def _control_figures(self) -> dict[str, Any]:
         """Bad requests on the control sockets, by reason; clients refused on this

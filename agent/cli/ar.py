@@ -24,12 +24,19 @@ from typing import Any
 
 # at the top: without the package, `agentbus ar` says what is missing (agent/main.py)
 from active_response.settings import load
+from core.helpfmt import synopsis
 
 HELP = "active responses: list those in force, or try one here (dry-run unless --apply)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="ar_action", metavar="ACTION", required=True)
+    synopsis(
+        parser,
+        "agentbus ar list",
+        "agentbus ar run firewall-drop add --arg srcip=203.0.113.7",
+        "agentbus ar run firewall-drop delete --arg srcip=203.0.113.7 --apply",
+    )
     list_parser = actions.add_parser("list", help="programs offered and responses in force")
     list_parser.add_argument("--json", action="store_true", help="print one JSON document")
     run_parser = actions.add_parser("run", help="run one program here (dry-run unless --apply)")
@@ -43,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--extra-arg", metavar="X", action="append", default=[], help="one of extra_args"
     )
     run_parser.add_argument("--apply", action="store_true", help="really act (default: dry-run)")
+    synopsis(list_parser, "agentbus ar list --json")
+    synopsis(run_parser, "agentbus ar run host-deny add --arg srcip=203.0.113.7")
     for p in (list_parser, run_parser):
         # SUPPRESS: `agentbus ar --config F list` keeps the F given before the action
         p.add_argument(

@@ -15,13 +15,28 @@ HELP = "show the effective configuration (--origin: where each value came from)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from core.helpfmt import synopsis
+
+    examples = (
+        "agentbus config show --origin",
+        "agentbus config show --json --config /etc/agentbus/agentbus.toml",
+    )
+    synopsis(parser, *examples)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print every key with its value", description=HELP)
-    show.add_argument("--origin", action="store_true", help="say where each value came from")
-    show.add_argument("--json", action="store_true", help="print one JSON document")
+    synopsis(show, *examples)
+    show.add_argument(
+        "--origin", action="store_true", help="say where each value came from (default: off)"
+    )
+    show.add_argument(
+        "--json", action="store_true", help="print one JSON document (default: key = value)"
+    )
     # also after the action (`agentbus config show --config F`)
     show.add_argument(
-        "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file"
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $AGENTBUS_CONFIG, else the packaged default)",
     )
 
 

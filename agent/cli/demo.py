@@ -8,8 +8,18 @@ HELP = "run the whole system in a temporary directory and show it working"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--keep", action="store_true", help="leave everything running to explore")
-    parser.add_argument("--dir", help="work in this directory instead of a new temporary one")
+    from core.helpfmt import synopsis
+
+    synopsis(parser, "agentbus demo", "agentbus demo --keep --dir /tmp/ab-demo")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave everything running to explore (default: stop and clean up)",
+    )
+    parser.add_argument(
+        "--dir",
+        help="work in this directory (default: a new temporary one)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,23 +22,42 @@ HELP = "list, retry or drop events the server refused (the forwarder's quarantin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from core.helpfmt import synopsis
+
+    synopsis(
+        parser,
+        "agentbus quarantine list --limit 20",
+        "agentbus quarantine retry 12 13      # back to the queue, sent again",
+        "agentbus quarantine drop --all       # forget them for good",
+    )
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     # --config also after the action (`agentbus quarantine list --config F`); SUPPRESS so
     # that an absent one does not hide a --config given before the action
     config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
+    config.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $AGENTBUS_CONFIG, else the packaged default)",
+    )
     p = sub.add_parser("list", help="show quarantined events", parents=[config])
+    synopsis(p, "agentbus quarantine list --after 40 --json")
     p.add_argument("--limit", type=int, default=100, help="entries to show (default 100)")
-    p.add_argument("--after", type=int, default=0, help="only entries with a larger id")
-    p.add_argument("--json", action="store_true", help="print the entries as JSON")
+    p.add_argument(
+        "--after", type=int, default=0, help="only entries with a larger id (default 0: all)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the entries as JSON (default: a table)"
+    )
     for name, text in (
         ("retry", "move entries back to the queue"),
         ("drop", "delete entries for good"),
     ):
         p = sub.add_parser(name, help=text, parents=[config])
+        synopsis(p, f"agentbus quarantine {name} 12 13", f"agentbus quarantine {name} --all")
         p.add_argument("ids", nargs="*", type=int, metavar="ID", help="entry ids (see list)")
-        p.add_argument("--all", action="store_true", help="every entry")
+        p.add_argument("--all", action="store_true", help="every entry (default: the IDs given)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,13 +23,21 @@ HELP = "enroll this agent with the server (once; --force to enroll again)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from core.helpfmt import synopsis
+
+    synopsis(
+        parser,
+        'echo "$PASSWORD" | agentbus register --enroll-url https://manager:55000 --user wazuh'
+        " --password -",
+        "agentbus register --enroll-url http://127.0.0.1:27000 --user wazuh --name web-01 --force",
+    )
     parser.add_argument(
         "--enroll-url",
         required=True,
         metavar="URL",
         help="management API base URL, e.g. https://server:55000",
     )
-    parser.add_argument("--user", required=True, help="management API user")
+    parser.add_argument("--user", required=True, help="management API user, e.g. wazuh")
     parser.add_argument(
         "--password",
         metavar="-|PASSWORD",
@@ -64,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TLS checks for enrollment (default: agent.verification_mode of the config)",
     )
     parser.add_argument(
-        "--force", action="store_true", help="enroll again, replacing the stored credentials"
+        "--force",
+        action="store_true",
+        help="enroll again, replacing the stored credentials (default: refuse when enrolled)",
     )  # fmt: skip
 
 

@@ -14,7 +14,14 @@ HELP = "run the forwarder, commander, built-in executor and enabled collectors (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    from core.helpfmt import synopsis
+
+    synopsis(
+        parser,
+        "agentbus run                                  # packaged default config",
+        "agentbus run --config /etc/agentbus/agentbus.toml",
+        "AGENTBUS_AGENT_ISOLATION=process agentbus run   # a process per service",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,13 +23,26 @@ FULL_RETRY_SECONDS = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from core.helpfmt import synopsis
+
+    synopsis(
+        parser,
+        'echo \'{"message": "hello"}\' | agentbus send --module myapp --collector cli',
+        'agentbus send --module myapp --collector cli \'{"user": "alice"}\'',
+        "agentbus send --module myapp --collector assets --stateful --id host-1"
+        ' --operation create \'{"os": "linux"}\'',
+    )
     parser.add_argument("--module", required=True, help="module name, e.g. myapp")
     parser.add_argument("--collector", help="collector name (required except for module 'command')")
     parser.add_argument("--stateful", action="store_true", help="send stateful events")
     parser.add_argument("--id", help="document id (stateful)")
     parser.add_argument("--operation", choices=["create", "update", "delete"], help="(stateful)")
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for the forwarder"
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait for the forwarder",
     )
     parser.add_argument("data", nargs="?", help="one JSON object; default: NDJSON on stdin")
 

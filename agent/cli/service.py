@@ -26,9 +26,17 @@ from core import registry
 
 
 def add_arguments(parser: argparse.ArgumentParser, spec: registry.ServiceSpec) -> None:
+    from core.helpfmt import synopsis
+
+    examples = [f"agentbus {spec.name} --config /etc/agentbus/agentbus.toml"]
+    if spec.once:
+        examples.append(f"agentbus {spec.name} --once     # one scan, then exit")
+    synopsis(parser, *examples)
     if spec.once:
         parser.add_argument(
-            "--once", action="store_true", help="scan once, report the differences and exit"
+            "--once",
+            action="store_true",
+            help="scan once, report the differences and exit (default: run until stopped)",
         )
 
 

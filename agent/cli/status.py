@@ -11,8 +11,22 @@ HELP = "show every service's state and counters"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--watch", action="store_true", help="redraw every second (Ctrl-C stops)")
+    from core.helpfmt import synopsis
+
+    synopsis(
+        parser,
+        "agentbus status                 # exit 0 when every service is up",
+        "agentbus status --json | jq .services.forwarder.counters.queue_events",
+        "agentbus status --watch",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document (default: a table)"
+    )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="redraw every second, Ctrl-C stops (default: print once)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

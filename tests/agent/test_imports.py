@@ -34,6 +34,8 @@ NOT_IMPORTED = (
     "jwt",
     # enrollment only (agentbus register)
     "comms.enroll",
+    # support archives only (agentbus diagnostics)
+    "agent.cli.diagnostics",
     "uuid6",
     # the health endpoint's, imported only when it is switched on
     "prometheus_client",
