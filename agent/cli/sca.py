@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     assessment = assess(config.collectors.sca, args.policy)
     for _path, reason in assessment.refused:
         print(f"agentbus sca: refused: {reason}", file=sys.stderr)
+    for result in assessment.results:
+        for warning in result.policy.warnings:
+            print(f"agentbus sca: warning: {result.policy.path}: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(as_json(assessment), indent=2))
     elif assessment.results:
@@ -86,6 +89,7 @@ def _policy_json(result: PolicyResult) -> dict[str, Any]:
         "path": p.path,
         "applicable": result.applicable,
         "reason": result.reason,
+        "warnings": list(p.warnings),
         "score": result.score,
         "passed": result.count("passed"),
         "failed": result.count("failed"),
@@ -93,10 +97,12 @@ def _policy_json(result: PolicyResult) -> dict[str, Any]:
         "checks": [
             {
                 "id": c.id,
-                "title": c.title,
+                "name": c.name,
                 "result": o.result,
                 "reason": o.reason,
                 "remediation": c.remediation,
+                "compliance": list(c.compliance),
+                "mitre": list(c.mitre),
             }
             for c, o in result.checks
         ],
@@ -122,12 +128,12 @@ def render(assessment: Assessment) -> str:
         if failed:
             lines.append("  failed:")
             for check, _ in failed:
-                lines.append(f"    {check.id}  {check.title}")
+                lines.append(f"    {check.id}  {check.name}")
                 if check.remediation:
                     lines.append(f"          remediation: {check.remediation}")
         skipped = [(c, o) for c, o in result.checks if o.result == "not applicable"]
         if skipped:
             lines.append("  not applicable:")
             for check, outcome in skipped:
-                lines.append(f"    {check.id}  {check.title}: {outcome.reason}")
+                lines.append(f"    {check.id}  {check.name}: {outcome.reason}")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 Fields are the index's (:mod:`bus.indices`, strict): ``check.*`` (id, name, description,
 rationale, remediation, references, compliance, condition, rules as written in the
 policy, result, reason) and ``policy.*`` (id, name, file, description, references);
-``@timestamp`` is added by the stateful sync. Lists are keyword arrays; empty texts and
+``@timestamp`` is added by the stateful sync. A check's MITRE ids are not sent
+(collectors.sca.policy says why). Lists are keyword arrays; empty texts and
 lists are left out (an update then sets them to null). The document id is
 ``sha1hex(agent_uuid + ":" + policy id + ":" + check id)``: stable across runs, edits of
 the policy file and its path.
@@ -26,7 +27,7 @@ def check_document(policy: Policy, check: Check, outcome: Outcome) -> dict[str, 
     doc_check = _compact(
         {
             "id": check.id,
-            "name": check.title,
+            "name": check.name,
             "description": check.description,
             "rationale": check.rationale,
             "remediation": check.remediation,

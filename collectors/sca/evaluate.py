@@ -9,6 +9,13 @@ failed and leaves not applicable alone. A check combines its rules by its condit
 - ``any``: passed if one rule passed; else not applicable if one was; else failed.
 - ``none``: failed if one rule passed; else not applicable if one was; else passed.
 
+A command is judged on what it printed, whatever its exit status: one that exits non-zero
+with no output (``grep`` finding nothing, ``dpkg-query -s`` of a package not installed)
+printed no line, as the Wazuh engines read it; one that could not be started, timed out
+or printed too much — or, through a shell, was not found (exit 126, 127) — is not
+applicable. A ``d:`` rule that looks for files by name finds none: failed (not applicable
+only when a directory is missing or unreadable).
+
 Rules are evaluated in order and stop as soon as the result is known. Within one
 evaluation a command's output and the process list are read once. A policy is evaluated
 only when its ``requirements`` (a rule set like a check's) pass on this host.
@@ -89,8 +96,8 @@ class Evaluator:
             req = self.ruleset(policy.requirements)
             if req.result != PASSED:
                 why = f"requirements {req.result}"
-                if policy.requirements_title:
-                    why += f" ({policy.requirements_title})"
+                if policy.requirements_name:
+                    why += f" ({policy.requirements_name})"
                 if req.reason:
                     why += f": {req.reason}"
                 return PolicyResult(policy, False, why)
@@ -245,12 +252,9 @@ class Evaluator:
             return self._contents(found, rule.content)
         if unreadable:
             return Outcome(NOT_APPLICABLE, f"directory unreadable: {unreadable[0]}")
-        if rule.content is not None:
-            return Outcome(
-                NOT_APPLICABLE,
-                f"no file named {rule.name.text!r} under {', '.join(rule.targets)}",
-            )
-        return Outcome(FAILED)
+        if not dirs:
+            return Outcome(NOT_APPLICABLE, f"directory missing: {', '.join(rule.targets)}")
+        return Outcome(FAILED)  # no such file: nothing in it can match
 
     def _walk(self, dirs: list[str], unreadable: list[str]) -> Iterator[str]:
         def error(exc: OSError) -> None:
@@ -265,7 +269,6 @@ class Evaluator:
 
     # -- c: --------------------------------------------------------------------------------
     def _command(self, rule: Rule) -> Outcome:
-        assert rule.content is not None
         key = (rule.shell, rule.targets[0])
         out = self._outputs.get(key)
         if out is None:
@@ -276,9 +279,15 @@ class Evaluator:
                 shell=rule.shell,
             )
             self._outputs[key] = out
+        stdout = out.stdout
         if out.error:
-            return Outcome(NOT_APPLICABLE, out.error)
-        return Outcome(PASSED if rule.content.passes(out.stdout) else FAILED)
+            not_found = rule.shell and out.exit_code in (126, 127)
+            if out.reason != "failed" or not_found:
+                return Outcome(NOT_APPLICABLE, out.error)
+            stdout = ""  # it ran, failed and printed nothing: no line to match
+        if rule.content is None:
+            return Outcome(PASSED)
+        return Outcome(PASSED if rule.content.passes(stdout) else FAILED)
 
     # -- p: --------------------------------------------------------------------------------
     def _process(self, rule: Rule) -> Outcome:

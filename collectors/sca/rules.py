@@ -5,20 +5,25 @@
     [not ]f:PATH[,PATH...][ -> CONTENT]          files: existence, or a line of one
     [not ]d:DIR[,DIR...][ -> NAME[ -> CONTENT]]  directories: existence, a file in one
                                                  (searched recursively), or a line of it
-    [not ]c:COMMAND -> CONTENT                   a line of a command's output
+    [not ]c:COMMAND[ -> CONTENT]                 a line of a command's output (without
+                                                 CONTENT: that the command ran)
     [not ]p:NAME                                 a running process
 
     CONTENT := TEST[ && TEST...]                 one line must pass every test
     TEST    := [!]r:REGEX                        the line matches (collectors.sca.regex)
-             | [!]n:REGEX compare OP NUMBER      its first group, an integer, compares
+             | [!]n:REGEX compare OP NUMBER      its first group (else the whole match),
+                                                 an integer, compares with NUMBER
              | [!]TEXT                           the line is TEXT exactly
-    NAME    := r:REGEX | TEXT                    a file name (not a path)
+    NAME    := CONTENT                           tested on a file's name (not its path)
     OP      := < | <= | == | != | >= | >
 
-The spaces around ``->``, ``&&`` and ``compare`` are part of the syntax. ``$name``
-stands for the policy's variable of that name (a comma-separated list where paths go).
-``!`` negates one test of a line, ``not`` the whole rule. Registry rules (``r:``) are
-Windows-only: they parse, and evaluate as not applicable.
+The spaces around ``->``, ``&&`` and ``compare`` and between the operator and the number
+are part of the syntax; 4.x spellings (``=``, ``=>``, ``=<``, ``\\!=``) are refused with
+the fix. ``$name`` stands for the policy's variable of that name (a comma-separated list
+where paths go). ``!`` negates one test of a line, ``not`` the whole rule. A CONTENT that
+is one negated test alone (``!r:X``) passes when *no* line matches X — the whole text,
+not one line, as the Wazuh engines read it. Registry rules (``r:``) are Windows-only:
+they parse, and evaluate as not applicable.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collectors.sca.commands import needs_shell
-from collectors.sca.regex import RegexType, compile_regex
+from collectors.sca.regex import DEFAULT_REGEX_TYPE, PatternError, RegexType, compile_regex
 
 RuleKind = Literal["f", "d", "c", "p", "r"]
 
@@ -77,7 +82,7 @@ class Test:
         if self.kind == "regex":
             return True
         try:
-            number = int(found.group(1))
+            number = int(found.group(1) if self.regex.groups else found.group(0))
         except (TypeError, ValueError):
             return False  # the group did not capture an integer on this line
         return OPERATORS[self.op](number, self.value)
@@ -85,8 +90,10 @@ class Test:
 
 @dataclass(frozen=True, slots=True)
 class Content:
-    """``TEST && TEST ...``: passes when one line passes every test."""
+    """``TEST && TEST ...``: passes when one line passes every test — except ``!TEST``
+    alone, which passes when no line matches TEST."""
 
+    text: str
     tests: tuple[Test, ...]
 
     def line_passes(self, line: str) -> bool:
@@ -96,20 +103,14 @@ class Content:
         lines = text.split("\n")
         if lines[-1] == "":
             lines.pop()  # the newline ends the last line; it starts no empty one
+        if len(self.tests) == 1 and self.tests[0].negated:
+            only = self.tests[0]
+            return not any(only._matches(line.rstrip("\r")) for line in lines)
         return any(self.line_passes(line.rstrip("\r")) for line in lines)
 
-
-@dataclass(frozen=True, slots=True)
-class NamePattern:
-    """The file name a ``d:`` rule looks for: exact, or a regex."""
-
-    text: str
-    regex: re.Pattern[str] | None = None
-
     def matches(self, name: str) -> bool:
-        if self.regex is None:
-            return name == self.text
-        return self.regex.search(name) is not None
+        """A file name (one line) passes."""
+        return self.passes(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +122,15 @@ class Rule:
     negated: bool
     #: paths (f, d), the command line (c), the process name (p), the key (r)
     targets: tuple[str, ...]
-    name: NamePattern | None = None
+    #: d: the file names looked for
+    name: Content | None = None
     content: Content | None = None
     #: c: the argument vector, when it runs without a shell
     argv: tuple[str, ...] = ()
     #: c: the command uses shell syntax (pipes, globs, $(...), redirections...)
     shell: bool = False
+    #: what in the rule is read otherwise than it may seem (the policy still loads)
+    warning: str = ""
 
 
 def substitute(text: str, variables: Mapping[str, str], *, strict: bool) -> str:
@@ -144,7 +148,9 @@ def substitute(text: str, variables: Mapping[str, str], *, strict: bool) -> str:
 
 
 def parse_rule(
-    raw: str, variables: Mapping[str, str] | None = None, regex_type: RegexType = "osregex"
+    raw: str,
+    variables: Mapping[str, str] | None = None,
+    regex_type: RegexType = DEFAULT_REGEX_TYPE,
 ) -> Rule:
     """Parse one rule (raises :class:`RuleError` saying what is wrong)."""
     variables = variables or {}
@@ -161,23 +167,24 @@ def parse_rule(
     if not location:
         raise RuleError("nothing to check after the rule type")
     parts = [substitute(p, variables, strict=False) for p in parts]
+    # One more " -> " than the rule type takes is part of the last content check, as the
+    # Wazuh engines read it (a policy bug, usually: warned about, not refused).
+    warning = ""
+    takes = 2 if kind == "d" else 1
+    if kind in "fdc" and len(parts) > takes:
+        parts = parts[: takes - 1] + [ARROW.join(parts[takes - 1 :])]
+        warning = f"' -> ' in the content check '{parts[-1].strip()}' is read as part of it"
     if kind in ("f", "d"):
         targets = tuple(p.strip() for p in location.split(",") if p.strip())
         if not all(t.startswith("/") for t in targets):
             raise RuleError(f"{kind}: takes absolute paths, got {location!r}")
         if kind == "f":
-            if len(parts) > 1:
-                raise RuleError("f: takes at most one content check after '->'")
             content = _content(parts[0], regex_type) if parts else None
-            return Rule(raw, kind, negated, targets, content=content)
-        if len(parts) > 2:
-            raise RuleError("d: takes a file name and at most one content check")
-        name = _name(parts[0], regex_type) if parts else None
+            return Rule(raw, kind, negated, targets, content=content, warning=warning)
+        name = _content(parts[0], regex_type) if parts else None
         content = _content(parts[1], regex_type) if len(parts) == 2 else None
-        return Rule(raw, kind, negated, targets, name=name, content=content)
+        return Rule(raw, kind, negated, targets, name=name, content=content, warning=warning)
     if kind == "c":
-        if len(parts) != 1:
-            raise RuleError("c: checks the command's output: 'c:COMMAND -> CONTENT'")
         shell = needs_shell(location)
         argv: tuple[str, ...] = ()
         if not shell:
@@ -190,9 +197,10 @@ def parse_rule(
             kind,
             negated,
             (location,),
-            content=_content(parts[0], regex_type),
+            content=_content(parts[0], regex_type) if parts else None,
             argv=argv,
             shell=shell,
+            warning=warning,
         )
     if kind == "p":
         if parts:
@@ -201,16 +209,9 @@ def parse_rule(
     return Rule(raw, kind, negated, (location,))  # registry: Windows only
 
 
-def _name(text: str, regex_type: RegexType) -> NamePattern:
-    text = text.strip()
-    if not text:
-        raise RuleError("empty file name after '->'")
-    if text.startswith("r:"):
-        return NamePattern(text[2:], _regex(text[2:], regex_type))
-    return NamePattern(text)
-
-
 def _content(text: str, regex_type: RegexType) -> Content:
+    if not text.strip():
+        raise RuleError("nothing to check after '->'")
     tests = []
     for part in text.split(AND):
         part = part.strip()
@@ -225,28 +226,36 @@ def _content(text: str, regex_type: RegexType) -> Content:
             tests.append(_numeric(part[2:], negated, regex_type))
         else:
             tests.append(Test("literal", negated, part))
-    return Content(tuple(tests))
+    return Content(text.strip(), tuple(tests))
+
+
+#: 4.x spellings of the operators, refused with the right one
+_OLD_OPERATORS = {"=": "==", "=>": ">=", "=<": "<=", "\\!=": "!="}
 
 
 def _numeric(text: str, negated: bool, regex_type: RegexType) -> Test:
     pattern, sep, comparison = text.rpartition(COMPARE)
-    if not sep:
-        raise RuleError("n: needs 'REGEX compare OP NUMBER'")
-    op, _, value = comparison.strip().partition(" ")
+    if not sep or not pattern:
+        raise RuleError(f"n: needs 'REGEX compare OP NUMBER' with spaces, got 'n:{text}'")
+    op, space, value = comparison.partition(" ")
+    if op in _OLD_OPERATORS:
+        raise RuleError(f"n: operator {op!r} is not valid: write {_OLD_OPERATORS[op]!r}")
     if op not in OPERATORS:
-        raise RuleError(f"unknown comparison {op!r} (one of {' '.join(OPERATORS)})")
+        raise RuleError(
+            f"n: unknown comparison {comparison!r}: 'compare OP NUMBER' with OP one of "
+            + " ".join(OPERATORS)
+        )
+    if not space or not value or value != value.strip():
+        raise RuleError(f"n: needs one space between {op!r} and the number, got {comparison!r}")
     try:
-        number = int(value.strip())
+        number = int(value)
     except ValueError:
-        raise RuleError(f"n: compares with an integer, got {value.strip()!r}") from None
-    regex = _regex(pattern, regex_type)
-    if regex.groups < 1:
-        raise RuleError("n: needs a capture group around the number, e.g. (\\d+)")
-    return Test("numeric", negated, pattern, regex, op, number)
+        raise RuleError(f"n: compares with an integer, got {value!r}") from None
+    return Test("numeric", negated, pattern, _regex(pattern, regex_type), op, number)
 
 
 def _regex(pattern: str, regex_type: RegexType) -> re.Pattern[str]:
     try:
         return compile_regex(pattern, regex_type)
-    except re.error as exc:
-        raise RuleError(f"invalid regex {pattern!r}: {exc}") from None
+    except PatternError as exc:
+        raise RuleError(f"regex '{pattern}': {exc}") from None

@@ -56,6 +56,14 @@ class ScaService(StatefulCollectorService):
             return
         current: dict[str, Item] = {}
         for result in assessment.results:
+            for warning in result.policy.warnings:
+                # what the policy holds that is ignored or read otherwise: loaded anyway
+                self._log.warning(
+                    f"{result.policy.path}:{warning}",
+                    "sca policy {}: {}",
+                    result.policy.path,
+                    warning,
+                )
             if not result.applicable:
                 self.metrics.inc(sm.POLICIES_SKIPPED, reason="not_applicable")
                 logger.info("sca policy {} not evaluated: {}", result.policy.id, result.reason)

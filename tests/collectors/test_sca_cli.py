@@ -130,3 +130,26 @@ def test_the_configured_policies_by_default(make_config, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "agentbus generic Linux hardening baseline (agentbus_linux_baseline" in done.stdout
     assert "score " in done.stdout
+
+
+def test_warnings_of_a_loaded_policy_go_to_stderr_and_json_has_the_current_fields(policy, config):
+    text = policy.read_text().replace(
+        '    title: "Telnet is off"\n',
+        '    name: "Telnet is off"\n    compliance:\n      - pci_dss_v4.0: ["2.2.4"]\n'
+        '      - cis: ["2.1"]\n      - mitre_techniques: ["T1021"]\n',
+    )
+    policy.write_text(text)
+    done = sca("--policy", str(policy), "--json", config=config)
+    assert done.returncode == 0
+    assert done.stderr == (
+        f"agentbus sca: warning: {policy}: compliance key 'cis' is not supported: ignored"
+        " (check 1)\n"
+    )
+    (p,) = json.loads(done.stdout)["policies"]
+    first = p["checks"][0]
+    assert (first["name"], first["compliance"], first["mitre"]) == (
+        "Telnet is off",
+        ["pci_dss:2.2.4"],
+        ["technique:T1021"],
+    )
+    assert p["warnings"] == ["compliance key 'cis' is not supported: ignored (check 1)"]

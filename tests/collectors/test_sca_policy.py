@@ -1,5 +1,6 @@
-"""SCA policies: loading only trusted files, validation that names what is wrong,
-requirements, variables, shell rules, and the policy shipped with agentbus."""
+"""SCA policies: loading only trusted files, both formats (current and 4.x), validation
+that names what is wrong, requirements, variables, shell rules, and the policy shipped
+with agentbus."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collectors.sca.evaluate import FAILED, NOT_APPLICABLE, PASSED
 from collectors.sca.policy import BUILTIN_DIR, PolicyError, load_policy, policy_files
 from collectors.sca.settings import ScaSettings
 
+#: a policy in the 4.x format: title, compliance as a list of single-key maps
 POLICY = """\
 policy:
   id: "test_policy"
@@ -54,6 +56,55 @@ checks:
 """
 
 
+#: the same policy in the current format: name, compliance an object, mitre apart
+POLICY_CURRENT = """\
+policy:
+  id: "test_policy"
+  file: "test_policy.yml"
+  name: "Test policy"
+  description: "For the tests"
+  references: ["https://example.org/a"]
+requirements:
+  name: "the directory is there"
+  description: "x"
+  condition: all
+  rules:
+    - "f:{root}/present"
+variables:
+  $conf: {root}/missing.conf,{root}/app.conf
+checks:
+  - id: 1
+    name: "Port is set to 22"
+    rationale: "Scanners try 22"
+    remediation: "Set Port"
+    compliance:
+      pci_dss: ["2.2.4", "1.1"]
+      nist_800_53: ["CM.1"]
+    mitre:
+      tactic:
+        id: ["TA0008"]
+        name: ["Lateral Movement"]
+      technique:
+        id: ["T1021"]
+        name: ["Remote Services"]
+    references: ["https://example.org/b"]
+    condition: all
+    rules:
+      - 'f:$conf -> !r:^# && r:Port\\s*\\t*22$'
+  - id: "two"
+    name: "Debug is off"
+    condition: none
+    rules:
+      - 'f:$conf -> r:^debug = on'
+  - id: 3
+    name: "Log file"
+    condition: any
+    rules:
+      - 'f:{root}/nope.log -> r:x'
+"""
+FORMATS = pytest.mark.parametrize("text", [POLICY_CURRENT, POLICY], ids=["current", "4.x"])
+
+
 def write(path: Path, text: str, mode: int = 0o600) -> str:
     path.write_text(textwrap.dedent(text))
     path.chmod(mode)
@@ -72,8 +123,9 @@ def settings(**kw: object) -> ScaSettings:
     return ScaSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
-def test_a_policy_is_loaded_and_evaluated(root):
-    path = write(root / "p.yml", POLICY.format(root=root))
+@FORMATS
+def test_a_policy_is_loaded_and_evaluated(root, text):
+    path = write(root / "p.yml", text.format(root=root))
     policy = load_policy(path, settings())
     assert (policy.id, policy.file, policy.references) == (
         "test_policy",
@@ -95,11 +147,14 @@ def test_a_policy_is_loaded_and_evaluated(root):
         "3": (NOT_APPLICABLE, f"file missing: {root}/nope.log"),
     }
     assert result.score == 100
+    assert [c.name for c in policy.checks] == ["Port is set to 22", "Debug is off", "Log file"]
+    assert policy.warnings == ()
 
 
-def test_a_policy_whose_requirements_do_not_hold_is_not_evaluated(root):
+@FORMATS
+def test_a_policy_whose_requirements_do_not_hold_is_not_evaluated(root, text):
     (root / "present").unlink()
-    path = write(root / "p.yml", POLICY.format(root=root))
+    path = write(root / "p.yml", text.format(root=root))
     result = assess(settings(policies=[path])).results[0]
     assert not result.applicable and result.checks == []
     assert result.reason == "requirements failed (the directory is there)"
@@ -124,7 +179,29 @@ def test_a_change_on_the_host_changes_the_result(root):
         (lambda t: t.replace("condition: none", "condition: most"), "check two: condition must be"),
         (lambda t: t.replace("$conf ->", "$other ->", 1), "check 1: rule 'f:$other -> "),
         (lambda t: t.replace('id: "two"', "id: 1"), "check 1: duplicate id"),
-        (lambda t: t.replace('title: "Log file"', "title: ''"), "check 3: 'title' must be"),
+        (
+            lambda t: t.replace('title: "Log file"', "title: ''"),
+            "check 3: 'name' (or the 4.x 'title') must be a non-empty string",
+        ),
+        (
+            lambda t: t.replace('title: "Log file"', "rationale: x"),
+            "check 3: 'name' (or the 4.x 'title') must be a non-empty string",
+        ),
+        (
+            lambda t: t.replace("r:^debug = on", "r:^debug\\K = on"),
+            "check two: rule 'f:$conf -> r:^debug\\K = on': regex '^debug\\K = on': PCRE2"
+            " syntax that Python re does not support: \\K",
+        ),
+        (
+            lambda t: t.replace("r:^debug = on", "n:^debug=(\\\\d+) compare => 1"),
+            "check two: rule 'f:$conf -> n:^debug=(\\\\d+) compare => 1': n: operator '=>'"
+            " is not valid: write '>='",
+        ),
+        (
+            lambda t: t.replace('id: "two"', 'id: "two"\n    regex_type: posix'),
+            "check two: regex_type",
+        ),
+        (lambda t: t.replace('- nist_800_53: "CM.1"', '- "CM.1"'), "check 1: 'compliance' must be"),
         (lambda t: t.replace("f:{root}/nope.log", "q:/x"), "check 3: rule 'q:/x -> r:x'"),
         (lambda t: t.replace("checks:", "checkz:"), "checks: must be a non-empty list"),
         (
@@ -244,6 +321,10 @@ def test_the_builtin_policy_is_valid_and_evaluates_here():
     assert len(files) == 1
     policy = load_policy(files[0], ScaSettings())
     assert policy.id == "agentbus_linux_baseline"
+    # written in the current format: name (no title), no regex_type, nothing ignored
+    text = Path(files[0]).read_text()
+    assert "title:" not in text and "regex_type" not in text and policy.warnings == ()
+    assert policy.requirements_name and all(c.name for c in policy.checks)
     assert 10 <= len(policy.checks) <= 20
     assert all(c.remediation and c.rationale and c.description for c in policy.checks)
     assert not any(r.shell for c in policy.checks for r in c.rules)  # runs without a shell
@@ -253,3 +334,84 @@ def test_the_builtin_policy_is_valid_and_evaluates_here():
     assert results["10008"].result == PASSED  # root is the only uid 0 here
     assert all(o.reason for o in results.values() if o.result == NOT_APPLICABLE)
     assert result.score is not None
+
+
+# -- the two formats --------------------------------------------------------------------------
+def test_name_wins_over_the_older_title(root):
+    text = POLICY_CURRENT.replace('name: "Debug is off"', 'name: "Debug is off"\n    title: "old"')
+    path = write(root / "p.yml", text.format(root=root))
+    policy = load_policy(path, settings())
+    assert policy.checks[1].name == "Debug is off"
+    assert policy.requirements_name == "the directory is there"
+
+
+def test_compliance_in_both_shapes_becomes_the_same_keywords(root):
+    current = load_policy(write(root / "a.yml", POLICY_CURRENT.format(root=root)), settings())
+    old = load_policy(write(root / "b.yml", POLICY.format(root=root)), settings())
+    assert current.checks[0].compliance == old.checks[0].compliance
+    assert current.checks[0].mitre == ("tactic:TA0008", "technique:T1021")
+
+
+def test_4x_compliance_keys_are_normalized_and_the_others_ignored_with_a_warning(root):
+    text = POLICY.replace(
+        """      - pci_dss: ["2.2.4", "1.1"]
+      - nist_800_53: "CM.1"
+""",
+        """      - cis: ["5.2.1"]
+      - cis_csc_v8: ["4.1"]
+      - pci_dss_v4.0: ["2.2.6"]
+      - pci_dss_v3.2.1: ["2.2"]
+      - nist_sp_800-53: ["CM-6"]
+      - iso_27001-2013: ["A.9.4.1"]
+      - soc_2: ["CC6.1"]
+      - mitre_tactics: ["TA0005"]
+      - mitre_techniques: ["T1036"]
+""",
+    )
+    policy = load_policy(write(root / "p.yml", text.format(root=root)), settings())
+    check = policy.checks[0]
+    assert check.compliance == (
+        "pci_dss:2.2.6",
+        "pci_dss:2.2",
+        "nist_800_53:CM-6",
+        "iso_27001:A.9.4.1",
+        "tsc:CC6.1",
+    )
+    assert check.mitre == ("tactic:TA0005", "technique:T1036")
+    assert policy.warnings == (
+        "compliance key 'cis' is not supported: ignored (check 1)",
+        "compliance key 'cis_csc_v8' is not supported: ignored (check 1)",
+    )
+
+
+def test_unsupported_keys_of_the_current_format_are_ignored_with_a_warning(root):
+    text = POLICY_CURRENT.replace(
+        '      nist_800_53: ["CM.1"]\n', '      nist_800_53: ["CM.1"]\n      cis: ["1.1"]\n'
+    ).replace("      technique:\n", "      mitigation: [M1042]\n      technique:\n")
+    policy = load_policy(write(root / "p.yml", text.format(root=root)), settings())
+    assert policy.checks[0].compliance == ("pci_dss:2.2.4", "pci_dss:1.1", "nist_800_53:CM.1")
+    assert policy.warnings == (
+        "compliance key 'cis' is not supported: ignored (check 1)",
+        "mitre key 'mitigation' is not supported: ignored (check 1)",
+    )
+
+
+def test_regex_type_osregex_is_an_opt_in_per_policy_or_check(root):
+    # "\\." is any character in OS_Regex, a dot in PCRE2; "Port.22" the other way round
+    (root / "app.conf").write_text("Port 22\n")
+    text = POLICY_CURRENT.replace(
+        "'f:$conf -> !r:^# && r:Port\\s*\\t*22$'", "'f:$conf -> r:^Port\\.22'"
+    )
+    pcre2 = write(root / "a.yml", text.format(root=root))
+    results = assess(settings(policies=[pcre2])).results[0].checks
+    assert results[0][1].result == FAILED
+    osregex = text.replace(
+        '  references: ["https://example.org/a"]\n', "  regex_type: osregex\n", 1
+    )
+    os_path = write(root / "b.yml", osregex.replace("test_policy", "os").format(root=root))
+    assert assess(settings(policies=[os_path])).results[0].checks[0][1].result == PASSED
+    per_check = text.replace(
+        '    name: "Port is set to 22"\n', "    name: x\n    regex_type: osregex\n"
+    )
+    one = write(root / "c.yml", per_check.replace("test_policy", "one").format(root=root))
+    assert assess(settings(policies=[one])).results[0].checks[0][1].result == PASSED

@@ -1,5 +1,6 @@
-"""SCA rule language: parsing, both regex dialects, and every rule type and operator
-evaluated against real files, directories, commands and processes."""
+"""SCA rule language: parsing, both regex dialects (PCRE2 by default, OS_Regex on request),
+and every rule type and operator evaluated against real files, directories, commands and
+processes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from collectors.sca.commands import needs_shell, run_command
 from collectors.sca.evaluate import FAILED, NOT_APPLICABLE, PASSED, Evaluator, Outcome
 from collectors.sca.policy import RuleSet
-from collectors.sca.regex import translate_osregex
+from collectors.sca.regex import PatternError, compile_regex, translate_osregex
 from collectors.sca.rules import RuleError, parse_rule
 from collectors.sca.settings import ScaSettings
 from tests.fixtures.other_user import needs_root, run_as_nobody
@@ -22,7 +23,7 @@ PY = sys.executable
 
 
 def ev(rule: str, variables: dict[str, str] | None = None, **settings: object) -> Outcome:
-    regex_type = settings.pop("regex_type", "osregex")
+    regex_type = settings.pop("regex_type", "pcre2")
     parsed = parse_rule(rule, variables, regex_type)  # type: ignore[arg-type]
     return Evaluator(ScaSettings(**settings)).rule(parsed)  # type: ignore[arg-type]
 
@@ -68,15 +69,28 @@ def test_osregex_means_what_policies_written_for_it_mean(pattern, line, matches)
     [
         ("x:/etc/passwd", "starts with f:, d:, c:, p: or r:"),
         ("f:relative/path", "absolute paths"),
-        ("f:/a -> x -> y", "at most one content check"),
-        ("c:echo hi", "'c:COMMAND -> CONTENT'"),
         ("p:sshd -> x", "no '->'"),
         ("f:$nope", "unknown variable $nope"),
         ("f:/a -> n:(\\d+) compare ~ 3", "unknown comparison"),
         ("f:/a -> n:(\\d+) compare < x", "compares with an integer"),
-        ("f:/a -> n:\\d+ compare < 3", "capture group"),
+        ("f:/a -> n:(\\d+) compare < 3 days", "compares with an integer"),
         ("f:/a -> n:\\d+", "REGEX compare OP NUMBER"),
-        ("f:/a -> r:(", "invalid regex"),
+        # the 4.x spellings that current Wazuh no longer reads
+        ("f:/a -> n:remember=(\\d+) compare => 5", "operator '=>' is not valid: write '>='"),
+        ("f:/a -> n:x=(\\d+) compare =< 5", "operator '=<' is not valid: write '<='"),
+        ("f:/a -> n:x=(\\d+) compare = 5", "operator '=' is not valid: write '=='"),
+        ("f:/a -> n:x=(\\d+) compare \\!= 1", "write '!='"),
+        ("f:/a -> n:x=(\\d+) compare >=5", "unknown comparison '>=5'"),
+        ("f:/a -> n:x=(\\d+) compare >=  5", "one space between '>=' and the number"),
+        ("f:/a -> n:x=(\\d+) compare>= 5", "with spaces"),
+        ("f:/a -> r:(", "does not compile"),
+        ("f:/a -> r:*", "does not compile"),  # a 4.x literal star: nothing to repeat
+        ("f:/a -> r:a\\Kb", "\\K (reset match start)"),
+        ("f:/a -> r:^\\h*Port", "\\h (horizontal space"),
+        ("f:/a -> r:[[:space:]]+", "POSIX class [:space:]"),
+        ("f:/a -> r:\\x{41}", "\\x{...}"),
+        ("f:/a -> r:(?|a|b)", "branch reset"),
+        ("f:/a -> r:(?<=ab|c)x", "does not compile"),  # variable-width lookbehind
         ("f:/a -> r:x && !", "empty content check"),
         ("c:echo 'unbalanced -> r:x", "cannot split"),
     ],
@@ -212,7 +226,79 @@ def test_proc_files_are_read_whole(tmp_path):
 def test_empty_file_has_no_line_to_pass(tmp_path):
     empty = tmp_path / "empty"
     empty.write_text("")
-    assert result(f"f:{empty} -> !r:^#") == FAILED
+    assert result(f"f:{empty} -> !r:^# && r:.") == FAILED
+    assert result(f"f:{empty} -> r:^") == FAILED
+    # a negated test alone asks that no line match: none does
+    assert result(f"f:{empty} -> !r:^#") == PASSED
+
+
+def test_a_lone_negated_test_means_no_line_matches(tmp_path):
+    conf = tmp_path / "sshd_config"
+    conf.write_text("# defaults\nPort 22\nPermitRootLogin no\n")
+    f = str(conf)
+    # some line ("Port 22") does not match, but one does: the content check fails
+    assert result(f"f:{f} -> !r:^PermitRootLogin") == FAILED
+    assert result(f"f:{f} -> !r:^PermitRootLogin yes") == PASSED
+    assert result(f"f:{f} -> !Port 22") == FAILED  # literal: a line is exactly that
+    assert result(f"not f:{f} -> !r:^PermitRootLogin") == PASSED
+    # with another test, "!" is a test of one line again
+    assert result(f"f:{f} -> !r:^# && r:^Port") == PASSED
+
+
+# -- PCRE2 (the default) and OS_Regex (on request) ------------------------------------------
+def test_pcre2_patterns_match_case_insensitively_like_current_wazuh(tmp_path):
+    conf = tmp_path / "c"
+    conf.write_text("PermitRootLogin no\nMaxAuthTries 3\n")
+    assert result(f"f:{conf} -> r:^permitrootlogin\\s+no$") == PASSED
+    assert result(f"f:{conf} -> n:^MAXAUTHTRIES\\s+(\\d+) compare <= 4") == PASSED
+    # OS_Regex, on request, is case-sensitive and has its own meanings (. is a dot)
+    assert result(f"f:{conf} -> r:^permitrootlogin", regex_type="osregex") == FAILED
+    assert result(f"f:{conf} -> r:^Permit.oot", regex_type="osregex") == FAILED
+    assert result(f"f:{conf} -> r:^Permit\\.oot", regex_type="osregex") == PASSED
+    assert result(f"f:{conf} -> r:^Permit.oot") == PASSED  # PCRE2: . is any character
+    assert result(f"f:{conf} -> r:^MaxAuthTries\\s+\\d$") == PASSED
+
+
+@pytest.mark.parametrize(
+    ("pattern", "line", "matches"),
+    [
+        (r"^\s*\t*PermitRootLogin\s+no", "\tPermitRootLogin no", True),
+        (r"^[\w@-]+:[^:]*:0:", "toor:x:0:0", True),
+        (r"^a++b", "aab", True),  # possessive quantifiers (Python 3.11)
+        (r"^(?>a+)b", "aab", True),  # atomic groups
+        (r"(?<=uid=)\d+", "uid=0", True),  # fixed-width lookbehind
+        (r"^\d+$", "\u0663", False),  # \d is ASCII, as PCRE2 without UCP
+        (r"^\w+$", "\u00e9t\u00e9", False),  # so is \w
+        (r"^\s*$", "\u00a0", False),  # and \s
+        (r"\bno\b", "PermitRootLogin no", True),
+    ],
+)
+def test_pcre2_means_what_pcre2_means(pattern, line, matches):
+    assert bool(compile_regex(pattern).search(line)) is matches
+
+
+def test_pcre2_only_syntax_is_refused_not_misread():
+    for pattern in (r"\Qa.b\E", r"a\Rb", r"\vx", r"(*UTF)x", r"(?1)", r"\p{L}"):
+        with pytest.raises(PatternError, match="PCRE2 syntax that Python re does not support"):
+            compile_regex(pattern)
+    # an escaped paren and a set are not verbs; a class like [:x] alone is no POSIX class
+    for pattern in (r"\(*x", r"[(*]", r"[:x]"):
+        compile_regex(pattern)
+
+
+def test_numeric_without_a_group_compares_the_whole_match(tmp_path):
+    conf = tmp_path / "c"
+    conf.write_text("umask 027\n")
+    assert result(f"f:{conf} -> n:\\d+ compare == 27") == PASSED
+
+
+def test_an_arrow_past_the_last_part_belongs_to_the_content_check(tmp_path):
+    rule = parse_rule("c:auditctl -l -> r:x -> r:y")
+    assert rule.content is not None and rule.content.text == "r:x -> r:y"
+    assert "is read as part of it" in rule.warning
+    rule = parse_rule(f"d:{tmp_path} -> r:conf -> r:x -> r:y")
+    assert rule.content is not None and rule.content.text == "r:x -> r:y"
+    assert parse_rule(f"d:{tmp_path} -> r:conf -> r:x").warning == ""
 
 
 # -- d: -------------------------------------------------------------------------------------
@@ -230,14 +316,22 @@ def test_directories_names_and_contents(tmp_path):
     # a file of that name anywhere below (recursive), exact or by regex
     assert result(f"d:{d} -> site.conf") == PASSED
     assert result(f"d:{d} -> site") == FAILED
-    assert result(f"d:{d} -> r:^site\\.conf$") == PASSED  # osregex: \. is any character
-    assert result(f"d:{d} -> r:^site.conf$") == PASSED  # and a bare . the dot itself
+    assert result(f"d:{d} -> r:^site\\.conf$") == PASSED
+    assert result(f"d:{d} -> r:^site.conf$") == PASSED
     assert result(f"d:{d} -> r:^other.conf$") == FAILED
+    # the name test is a content check of its own: negation and conjunction
+    assert result(f"d:{d} -> !r:^# && r:\\.conf$") == PASSED
+    assert result(f"d:{d} -> !r:^site && r:\\.conf$") == FAILED
     # and a line of it
     assert result(f"d:{d} -> r:conf$ -> r:^enabled=yes") == PASSED
     assert result(f"d:{d} -> r:conf$ -> r:^enabled=no") == FAILED
-    o = ev(f"d:{d} -> r:^nothing -> r:x")
-    assert o.result == NOT_APPLICABLE and "no file named" in o.reason
+    assert result(f"not d:{d} -> r:conf$ -> r:^enabled=no") == PASSED
+    # no file of that name: nothing in it can match (failed); no directory: no answer
+    assert result(f"d:{d} -> r:^nothing -> r:x") == FAILED
+    assert result(f"not d:{d} -> r:^nothing -> r:x") == PASSED
+    o = ev(f"d:{tmp_path / 'nope'} -> r:conf -> r:x")
+    assert o == Outcome(NOT_APPLICABLE, f"directory missing: {tmp_path / 'nope'}")
+    assert result(f"d:{tmp_path / 'nope'} -> site.conf") == NOT_APPLICABLE
     o = ev(f"d:{d} -> r:conf", max_dir_entries=1)
     assert o.result == NOT_APPLICABLE and "max_dir_entries" in o.reason
 
@@ -269,11 +363,25 @@ def test_commands_run_without_a_shell_and_with_a_minimal_environment(tmp_path, m
     assert "['LC_ALL', 'PATH']" in out.stdout
 
 
+def test_a_command_that_fails_silently_printed_no_line(tmp_path):
+    # grep finding nothing, dpkg-query -s of a package not installed: judged on no output
+    silent = f"{PY} -c 'import sys; sys.exit(4)'"
+    assert result(f"c:{silent} -> r:install ok installed") == FAILED
+    assert result(f"not c:{silent} -> r:install ok installed") == PASSED
+    assert result(f"c:{silent} -> !r:.") == PASSED
+
+
+def test_a_command_without_content_passes_when_it_ran():
+    assert result(f"c:{PY} -c 'print(1)'") == PASSED
+    assert result("c:/nonexistent/tool") == NOT_APPLICABLE
+
+
 def test_command_failures_are_not_applicable_with_the_reason(tmp_path):
     o = ev("c:/nonexistent/tool -T -> r:x")
     assert o == Outcome(NOT_APPLICABLE, "command not found: /nonexistent/tool")
-    o = ev(f"c:{PY} -c 'import sys; sys.exit(4)' -> r:x")
-    assert o.result == NOT_APPLICABLE and "failed (exit 4) with no output" in o.reason
+    # through a shell, a missing command is the shell's exit 127
+    o = ev("c:/nonexistent/tool 2>/dev/null -> r:x")
+    assert o.result == NOT_APPLICABLE and "exit 127" in o.reason
     noexec = tmp_path / "noexec"
     noexec.write_text("#!/bin/sh\necho hi\n")
     noexec.chmod(0o644)

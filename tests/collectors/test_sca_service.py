@@ -31,12 +31,15 @@ requirements:
   rules: ["f:{root}/marker"]
 checks:
   - id: 1
-    title: "Debug is off"
+    name: "Debug is off"
     description: "debug = off in app.conf"
     rationale: "Debug output leaks secrets"
     remediation: "Set debug = off"
     compliance:
-      - pci_dss: ["2.2.4"]
+      pci_dss: ["2.2.4"]
+      cis: ["1.1"]
+    mitre:
+      tactic: {{id: ["TA0006"], name: ["Credential Access"]}}
     references: ["https://example.org/1"]
     condition: all
     rules: ['f:{root}/app.conf -> r:^debug = off$']
