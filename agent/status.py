@@ -180,6 +180,11 @@ def _service(name: str, service: dict[str, Any]) -> str:
             moved.append(f"{metric.name.replace('_', ' ')} {total:,}")
     line = f"{name:<10} up   since {_ago(c.get('started_at'))}"
     line += ("  " + "  ".join(moved)) if moved else ""
+    sources = c.get("sources")
+    if isinstance(sources, dict):  # the logcollector: which of its sources are live
+        line += "\n  sources  " + ", ".join(
+            f"{k} {v}" for k, v in sources.items() if isinstance(v, str)
+        )
     if c.get("last_error"):
         line += f"\n  last error {_ago(c.get('last_error_at'))}: {c['last_error']}"
     return line

@@ -46,6 +46,21 @@ FILES_SKIPPED = counter(
     "files not read, once per file, by reason (symlink, not_regular, owner)",
     "reason",
 )
+JOURNAL_ENTRIES = counter("journal_entries", "journal entries read and sent")
+JOURNAL_ERRORS = counter(
+    "journal_errors",
+    "journal read problems, by reason (exited: journalctl ended and is started again;"
+    " not_started: journalctl missing or not executable; bad_entry: a line that is not a"
+    " journal entry; too_large: an entry over the size cap, skipped)",
+    "reason",
+)
+COMMAND_RUNS = counter(
+    "command_runs",
+    "command source runs, by result (ok, truncated: output cut at command_max_output;"
+    " timeout, failed, not_found, not_executable, start_failed: nothing sent)",
+    "result",
+)
+COMMAND_EVENTS = counter("command_events", "events sent from command output")
 
 # -- inventory -------------------------------------------------------------------------------
 SCAN_ERRORS = counter("scan_errors", "scanners that failed (the others went on)")
@@ -79,6 +94,10 @@ LOGCOLLECTOR = service_metrics(
     INVALID_UTF8_LINES,
     TRUNCATED_LINES,
     FILES_SKIPPED,
+    JOURNAL_ENTRIES,
+    JOURNAL_ERRORS,
+    COMMAND_RUNS,
+    COMMAND_EVENTS,
 )
 INVENTORY = service_metrics("inventory", *SENDING, *STATEFUL, SCAN_ERRORS)
 FIM = service_metrics("fim", *SENDING, *STATEFUL, FILES, FILES_HASHED, ERRORS)

@@ -1,11 +1,13 @@
-"""Where each tailed file was read up to: one SQLite row per file, keyed by device + inode.
+"""Where each tailed file was read up to: one SQLite row per file, keyed by device + inode;
+and where the journal was read up to: its cursor.
 
 Keying by inode rather than by path is what makes rotation safe: a renamed file keeps its
 row (and is finished from where we were), and a file that a glob matches under a new name
 is not read twice. A fingerprint of the file's first bytes guards against inode reuse and
 against copytruncate rewriting a file faster than we look.
 
-A row is written only after the forwarder committed the lines before its offset.
+A row is written only after the forwarder committed the lines before its offset (the
+journal's cursor: after the forwarder committed the entry it names).
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ CREATE TABLE IF NOT EXISTS files (
     head_sha1 TEXT NOT NULL DEFAULT '',
     updated REAL NOT NULL,
     PRIMARY KEY (dev, ino)
-)
+);
+CREATE TABLE IF NOT EXISTS journal (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL,
+    updated REAL NOT NULL
+);
 """
 
 
@@ -103,3 +110,16 @@ class OffsetStore:
 
     def delete(self, key: tuple[int, int]) -> None:
         self._db.execute("DELETE FROM files WHERE dev = ? AND ino = ?", key)
+
+    # -- the journal ---------------------------------------------------------------------
+    def cursor(self, source: str) -> str | None:
+        """The cursor of the last committed entry of ``source`` (a journal directory, or
+        ``system``), None if none was ever committed."""
+        row = self._db.execute("SELECT cursor FROM journal WHERE source = ?", (source,)).fetchone()
+        return str(row[0]) if row else None
+
+    def save_cursor(self, source: str, cursor: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO journal (source, cursor, updated) VALUES (?, ?, ?)",
+            (source, cursor, time.time()),
+        )

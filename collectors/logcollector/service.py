@@ -1,4 +1,14 @@
-"""The logcollector service: find the files, follow each one, one event per line.
+"""The logcollector service: follow files, the systemd journal and command output.
+
+Sources (``agentbus status`` shows each one's state under ``sources``):
+- files: ``paths``, always; ``syslog_paths`` (the classic syslog files) only while the
+  journal is not collected — where rsyslog runs beside journald it writes the journal's
+  lines to them, and a line is never collected twice;
+- the journal (journald.py): ``journald = "auto"`` reads it when journald runs, ``on``
+  always, ``off`` never; its cursor is saved like a file's offset;
+- commands (command_source.py): run on an interval, their output sent.
+
+The rest of this docstring is about files.
 
 Each step reads at most one batch from each followed file, sends it through the
 acknowledged path and, once the forwarder committed it, saves the file's new offset. So a
@@ -28,14 +38,12 @@ a file that is not regular (a FIFO, a device) or whose owner is not one of
 from __future__ import annotations
 
 import argparse
-import base64
 import fnmatch
 import glob
 import os
 import pwd
 import stat
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,14 +51,44 @@ from loguru import logger
 
 from collectors import metrics as km
 from collectors.base import CollectorService
+from collectors.logcollector import metrics as lm
+from collectors.logcollector.command_source import (
+    CommandRunner,
+    Result,
+    configured_sources,
+    output_lines,
+)
+from collectors.logcollector.journald import (
+    JOURNALD_RUNTIME,
+    Entry,
+    JournalError,
+    JournalReader,
+    field_bytes,
+    field_int,
+    field_text,
+    find_journalctl,
+    iso_second,
+    journalctl_argv,
+    journald_present,
+    source_name,
+)
+from collectors.logcollector.lines import now_iso, text_event
 from collectors.logcollector.offsets import OffsetRow, OffsetStore, same_head
 from collectors.logcollector.settings import LogcollectorSettings
 from collectors.logcollector.tail import FileTail, Line, Skipped, check_watched
+from core.backoff import compute_backoff
 from core.config import Config
 from core.logs import RateLimitedLog
 
 MODULE = "logcollector"
 COLLECTOR = "file"
+JOURNALD = "journald"
+COMMAND = "command"
+#: journal entries read per step (one acknowledged batch)
+JOURNAL_BATCH = 5000
+#: waits before journalctl is started again after it ended
+JOURNAL_RETRY_INITIAL = 1.0
+JOURNAL_RETRY_MAX = 60.0
 
 
 class Candidate(NamedTuple):
@@ -65,10 +103,10 @@ class Candidate(NamedTuple):
 
 
 class LogcollectorService(CollectorService):
-    """Tails ``[collectors.logcollector] paths``; see the module docstring."""
+    """Tails files, the journal and command output; see the module docstring."""
 
     name = "logcollector"
-    declared = km.LOGCOLLECTOR
+    declared = lm.LOGCOLLECTOR
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
         super().__init__(config)
@@ -85,6 +123,21 @@ class LogcollectorService(CollectorService):
         self.owners = allowed_owners(self.settings.file_owners)
         #: files skipped, by name: (reason, inode) as last counted
         self._skipped: dict[str, tuple[str, tuple[int, int]]] = {}
+        s = self.settings
+        #: the journal is read (decided once, at start)
+        self.journal_on = s.journald == "on" or (s.journald == "auto" and journald_present(s))
+        #: the files and globs followed
+        self.patterns = [*s.paths, *([] if self.journal_on else s.syslog_paths)]
+        self.journal: JournalReader | None = None
+        self._journal_source = source_name(s)
+        self._journal_cursor: str | None = None
+        self._journal_state = "starting" if self.journal_on else self._journal_off_reason()
+        self._journal_failures = 0
+        self._journal_retry_at = 0.0
+        self._journal_skip: str | None = None
+        self._iso_second = -1
+        self._iso_prefix = ""
+        self.commands = CommandRunner(configured_sources(s), s, self.stop_event, now_iso)
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
@@ -93,6 +146,10 @@ class LogcollectorService(CollectorService):
         self._saved = self.store.load()
         self.discover()
         self._resume_rotated()
+        if self.journal_on:
+            self._journal_cursor = self.store.cursor(self._journal_source)
+            self._start_journal()
+        self.commands.start()
 
     def main_loop(self) -> None:
         next_scan = 0.0
@@ -114,6 +171,10 @@ class LogcollectorService(CollectorService):
                 self.stop_event.wait(self.settings.poll_interval)
 
     def shutdown(self, deadline: float) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        self.commands.join(max(0.0, min(1.0, deadline - time.monotonic())))
         for tail in [*self.tails.values(), *self.retired]:
             tail.close()
         self.tails.clear()
@@ -125,14 +186,36 @@ class LogcollectorService(CollectorService):
     def status(self) -> dict[str, Any]:
         self.metrics.set(km.FILES, len(self.tails))
         self.metrics.set(km.ROTATED_FILES, len(self.retired))
+        self.metrics.fact("sources", self.sources())
         return super().status()
+
+    def sources(self) -> dict[str, Any]:
+        """Which sources are live, and why the others are not."""
+        s = self.settings
+        if self.journal_on:
+            syslog = "off: the journal is collected (the same lines)" if s.syslog_paths else ""
+        else:
+            syslog = "live" if s.syslog_paths else ""
+        commands = self.commands.sources
+        out: dict[str, Any] = {
+            "journald": self._journal_state,
+            "syslog_files": syslog or "off: none configured",
+            "files": "live" if s.paths else "off: none configured",
+            "commands": f"live: {len(commands)}" if commands else "off: none configured",
+        }
+        if commands:
+            out["command_runs"] = {
+                c.command: {"runs": c.runs, "last_run": c.last_run, "last_error": c.last_error}
+                for c in commands
+            }
+        return out
 
     # -- finding files ---------------------------------------------------------------
     def matching_paths(self) -> list[Candidate]:
         """Every file the configured paths and globs name now, minus exclusions."""
         found: list[Candidate] = []
         seen: set[str] = set()
-        for pattern in self.settings.paths:
+        for pattern in self.patterns:
             if glob.has_magic(pattern):
                 base = _fixed_dir(pattern)
                 names = [Candidate(n, n, base) for n in sorted(glob.glob(pattern))]
@@ -292,8 +375,14 @@ class LogcollectorService(CollectorService):
 
     # -- reading ---------------------------------------------------------------------
     def step(self) -> bool:
-        """One batch from each file; True if anything was read (more may be waiting)."""
+        """One batch from each source; True if anything was read (more may be waiting)."""
         busy = False
+        if self.journal_on:
+            busy |= self._pump_journal()
+        for result in self.commands.results():
+            if self.stop_event.is_set():
+                return busy
+            self._send_command(result)
         for tail in list(self.tails.values()):
             if self.stop_event.is_set():
                 return busy
@@ -333,7 +422,7 @@ class LogcollectorService(CollectorService):
             final = True
         chunk = tail.read(final=final)
         if chunk.lines:
-            created = _now_iso()
+            created = now_iso()
             events = [self._event(tail.path, line, created) for line in chunk.lines]
             assert self.sender is not None
             done = self.sender.send_count(events)
@@ -380,30 +469,213 @@ class LogcollectorService(CollectorService):
 
     def _event(self, path: str, line: Line, created: str) -> dict[str, Any]:
         start, raw, truncated = line[0], line[1], line[2]
-        try:
-            event: dict[str, Any] = {"created": created, "original": raw.decode("utf-8")}
-            tags: list[str] | None = None
-        except UnicodeDecodeError:
-            # Keep the line readable and its exact bytes recoverable.
-            event = {
-                "created": created,
-                "original": raw.decode("utf-8", errors="replace"),
-                "original_base64": base64.b64encode(raw).decode("ascii"),
-            }
-            tags = ["invalid_utf8"]
-            self.metrics.inc(km.INVALID_UTF8_LINES)
-        if truncated:
-            event["truncated"] = True
-            tags = [*(tags or []), "truncated"]
-            self.metrics.inc(km.TRUNCATED_LINES)
+        event, tags = text_event(raw, truncated, created, self.metrics)
         data: dict[str, Any] = {"event": event, "log": {"file": {"path": path}, "offset": start}}
         if tags:
             data["tags"] = tags
         return {"module": MODULE, "collector": COLLECTOR, "data": data}
 
+    # -- the journal -----------------------------------------------------------------
+    def _journal_off_reason(self) -> str:
+        s = self.settings
+        if s.journald == "off":
+            return "off: journald = off"
+        if s.journald_directory:
+            return f"off: no journal directory {s.journald_directory}"
+        return f"off: journald does not run (no {JOURNALD_RUNTIME})"
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    def _start_journal(self) -> None:
+        journalctl = find_journalctl()
+        from_end = self.settings.read_from == "end"
+        try:
+            if journalctl is None:
+                raise JournalError("not_started", "journalctl not found")
+            argv = journalctl_argv(journalctl, self.settings, self._journal_cursor, from_end)
+            reader = JournalReader(argv, max_entry_bytes=8 * self.settings.max_line_bytes + 65536)
+            reader.start()
+        except JournalError as exc:
+            self._journal_failed(exc)
+            return
+        self.journal = reader
+        #: the saved cursor's own entry, printed first by --cursor (when it still exists)
+        self._journal_skip = self._journal_cursor
+        where = (
+            f"at cursor {self._journal_cursor}"
+            if self._journal_cursor
+            else ("from its end" if from_end else "from its start")
+        )
+        logger.info("reading the journal {} (journalctl pid {})", where, reader.pid)
+        self._journal_state = "live"
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        self.metrics.inc(lm.JOURNAL_ERRORS, reason=exc.reason)
+        self._journal_failures += 1
+        delay = compute_backoff(
+            self._journal_failures,
+            initial=JOURNAL_RETRY_INITIAL,
+            maximum=JOURNAL_RETRY_MAX,
+            jitter="equal",
+        )
+        self._journal_retry_at = time.monotonic() + delay
+        self._journal_state = f"error: {exc}; trying again in {delay:.0f}s"
+        self.metrics.error(f"journal: {exc}")
+        self._log.warning("journal", "journal: {}; trying again in {:.1f}s", exc, delay)
+
+    def _pump_journal(self) -> bool:
+        if self.journal is None:
+            if time.monotonic() >= self._journal_retry_at:
+                self._start_journal()
+            return False
+        try:
+            entries = self.journal.read(JOURNAL_BATCH)
+        except JournalError as exc:
+            self.journal.close()
+            self.journal = None
+            self._journal_failed(exc)
+            return False
+        if not entries:
+            return False
+        self._journal_failures = 0
+        created = now_iso()
+        events: list[dict[str, Any]] = []
+        #: the cursor to save once events[: i + 1] are committed
+        cursors: list[str] = []
+        last: str | None = None
+        for entry in entries:
+            if entry.problem:
+                self.metrics.inc(lm.JOURNAL_ERRORS, reason=entry.problem)
+                self._log.warning(
+                    f"journal-{entry.problem}", "journal: skipped an entry ({})", entry.problem
+                )
+                continue
+            skip, self._journal_skip = self._journal_skip, None
+            if skip is not None and entry.cursor == skip:
+                continue  # committed already
+            last = entry.cursor
+            event = self._journal_event(entry, created)
+            if event is not None:
+                events.append(event)
+                cursors.append(entry.cursor or "")
+        assert self.sender is not None
+        done = self.sender.send_count(events) if events else 0
+        self.metrics.inc(lm.JOURNAL_ENTRIES, done)
+        if done == len(events):
+            self._save_cursor(last)  # entries without a message too
+            return True
+        if done:
+            self._save_cursor(cursors[done - 1])
+        return False  # stopping: the rest comes again after a restart
+
+    def _save_cursor(self, cursor: str | None) -> None:
+        if cursor:
+            assert self.store is not None
+            self.store.save_cursor(self._journal_source, cursor)
+            self._journal_cursor = cursor
+
+    def _journal_event(self, entry: Entry, created: str) -> dict[str, Any] | None:
+        f = entry.fields
+        message = f.get("MESSAGE")
+        limit = self.settings.max_line_bytes
+        if isinstance(message, str) and len(message) * 4 <= limit:
+            # the common case, taken as it is: UTF-8 text that cannot be over the limit
+            if not message:
+                return None
+            event: dict[str, Any] = {"created": created, "original": message}
+            tags: list[str] | None = None
+        else:
+            raw = field_bytes(message)
+            if not raw:
+                return None  # an entry without a message (like an empty line)
+            truncated = len(raw) > limit
+            if truncated:
+                raw = _cut_utf8(raw, limit)
+            event, tags = text_event(raw, truncated, created, self.metrics)
+        data: dict[str, Any] = {"event": event}
+        timestamp = self._realtime(f.get("__REALTIME_TIMESTAMP"))
+        if timestamp is not None:
+            data["@timestamp"] = timestamp
+        log: dict[str, Any] = {"journal": {"cursor": entry.cursor}}
+        syslog: dict[str, Any] = {}
+        priority = field_int(f.get("PRIORITY"))
+        if priority is not None:
+            syslog["priority"] = priority
+        identifier = field_text(f.get("SYSLOG_IDENTIFIER"))
+        if identifier:
+            syslog["appname"] = identifier
+        if syslog:
+            log["syslog"] = syslog
+        data["log"] = log
+        process: dict[str, Any] = {}
+        pid = field_int(f.get("_PID"))
+        if pid is None:
+            pid = field_int(f.get("SYSLOG_PID"))
+        if pid is not None:
+            process["pid"] = pid
+        comm = field_text(f.get("_COMM"))
+        if comm:
+            process["name"] = comm
+        if process:
+            data["process"] = process
+        unit = field_text(f.get("_SYSTEMD_UNIT"))
+        if unit:
+            data["systemd"] = {"unit": unit}
+        hostname = field_text(f.get("_HOSTNAME"))
+        if hostname:
+            data["host"] = {"hostname": hostname}
+        if tags:
+            data["tags"] = tags
+        return {"module": MODULE, "collector": JOURNALD, "data": data}
+
+    def _realtime(self, value: Any) -> str | None:
+        """``__REALTIME_TIMESTAMP`` as ISO 8601; the formatted second is kept, since a
+        backlog has many entries per second."""
+        us = field_int(value)
+        if us is None:
+            return None
+        second, rest = divmod(us, 1_000_000)
+        if second != self._iso_second:
+            self._iso_second, self._iso_prefix = second, iso_second(second)
+        return f"{self._iso_prefix}.{rest // 1000:03d}Z"
+
+    # -- commands --------------------------------------------------------------------
+    def _send_command(self, result: Result) -> None:
+        source, output = result.source, result.output
+        if output.error:
+            self.metrics.inc(lm.COMMAND_RUNS, result=output.reason or "failed")
+            self._log.warning(f"command-{source.command}", "command source: {}", output.error)
+            return
+        self.metrics.inc(lm.COMMAND_RUNS, result="truncated" if output.truncated else "ok")
+        if source.full:
+            text = output.stdout.rstrip("\n")
+            texts = [text] if text.strip() else []
+        else:
+            texts = output_lines(output.stdout)
+        events = []
+        for i, text in enumerate(texts):
+            cut = output.truncated and i == len(texts) - 1  # the output was cut in it
+            event, tags = text_event(text.encode("utf-8"), cut, result.created, self.metrics)
+            command: dict[str, Any] = {"line": source.command, "full": source.full}
+            if output.exit_code is not None:
+                command["exit_code"] = output.exit_code
+            data: dict[str, Any] = {"event": event, "log": {"command": command}}
+            if tags:
+                data["tags"] = tags
+            events.append({"module": MODULE, "collector": COMMAND, "data": data})
+        if events:
+            assert self.sender is not None
+            self.metrics.inc(lm.COMMAND_EVENTS, self.sender.send_count(events))
+
+
+def _cut_utf8(raw: bytes, limit: int) -> bytes:
+    """``raw`` cut to ``limit`` bytes, not in the middle of a UTF-8 character."""
+    cut = raw[:limit]
+    for drop in range(4):
+        try:
+            (cut[: len(cut) - drop] if drop else cut).decode("utf-8")
+            return cut[: len(cut) - drop] if drop else cut
+        except UnicodeDecodeError:
+            continue
+    return cut  # not UTF-8 anyway: kept as bytes (original_base64)
 
 
 def allowed_owners(names: list[str]) -> frozenset[int]:

@@ -23,6 +23,9 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 def _config(make_config: Any, paths: list[str], **extra: Any) -> Any:
     section = {
         "paths": paths,
+        # files only: the host's journal and syslog files are not these tests' business
+        "journald": "off",
+        "syslog_paths": [],
         "read_from": "start",
         "poll_interval": "50ms",
         "rotate_wait": "300ms",

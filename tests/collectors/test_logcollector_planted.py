@@ -24,6 +24,10 @@ from tests.fixtures.other_user import needs_root, run_as_nobody
 SECRET = "root:$6$SECRET-HASH-NEVER-SHIPPED:19000:0:99999:7:::"
 
 
+#: only the files named here: not the host's journal nor its syslog files
+FILES_ONLY = {"journald": "off", "syslog_paths": []}
+
+
 def _plant(watched: str, secret: str, secret_dir: str) -> None:
     """What the hostile user does, as nobody, in a log directory it can write."""
     os.symlink(secret, f"{watched}/evil.log")  # a link to a file it cannot read
@@ -74,7 +78,12 @@ def test_planted_links_fifos_and_foreign_files_are_skipped_and_counted(
     config = make_config(
         {
             "collectors": {
-                "logcollector": {"paths": paths, "read_from": "start", "poll_interval": "50ms"}
+                "logcollector": {
+                    "paths": paths,
+                    "read_from": "start",
+                    "poll_interval": "50ms",
+                    **FILES_ONLY,
+                }
             }
         }
     )
@@ -116,6 +125,7 @@ def test_a_file_of_another_user_is_read_when_file_owners_names_it(
                     "read_from": "start",
                     "poll_interval": "50ms",
                     "file_owners": ["nobody"],
+                    **FILES_ONLY,
                 }
             }
         }
