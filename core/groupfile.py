@@ -174,30 +174,60 @@ def _simple(
             _ignored(out, f"{section}.{key}", "not a key this agent implements")
 
 
-def _entries(value: Any, key: str) -> list[dict[Any, Any]]:
+def _entries(value: Any, key: str, *, strings: bool = False) -> list[dict[Any, Any]]:
+    """A list of mappings; with ``strings``, a plain string stands for ``{location: it}``
+    (the C++ agent's docs write localfiles both ways)."""
     if value is None:
         return []
+    if strings and isinstance(value, list):
+        value = [{"location": v} if isinstance(v, str) else v for v in value]
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise GroupFileError(key, "must be a list of mappings")
     return value
 
 
+#: journal fields of the C++ schema's ``journald`` filters → our list of exact names
+_JOURNAL_FIELDS = {
+    "_SYSTEMD_UNIT": "journald_units",
+    "UNIT": "journald_units",
+    "SYSLOG_IDENTIFIER": "journald_identifiers",
+}
+
+
+def _journald(body: dict[Any, Any], out: GroupFile, target: tuple[str, ...]) -> None:
+    """``journald`` filters: an exact unit or identifier adds to our filters; a pattern, a
+    ``conditions`` block or another field has no equivalent here and is ignored (warned)."""
+    for i, entry in enumerate(_entries(body.get("journald"), "logcollector.journald")):
+        key = f"logcollector.journald[{i}]"
+        field_name, value = entry.get("field"), entry.get("value")
+        ours = _JOURNAL_FIELDS.get(str(field_name))
+        if "conditions" in entry or ours is None:
+            _ignored(out, key, "our journal filters take exact unit and identifier names only")
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise GroupFileError(f"{key}.value", "required: the unit or identifier")
+        if entry.get("exact_match", True) is not True:
+            _ignored(out, key, "a pattern: our journal filters take exact names only")
+            continue
+        out.changes.append(Change("add", (*target, ours), [value.strip()], f"{key}.value"))
+
+
 def _logcollector(body: dict[Any, Any], out: GroupFile) -> None:
-    # The sources of the C++ schema: ``localfiles`` is mapped below; ``journald`` (a list
-    # of {field, value, exact_match, ignore_if_missing}) is still ignored: its mapping onto
-    # our journald keys goes here, next to localfiles, and out of this tuple.
+    # The sources of the C++ schema: ``localfiles`` and ``journald`` are mapped below.
     target = ("collectors", "logcollector")
-    for key in ("reload_interval", "windows", "macos", "journald"):
+    for key in ("reload_interval", "windows", "macos"):
         if key in body:
             _ignored(out, f"logcollector.{key}", "no equivalent in this agent")
     # localfiles add to the paths of the layers below (the local file's, another group's):
     # a group adds what its hosts have, it does not take away what the host follows.
-    for i, entry in enumerate(_entries(body.get("localfiles"), "logcollector.localfiles")):
+    localfiles = _entries(body.get("localfiles"), "logcollector.localfiles", strings=True)
+    for i, entry in enumerate(localfiles):
         key = f"logcollector.localfiles[{i}].location"
         location = entry.get("location")
         if not isinstance(location, str) or not location.strip():
             raise GroupFileError(key, "required: the path (or glob) of a log file")
         out.changes.append(Change("add", (*target, "paths"), [location], key))
+    _journald(body, out, target)
     _simple(
         body,
         out,

@@ -66,6 +66,39 @@ events:
     assert config.origins["forwarder.batch_max_bytes"] == "group:web"
 
 
+def test_journald_filters_and_plain_localfiles_map_onto_our_keys():
+    group = parse(
+        """
+logcollector:
+  localfiles:
+    - /var/log/plain.log
+  journald:
+    - field: "_SYSTEMD_UNIT"
+      value: "cron.service"
+      exact_match: true
+    - field: "SYSLOG_IDENTIFIER"
+      value: "sshd"
+    - field: "SYSLOG_IDENTIFIER"
+      value: "^sys.*"
+      exact_match: false
+    - conditions:
+        - field: "_COMM"
+          value: "cat"
+"""
+    )
+    lc = with_groups(config_from_dict({}), [group], 1.0).collectors.logcollector
+    assert lc.paths == ["/var/log/plain.log"]
+    assert lc.journald_units == ["cron.service"]
+    assert lc.journald_identifiers == ["sshd"]
+    assert sorted(group.warnings) == [
+        "logcollector.journald[2] ignored: a pattern: our journal filters take exact names only",
+        "logcollector.journald[3] ignored: our journal filters take exact unit and identifier "
+        "names only",
+    ]
+    with pytest.raises(GroupFileError, match=r"logcollector.journald\[0\].value"):
+        parse("logcollector:\n  journald:\n    - field: _SYSTEMD_UNIT\n")
+
+
 def test_unknown_sections_are_ignored_with_one_warning_each_and_an_empty_file_is_fine():
     group = parse("syscheck: {frequency: 60}\nwodle: [1]\nlabels: {a: b}\n")
     assert group.changes == []
