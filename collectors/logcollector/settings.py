@@ -81,7 +81,7 @@ def check_command(command: str, key: str) -> list[str]:
     """The argv of a configured command; ConfigError if it is empty or needs a shell."""
     if needs_shell(command):
         raise ConfigError(
-            f"{key}: {command!r} uses shell syntax; commands run without a shell"
+            f"{key}: {command!r} uses shell syntax or starts a shell; commands run without a shell"
             " (put a pipeline in a script and name the script)"
         )
     try:

@@ -13,8 +13,10 @@ A command is judged on what it printed, whatever its exit status: one that exits
 with no output (``grep`` finding nothing, ``dpkg-query -s`` of a package not installed)
 printed no line, as the Wazuh engines read it; one that could not be started, timed out
 or printed too much — or, through a shell, was not found (exit 126, 127) — is not
-applicable. A ``d:`` rule that looks for files by name finds none: failed (not applicable
-only when a directory is missing or unreadable).
+applicable. A command that needs a shell is not run at all unless the policy may use one
+(``Policy.shell_allowed``): it is not applicable, "needs a shell (...)" saying why. A
+``d:`` rule that looks for files by name finds none: failed (not applicable only when a
+directory is missing or unreadable).
 
 Rules are evaluated in order and stop as soon as the result is known. Within one
 evaluation a command's output and the process list are read once. A policy is evaluated
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from collectors.sca.commands import Output, run_command
-from collectors.sca.policy import Check, Policy, RuleSet
+from collectors.sca.policy import NO_SHELL, Check, Policy, RuleSet
 from collectors.sca.rules import Content, Rule
 from collectors.sca.settings import ScaSettings
 
@@ -84,14 +86,23 @@ class _ReadProblem(Exception):
 class Evaluator:
     """Evaluates policies with the limits of ``settings``; one instance per evaluation."""
 
-    def __init__(self, settings: ScaSettings, stop_event: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: ScaSettings,
+        stop_event: threading.Event | None = None,
+        *,
+        shell_allowed: bool = False,
+    ) -> None:
         self.settings = settings
         self.stop_event = stop_event or threading.Event()
+        #: why a rule that needs a shell may not run one ("" when it may); set per policy
+        self._no_shell = "" if shell_allowed else NO_SHELL
         self._outputs: dict[tuple[bool, str], Output] = {}
         self._processes: set[str] | None = None
 
     # -- policies and checks ---------------------------------------------------------------
     def policy(self, policy: Policy) -> PolicyResult:
+        self._no_shell = "" if policy.shell_allowed else policy.no_shell_reason or NO_SHELL
         if policy.requirements is not None:
             req = self.ruleset(policy.requirements)
             if req.result != PASSED:
@@ -269,6 +280,8 @@ class Evaluator:
 
     # -- c: --------------------------------------------------------------------------------
     def _command(self, rule: Rule) -> Outcome:
+        if rule.shell and self._no_shell:
+            return Outcome(NOT_APPLICABLE, self._no_shell)  # never run
         key = (rule.shell, rule.targets[0])
         out = self._outputs.get(key)
         if out is None:

@@ -28,6 +28,13 @@ A policy in the Wazuh SCA format, current (5.x) or 4.x::
 Validation is whole: one problem refuses the policy, with one line that names the file,
 the check and what is wrong (the other policies still run). What is ignored (unknown
 keys, unsupported compliance keys) is listed in the policy's ``warnings``.
+
+A ``c:`` rule that needs a shell (collectors.commands.needs_shell) runs only when the
+policy lies in one of ``policy_dirs`` and ``allow_shell_commands`` is true
+(``Policy.shell_allowed``). Otherwise the policy still loads: those rules evaluate as
+not applicable, "needs a shell (...)" saying which condition is missing
+(collectors.sca.evaluate), and one warning counts the checks concerned — so a policy
+tried by path shows which of its checks need trust.
 """
 
 from __future__ import annotations
@@ -87,6 +94,10 @@ MITRE_ALIASES = {"mitre_tactics": "tactic", "mitre_techniques": "technique"}
 _WARN_IDS = 5
 
 
+#: the reason of a rule that needs a shell when nothing says why it may not run one
+NO_SHELL = "needs a shell (not allowed)"
+
+
 class PolicyError(Exception):
     """A policy refused whole; the message is one line naming the file and the problem."""
 
@@ -134,6 +145,10 @@ class Policy:
     requirements_name: str = ""
     #: what was ignored while loading, one line each (the policy still loads)
     warnings: tuple[str, ...] = ()
+    #: its c: rules that need a shell may run one (trusted directory and the key on)
+    shell_allowed: bool = False
+    #: why they may not: the reason of their "not applicable"
+    no_shell_reason: str = NO_SHELL
 
 
 def policy_files(settings: ScaSettings) -> list[str]:
@@ -181,19 +196,25 @@ def load_policy(path: str, settings: ScaSettings) -> Policy:
         line = f" (line {where.line + 1})" if where is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PolicyError(f"{path}: not valid YAML{line}: {problem}") from None
-    shell = settings.allow_shell_commands and within(path, settings.policy_dirs)
-    why_no_shell = (
-        "allow_shell_commands is false"
-        if within(path, settings.policy_dirs)
-        else "the policy is not in one of policy_dirs"
+    trusted = within(path, settings.policy_dirs)
+    missing = [] if trusted else ["policy not in policy_dirs"]
+    if not settings.allow_shell_commands:
+        missing.append("allow_shell_commands is off")
+    return parse_policy(
+        data,
+        path,
+        shell_allowed=not missing,
+        no_shell_reason=f"needs a shell ({' / '.join(missing)})" if missing else "",
     )
-    return parse_policy(data, path, shell_allowed=shell, why_no_shell=why_no_shell)
 
 
 def parse_policy(
-    data: Any, path: str, *, shell_allowed: bool = False, why_no_shell: str = ""
+    data: Any, path: str, *, shell_allowed: bool = False, no_shell_reason: str = NO_SHELL
 ) -> Policy:
-    """Validate a policy's parsed YAML; raises :class:`PolicyError` naming what is wrong."""
+    """Validate a policy's parsed YAML; raises :class:`PolicyError` naming what is wrong.
+
+    ``shell_allowed``: its rules that need a shell may run one (else they are not
+    applicable, ``no_shell_reason`` saying why)."""
 
     def fail(where: str, what: str) -> PolicyError:
         return PolicyError(f"{path}: {where}: {what}")
@@ -231,9 +252,7 @@ def parse_policy(
             if rule.warning:
                 ignored.setdefault(f"rule '{item}': {rule.warning}", []).append(where)
             if rule.shell and not shell_allowed:
-                raise ValueError(
-                    f"rule '{item}' needs a shell, which is not allowed ({why_no_shell})"
-                )
+                ignored.setdefault(f"{no_shell_reason}: not applicable", []).append(where)
             out.append(rule)
         return tuple(out)
 
@@ -309,6 +328,8 @@ def parse_policy(
         requirements=requirements,
         requirements_name=req_name,
         warnings=tuple(_warning_lines(ignored)),
+        shell_allowed=shell_allowed,
+        no_shell_reason=no_shell_reason if not shell_allowed else "",
     )
 
 

@@ -23,8 +23,8 @@ class ScaSettings:
     #: trusted directories: every *.yml / *.yaml in them is evaluated, and only their
     #: policies may run commands through a shell (with allow_shell_commands)
     policy_dirs: list[str] = field(default_factory=lambda: ["/etc/agentbus/sca"])
-    #: c: rules that need a shell (pipes, globs, $(...)) run with /bin/sh -c, for the
-    #: policies of policy_dirs only; false: such policies are refused
+    #: c: rules that need a shell (pipes, globs, $(...), sh -c) run with /bin/sh -c, for
+    #: the policies of policy_dirs only; otherwise they are not applicable (never run)
     allow_shell_commands: bool = False
     #: a c: rule's command is killed after this long (the check is not applicable)
     command_timeout: Seconds = 30.0

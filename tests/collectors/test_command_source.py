@@ -113,6 +113,20 @@ def test_a_command_that_needs_a_shell_is_refused_with_its_key(make_config, comma
         _config(make_config, full_commands=[command])
 
 
+@pytest.mark.parametrize(
+    "shell",
+    ["sh -c", "bash -ec", "env sh -c", "/bin/sh -c", "busybox sh -c", "timeout 5 dash -c"],
+)
+def test_a_shell_given_code_is_refused_at_config_read(make_config, tmp_path, shell):
+    """A quoted line after ``sh -c`` is one argument for shlex, but the shell runs it."""
+    marker = tmp_path / "ran"
+    command = f"{shell} 'touch {marker}'"
+    for key in ("commands", "full_commands"):
+        with pytest.raises(ConfigError, match=rf"collectors\.logcollector\.{key}: .*shell"):
+            _config(make_config, **{key: [command]})
+    assert not marker.exists()
+
+
 def test_shell_characters_inside_quotes_are_arguments(make_config, stub_ingest, run_service):
     """``|`` and ``;`` quoted are the argument's own: no shell runs, they are printed."""
     svc = run_service(LogcollectorService(_config(make_config, commands=["echo 'a | b; c'"])))

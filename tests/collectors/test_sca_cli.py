@@ -153,3 +153,24 @@ def test_warnings_of_a_loaded_policy_go_to_stderr_and_json_has_the_current_field
         ["technique:T1021"],
     )
     assert p["warnings"] == ["compliance key 'cis' is not supported: ignored (check 1)"]
+
+
+def test_a_policy_by_path_that_needs_a_shell_runs_with_those_checks_not_applicable(
+    policy, config, tmp_path
+):
+    """The way CIS policies are tried: by path, not trusted for a shell."""
+    marker = tmp_path / "ran"
+    text = policy.read_text() + (
+        "  - id: 4\n"
+        '    title: "Through a shell"\n'
+        "    condition: all\n"
+        f"    rules: ['c:sh -c \"touch {marker}; echo ok\" -> r:ok']\n"
+    )
+    policy.write_text(text)
+    done = sca("--policy", str(policy), config=config)
+    assert done.returncode == 0, done.stderr
+    reason = "needs a shell (policy not in policy_dirs / allow_shell_commands is off)"
+    assert "score 50%: 1 passed, 1 failed, 2 not applicable" in done.stdout
+    assert f"4  Through a shell: {reason}" in done.stdout
+    assert f"{reason}: not applicable (check 4)" in done.stderr
+    assert not marker.exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from collectors.sca.assess import assess
-from collectors.sca.evaluate import FAILED, NOT_APPLICABLE, PASSED
+from collectors.sca.evaluate import FAILED, NOT_APPLICABLE, PASSED, Outcome
 from collectors.sca.policy import BUILTIN_DIR, PolicyError, load_policy, policy_files
 from collectors.sca.settings import ScaSettings
 
@@ -276,32 +276,107 @@ def test_a_policy_that_is_no_regular_file_or_too_big_is_refused(root):
 
 
 SHELL_POLICY = """\
-policy: {id: shelly, name: Shelly, description: pipes}
+policy: {{id: shelly, name: Shelly, description: shells}}
 checks:
   - id: 1
-    title: piped
+    name: quoted pipeline
     condition: all
     rules:
-      - "c:echo hello world | tr ' ' '\\\\n' -> r:^world$"
+      - 'c:sh -c "touch {m}/1 && echo ran | tr a-z A-Z" -> r:^RAN$'
+  - id: 2
+    name: bash with an option cluster
+    condition: all
+    rules:
+      - 'c:bash -ec "touch {m}/2; echo ran" -> r:^ran$'
+  - id: 3
+    name: through env
+    condition: all
+    rules:
+      - 'c:env sh -c "touch {m}/3; echo ran" -> r:^ran$'
+  - id: 4
+    name: by path
+    condition: all
+    rules:
+      - 'c:/bin/sh -c "touch {m}/4; echo ran" -> r:^ran$'
+  - id: 5
+    name: a busybox applet
+    condition: all
+    rules:
+      - 'c:{bin}/busybox sh -c "touch {m}/5; echo ran" -> r:^ran$'
+  - id: 6
+    name: shell syntax
+    condition: all
+    rules:
+      - "c:touch {m}/6 && echo ran -> r:^ran$"
+  - id: 7
+    name: no shell needed
+    condition: all
+    rules:
+      - "c:echo ok -> r:^ok$"
 """
+SHELL_CHECKS = ("1", "2", "3", "4", "5", "6")
 
 
-def test_shell_rules_are_refused_unless_trusted_and_allowed(root):
-    trusted = root / "trusted"
-    trusted.mkdir()
-    inside = write(trusted / "shell.yml", SHELL_POLICY)
-    outside = write(root / "shell.yml", SHELL_POLICY)
-    # not allowed by configuration
-    with pytest.raises(
-        PolicyError, match=r"check 1: rule .* needs a shell.*allow_shell_commands is false"
-    ):
-        load_policy(inside, settings(policy_dirs=[str(trusted)]))
-    # allowed, but the policy is not in a trusted directory
-    with pytest.raises(PolicyError, match="not in one of policy_dirs"):
-        load_policy(outside, settings(policy_dirs=[str(trusted)], allow_shell_commands=True))
-    # both: it runs, through /bin/sh
+@pytest.mark.parametrize(
+    ("trusted_dir", "allow", "reason"),
+    [
+        (True, False, "needs a shell (allow_shell_commands is off)"),
+        (False, True, "needs a shell (policy not in policy_dirs)"),
+        (False, False, "needs a shell (policy not in policy_dirs / allow_shell_commands is off)"),
+    ],
+)
+def test_shell_rules_do_not_run_unless_trusted_and_allowed(root, trusted_dir, allow, reason):
+    """A policy that may not use a shell still loads and runs; each rule that would start
+    one — quoted as one argument or not — is not applicable and does not run."""
+    marks, bindir, trusted = root / "marks", root / "bin", root / "trusted"
+    for d in (marks, bindir, trusted):
+        d.mkdir()
+    write(bindir / "busybox", '#!/bin/sh\nshift\nexec /bin/sh "$@"\n', 0o700)  # an applet
+    text = SHELL_POLICY.format(m=marks, bin=bindir)
+    path = write((trusted if trusted_dir else root) / "shell.yml", text)
+    config = settings(policy_dirs=[str(trusted)], allow_shell_commands=allow)
+    policy = load_policy(path, config)
+    assert not policy.shell_allowed
+    assert policy.warnings == (f"{reason}: not applicable (check 1, 2, 3, 4, 5 and 1 more)",)
+    out = assess(config, [path])
+    assert out.refused == []
+    results = {c.id: o for c, o in out.results[0].checks}
+    assert {cid: results[cid] for cid in SHELL_CHECKS} == {
+        cid: Outcome(NOT_APPLICABLE, reason) for cid in SHELL_CHECKS
+    }
+    assert results["7"].result == PASSED  # the rest of the policy runs
+    assert list(marks.iterdir()) == []  # no shell ran
+
+
+def test_shell_rules_run_from_a_trusted_directory_with_the_key_on(root):
+    marks, bindir, trusted = root / "marks", root / "bin", root / "trusted"
+    for d in (marks, bindir, trusted):
+        d.mkdir()
+    write(bindir / "busybox", '#!/bin/sh\nshift\nexec /bin/sh "$@"\n', 0o700)
+    write(trusted / "shell.yml", SHELL_POLICY.format(m=marks, bin=bindir))
     out = assess(settings(policy_dirs=[str(trusted)], allow_shell_commands=True))
-    assert [(c.id, o.result) for c, o in out.results[0].checks] == [("1", PASSED)]
+    assert out.results[0].policy.shell_allowed and out.results[0].policy.warnings == ()
+    assert [(c.id, o.result) for c, o in out.results[0].checks] == [
+        (cid, PASSED) for cid in (*SHELL_CHECKS, "7")
+    ]
+    assert sorted(p.name for p in marks.iterdir()) == list(SHELL_CHECKS)
+
+
+def test_requirements_that_need_a_shell_make_an_untrusted_policy_not_applicable(root):
+    marker = root / "ran"
+    text = f"""\
+    policy: {{id: req, name: Req, description: shell in requirements}}
+    requirements:
+      name: a shell
+      condition: all
+      rules: ['c:sh -c "touch {marker}; echo yes" -> r:yes']
+    checks:
+      - {{id: 1, name: one, condition: all, rules: ['f:{root}/present']}}
+    """
+    path = write(root / "req.yml", text)
+    result = assess(settings(), [path]).results[0]
+    assert not result.applicable and "needs a shell" in result.reason
+    assert not marker.exists()
 
 
 def test_policy_dirs_are_scanned_for_yaml_files(root):

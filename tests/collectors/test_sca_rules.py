@@ -24,8 +24,10 @@ PY = sys.executable
 
 def ev(rule: str, variables: dict[str, str] | None = None, **settings: object) -> Outcome:
     regex_type = settings.pop("regex_type", "pcre2")
+    shell_allowed = bool(settings.pop("shell_allowed", False))
     parsed = parse_rule(rule, variables, regex_type)  # type: ignore[arg-type]
-    return Evaluator(ScaSettings(**settings)).rule(parsed)  # type: ignore[arg-type]
+    evaluator = Evaluator(ScaSettings(**settings), shell_allowed=shell_allowed)  # type: ignore[arg-type]
+    return evaluator.rule(parsed)
 
 
 def result(rule: str, **kw: object) -> str:
@@ -120,6 +122,33 @@ def test_variables_are_substituted_and_split_into_paths():
         ("ls > /tmp/x", True),
         ("FOO=1 env", True),
         ("ls ~", True),
+        # a shell given code to run, even quoted as one argument
+        ('sh -c "a | b"', True),
+        ("bash -ec 'x'", True),
+        ("/bin/sh -c x", True),
+        ("dash -xc x", True),
+        ("zsh +ec x", True),
+        ("fish --command=x", True),
+        ("busybox sh -c x", True),
+        ("/bin/busybox ash -c x", True),
+        ("env sh -c x", True),
+        ("/usr/bin/env -i PATH=/bin sh -c x", True),
+        ("env -S 'sh -c x'", True),
+        ("nice -n 5 bash -c x", True),
+        ("timeout 5 /bin/bash -ec x", True),
+        ("nohup sh -c x", True),
+        ("stdbuf -oL sh -c x", True),
+        ("xargs -0 sh -c x", True),
+        ("find /etc -name x -exec sh -c 'cat x' '{}' +", True),
+        ("timeout 5 sh", True),  # a wrapper given a shell: refused, -c or not
+        ("su -c id", True),
+        ("watch id", True),
+        # a shell given a script file, -c to another program, a wrapper without a shell
+        ("sh /usr/lib/check", False),
+        ("grep -c x /etc/passwd", False),
+        ("timeout 5 sshd -T", False),
+        ("env LC_ALL=C sysctl kernel.randomize_va_space", False),
+        ("busybox grep x /etc/passwd", False),
     ],
 )
 def test_shell_syntax_is_recognised_outside_quotes(command, shell):
@@ -380,7 +409,7 @@ def test_command_failures_are_not_applicable_with_the_reason(tmp_path):
     o = ev("c:/nonexistent/tool -T -> r:x")
     assert o == Outcome(NOT_APPLICABLE, "command not found: /nonexistent/tool")
     # through a shell, a missing command is the shell's exit 127
-    o = ev("c:/nonexistent/tool 2>/dev/null -> r:x")
+    o = ev("c:/nonexistent/tool 2>/dev/null -> r:x", shell_allowed=True)
     assert o.result == NOT_APPLICABLE and "exit 127" in o.reason
     noexec = tmp_path / "noexec"
     noexec.write_text("#!/bin/sh\necho hi\n")
@@ -413,7 +442,10 @@ def test_a_command_that_prints_too_much_is_killed(tmp_path):
 def test_a_shell_rule_runs_through_sh_only_when_parsed_as_one(tmp_path):
     rule = parse_rule("c:echo one two | tr ' ' '\\n' -> r:^two$")
     assert rule.shell and rule.argv == ()
-    assert Evaluator(ScaSettings()).rule(rule).result == PASSED
+    assert Evaluator(ScaSettings(), shell_allowed=True).rule(rule).result == PASSED
+    # without leave (the default) it does not run
+    o = Evaluator(ScaSettings()).rule(rule)
+    assert o == Outcome(NOT_APPLICABLE, "needs a shell (not allowed)")
 
 
 # -- p: -------------------------------------------------------------------------------------
