@@ -1,7 +1,7 @@
 """`agentbus demo`: the whole system at once, in a temporary directory.
 
 Starts the reference server, enrolls an agent, runs it (forwarder, commander, built-in
-executor, logcollector, inventory, fim), feeds it from an example collector and an example
+executor, logcollector, inventory, fim, sca), feeds it from an example collector and an example
 executor, queues a few commands, shows live progress, and prints a summary read back from
 the server. Every step prints one line, so a newcomer can follow what happens.
 
@@ -15,6 +15,16 @@ Centralized configuration is part of it: the server serves a file for group ``we
 adds a log file to the logcollector (docs/configuration.md); ``set-group web`` moves the
 agent into the group, the agent reloads its logcollector alone, and lines written to that
 file then arrive at the server, counted on their own line of the summary.
+
+SCA runs with the baseline policy shipped with agentbus only; the summary shows its score
+and a failed check with its remediation, read back from the server's ``sca`` documents.
+Where journald runs, lines the demo writes to the journal (under an identifier of its
+own) are a row too; elsewhere one line says the journal source is off.
+
+Every row of the summary says before the agent starts what it expects — computed up
+front (the inventory and SCA documents from the same scanners and policy, run here first)
+— and ends with ``ok``, ``MISSING n of N`` or ``n MORE THAN EXPECTED``; the exit code is 1
+when any row is not ``ok``.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +54,14 @@ LOG_LINES = 300
 GROUP_LINES = 50
 #: what marks those lines (the summary counts the events holding it)
 GROUP_MARK = "GET /demo-group"
+#: lines the demo writes to the journal where journald runs
+JOURNAL_LINES = 20
+#: the inventory collectors the demo's agent runs
+INVENTORY = ["system", "hardware", "networks"]
+#: the index of the SCA documents (one per check)
+SCA_INDEX = "wazuh-states-sca"
+#: journald's native socket (entries written to it carry the fields the demo sets)
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
 #: the address the demo's active response would block (a documentation address)
 AR_ADDRESS = "203.0.113.7"
 #: how long the demo waits for everything to arrive (seconds)
@@ -58,11 +77,37 @@ class DemoFailed(AgentbusError):
 
 
 @dataclass
-class Expected:
-    """What the server must have received before the demo calls it a success."""
+class Seen:
+    """What the server holds, read once per look (each row counts its part of it)."""
 
-    events: dict[str, int] = field(default_factory=dict)
-    commands: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (what, code)
+    counts: dict[str, int]
+    logs: list[dict[str, Any]]
+    fim: list[dict[str, Any]]
+    #: the stateful documents the server holds for the demo's agent, by index
+    documents: dict[str, list[dict[str, Any]]]
+
+    def index(self, prefix: str) -> list[dict[str, Any]]:
+        return [
+            d for index, docs in self.documents.items() if index.startswith(prefix) for d in docs
+        ]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary: what must arrive, fixed before the agent starts."""
+
+    key: str  # short, for the live progress line
+    label: str  # what it counts, in words
+    expected: int
+    count: Callable[[Seen], int]
+
+
+def verdict(got: int, expected: int) -> str:
+    if got == expected:
+        return "ok"
+    if got < expected:
+        return f"MISSING {expected - got} of {expected}"
+    return f"{got - expected} MORE THAN EXPECTED"
 
 
 class Demo:
@@ -80,23 +125,26 @@ class Demo:
         self.run_dir = base / "run"
         if len(str(self.run_dir)) > MAX_IPC_PATH - RUN_DIR_ROOM:
             self.run_dir = Path(tempfile.mkdtemp(prefix="agentbus-demo-run-", dir="/tmp"))
-        self.expected = Expected()
+        # the journal entries of this demo alone carry this identifier
+        self.journal_id = f"agentbus-demo-{os.getpid()}"
+        self.rows: list[Row] = []
+        self.commands: dict[str, tuple[str, int]] = {}  # document id -> (what, code)
 
     # -- steps ---------------------------------------------------------------------------
     def run(self) -> int:
         try:
             self.start_server()
             config = self.enroll()
+            journal = self.plan(config)
             self.start_agent()
             self.start_active_response()
             executor = self.start_example_executor(config)
-            self.feed(config)
+            self.feed(config, journal)
             self.queue_commands()
             self.watch()
-            ok = self.summary()
+            ok = self.summary(journal)
             executor.stop()
-            if self.keep:
-                self.explain()
+            self.next_steps()
             return 0 if ok else 1
         finally:
             if not self.keep:
@@ -151,9 +199,16 @@ class Demo:
                 "logcollector": {
                     "paths": [str(self.base / "logs" / "*.log")],
                     "read_from": "start",
+                    # only what the demo writes: not this host's syslog files, and of the
+                    # journal (where journald runs) only the demo's own entries
+                    "syslog_paths": [],
+                    "journald": "auto",
+                    "journald_identifiers": [self.journal_id],
                 },
                 "fim": {"paths": [str(self.base / "watched")], "interval": "2s"},
-                "inventory": {"interval": "1h", "collectors": ["system", "hardware", "networks"]},
+                "inventory": {"interval": "1h", "collectors": INVENTORY},
+                # the baseline policy shipped with agentbus, nothing from this host's dirs
+                "sca": {"builtin_policies": True, "policies": [], "policy_dirs": []},
             },
         }
         config = config_from_dict(raw)
@@ -174,6 +229,52 @@ class Demo:
         self.agent_id = creds.uuid
         say(f"enrolled agent {creds.name} as {creds.uuid}")
         return config
+
+    def plan(self, config: Any) -> bool:
+        """Fix every row's expected count before the agent starts; True when the journal
+        is collected here (journald runs)."""
+        from collectors.inventory.scanners import scanners
+        from collectors.logcollector.journald import find_journalctl, journald_present
+        from collectors.sca.assess import assess
+
+        # the same scanners and policy the agent runs, on the same host, run here first
+        available = scanners(config.collectors.inventory.dpkg_status)
+        inventory = sum(len(available[name]()) for name in INVENTORY)
+        sca_checks = sum(len(r.policy.checks) for r in assess(config.collectors.sca).applicable)
+        logs = self.base / "logs" / "app.log"
+        journal = (
+            journald_present(config.collectors.logcollector)
+            and find_journalctl() is not None
+            and os.path.exists(JOURNAL_SOCKET)
+        )
+
+        def fim(operation: str) -> Callable[[Seen], int]:
+            return lambda seen: sum(1 for e in seen.fim if e.get("operation") == operation)
+
+        self.rows = [
+            Row("demo", "events of the example collector", EXAMPLE_EVENTS,
+                lambda seen: seen.counts["demo"]),
+            Row("log", f"lines of {logs}", LOG_LINES,
+                lambda seen: sum(1 for e in seen.logs if _log_path(e) == str(logs))),
+            Row("group", "lines of the file group web adds", GROUP_LINES,
+                lambda seen: sum(1 for e in seen.logs if _log_path(e) == str(self.group_log))),
+            Row("fim+", "fim: files created (passwd, hosts)", 2, fim("create")),
+            Row("fim~", "fim: files modified (hosts)", 1, fim("update")),
+            Row("fim-", "fim: files deleted (passwd)", 1, fim("delete")),
+            Row("inventory", f"inventory documents ({', '.join(INVENTORY)})", inventory,
+                lambda seen: len(seen.index("wazuh-states-inventory-"))),
+            Row("sca", "sca documents (one per check of the baseline)", sca_checks,
+                lambda seen: len(seen.index(SCA_INDEX))),
+        ]  # fmt: skip
+        if journal:
+            self.rows.append(
+                Row("journal", f"journal entries of {self.journal_id}", JOURNAL_LINES,
+                    lambda seen: sum(1 for e in seen.logs if e.get("collector") == "journald")),
+            )  # fmt: skip
+        say("the server must receive (known before the agent starts):")
+        for row in self.rows:
+            print(f"    {row.expected:>6}  {row.label}")
+        return journal
 
     def start_agent(self) -> None:
         say("starting the agent (agentbus run): forwarder, commander, executor, collectors")
@@ -252,11 +353,13 @@ class Demo:
         say("example executor serves topic 'demo' (action demo.echo)")
         return executor
 
-    def feed(self, config: Any) -> None:
+    def feed(self, config: Any, journal: bool) -> None:
         from bus import Publisher
 
         say(
-            f"example collector publishes {EXAMPLE_EVENTS} events; {LOG_LINES} log lines; 3 file changes"
+            f"example collector publishes {EXAMPLE_EVENTS} events; {LOG_LINES} log lines;"
+            " 2 files created, then 1 modified and 1 deleted"
+            + (f"; {JOURNAL_LINES} journal entries" if journal else "")
         )
         with Publisher(run_dir=config.agent.run_dir) as pub:
             for first in range(0, EXAMPLE_EVENTS, 200):
@@ -276,12 +379,8 @@ class Demo:
         watched = self.base / "watched"
         (watched / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
         (watched / "hosts").write_text("127.0.0.1 localhost\n")
-        self.expected.events = {
-            "demo": EXAMPLE_EVENTS,
-            "logcollector": LOG_LINES + GROUP_LINES,
-            "fim": 2,
-            "inventory": 1,
-        }
+        if journal:
+            _write_journal(self.journal_id, JOURNAL_LINES)
         threading.Thread(target=self._modify_later, daemon=True).start()
         threading.Thread(target=self._write_group_log, daemon=True).start()
 
@@ -300,20 +399,14 @@ class Demo:
             for r in self.admin.results()
         )
 
-    def _show_group_lines(self) -> bool:
-        """The events the server holds from the log file group web added: one line."""
-        events = self.admin.events(module="logcollector", limit=100_000)
-        got = sum(1 for e in events if GROUP_MARK in str(e))
-        mark = "" if got >= GROUP_LINES else "   <-- missing"
-        print(f"    of them from the file group web added: {got} of {GROUP_LINES}{mark}")
-        return not mark
-
     def _modify_later(self) -> None:
-        # after the first fim scan saw the files: one update, one delete
+        # after the first fim scan saw both files: one update, one delete
         _until(lambda: self.admin.count_events(module="fim") >= 2, 30, "fim saw nothing")
-        (self.base / "watched" / "hosts").write_text("127.0.0.1 localhost demo\n")
-        (self.base / "watched" / "passwd").unlink()
-        self.expected.events["fim"] = 4
+        watched = self.base / "watched"
+        # replaced whole, so no scan can see it half written (that would be two updates)
+        (watched / "hosts.new").write_text("127.0.0.1 localhost demo\n")
+        os.replace(watched / "hosts.new", watched / "hosts")
+        (watched / "passwd").unlink()
 
     def queue_commands(self) -> None:
         commands = [
@@ -332,23 +425,36 @@ class Demo:
             [doc] = self.admin.queue_command(
                 name=name, agent_id=self.agent_id, args=args, timeout=30
             )
-            self.expected.commands[doc] = (what, code)
-        say(f"queued {len(commands)} commands on the server")
+            self.commands[doc] = (what, code)
+        say(f"queued {len(commands)} commands on the server (each expects a given code)")
+
+    def seen(self) -> Seen:
+        documents: dict[str, list[dict[str, Any]]] = {}
+        for d in self.admin.documents():
+            if d.get("agent_id") == self.agent_id:
+                documents.setdefault(str(d.get("index")), []).append(d)
+        return Seen(
+            counts={"demo": self.admin.count_events(module="demo")},
+            logs=self.admin.events(module="logcollector", limit=100_000),
+            fim=self.admin.events(module="fim", limit=100_000),
+            documents=documents,
+        )
 
     def watch(self) -> None:
         deadline = time.monotonic() + DEADLINE
         shown = ""
         tty = sys.stdout.isatty()
         while True:
-            counts = {m: self.admin.count_events(module=m) for m in self.expected.events}
+            seen = self.seen()
+            counts = [(row, row.count(seen)) for row in self.rows]
             results = self._final_results()
-            line = "  ".join(f"{m} {counts[m]}/{n}" for m, n in self.expected.events.items())
-            line += f"  commands answered {len(results)}/{len(self.expected.commands)}"
+            line = "  ".join(f"{row.key} {got}/{row.expected}" for row, got in counts)
+            line += f"  commands {len(results)}/{len(self.commands)}"
             if line != shown:  # a terminal gets one live line, a log one line per change
                 print(f"\r  {line}" if tty else f"  {line}", end="" if tty else "\n", flush=True)
                 shown = line
-            done = all(counts[m] >= n for m, n in self.expected.events.items())
-            finished = done and len(results) == len(self.expected.commands)
+            done = all(got >= row.expected for row, got in counts)
+            finished = done and len(results) == len(self.commands)
             late = time.monotonic() > deadline
             if (finished or late) and tty:
                 print()  # end the live line
@@ -362,62 +468,114 @@ class Demo:
     def _final_results(self) -> dict[str, dict[str, Any]]:
         out = {}
         for r in self.admin.results():
-            if r.get("document_id") in self.expected.commands and r.get("code") != 2:
+            if r.get("document_id") in self.commands and r.get("code") != 2:
                 out[r["document_id"]] = r
         return out
 
-    def summary(self) -> bool:
-        ok = True
-        print("\nevents received by the server")
-        print(f"  {'module':<14}{'received':>10}{'expected':>10}")
-        for module, n in self.expected.events.items():
-            got = self.admin.count_events(module=module)
-            mark = "" if got >= n else "   <-- missing"
-            ok &= got >= n
-            print(f"  {module:<14}{got:>10}{n:>10}{mark}")
-            if module == "logcollector":
-                ok &= self._show_group_lines()
-        stats = self.admin.stats()
-        refused, swallowed = stats["documents_refused"], stats["stateless_swallowed"]
-        stored = len(self.admin.documents())
-        mark = "" if refused == 0 and swallowed == 0 else "   <-- the server lost events"
-        ok &= not mark
+    def summary(self, journal: bool) -> bool:
+        failed = 0
+        seen = self.seen()
+        print(f"\nwhat the server received{'':<30}{'got':>6}{'expected':>10}  verdict")
+        for row in self.rows:
+            got = row.count(seen)
+            mark = verdict(got, row.expected)
+            failed += mark != "ok"
+            print(f"  {row.label:<51}{got:>6}{row.expected:>10}  {mark}")
         # the server checks documents against its strict index mappings, as a real one does
-        print(
-            f"  {stored} documents stored; refused by the index mappings: {refused};"
-            f" stateless events swallowed: {swallowed}{mark}"
-        )
+        stats = self.admin.stats()
+        for label, lost in (
+            ("documents refused by the index mappings", stats["documents_refused"]),
+            ("stateless events swallowed", stats["stateless_swallowed"]),
+        ):
+            mark = "ok" if lost == 0 else f"{lost} LOST"
+            failed += mark != "ok"
+            print(f"  {label:<51}{lost:>6}{0:>10}  {mark}")
+
+        print("\nsca: read back from the server's sca documents")
+        failed += not self._show_sca(seen.index(SCA_INDEX))
+        if not journal:
+            print(f"\njournal source: {self._journal_state()}; so no journal row")
+
         print("\ncommands and their results (read back from the server)")
         results = self._final_results()
-        for doc, (what, code) in self.expected.commands.items():
+        for doc, (what, code) in self.commands.items():
             r = results.get(doc)
-            got = "no result" if r is None else f"code {r['code']}: {r.get('message', '')}"
-            mark = "" if r is not None and r["code"] == code else f"   <-- expected code {code}"
-            ok &= not mark
-            print(f"  {what:<26}{got}{mark}")
+            if r is None:
+                answer, mark, message = "none", "NO RESULT", ""
+            else:
+                answer, message = str(r["code"]), str(r.get("message", ""))
+                mark = "ok" if r["code"] == code else f"WRONG CODE (expected {code})"
+            failed += mark != "ok"
+            print(f"  {what:<26}code {answer} (expected {code})  {mark}: {message}")
         print()
-        say(
-            "demo succeeded"
-            if ok
-            else "demo FAILED: see the marks above and the logs in " + str(self.base)
-        )
-        return ok
+        if failed:
+            say(f"demo FAILED: {failed} line(s) above not ok; logs in {self.base}")
+        else:
+            say("demo succeeded: every line above is ok")
+        return not failed
 
-    def explain(self) -> None:
+    def _show_sca(self, docs: list[dict[str, Any]]) -> bool:
+        """Each policy's score, and one failed check with its remediation."""
+        if not docs:
+            print("  no sca documents: MISSING")
+            return False
+        by_policy: dict[str, list[dict[str, Any]]] = {}
+        for d in docs:
+            by_policy.setdefault(d["data"]["policy"]["id"], []).append(d["data"])
+        for policy, checks in sorted(by_policy.items()):
+            n = {
+                r: sum(1 for c in checks if c["check"].get("result") == r)
+                for r in ("passed", "failed", "not applicable")
+            }
+            decided = n["passed"] + n["failed"]
+            score = f"{round(100 * n['passed'] / decided)}%" if decided else "none"
+            print(
+                f"  {policy}: score {score} ({n['passed']} passed, {n['failed']} failed,"
+                f" {n['not applicable']} not applicable)"
+            )
+            bad = sorted(
+                (c["check"] for c in checks if c["check"].get("result") == "failed"),
+                key=lambda c: str(c["id"]),
+            )
+            if bad:
+                first = bad[0]
+                print(f"  a failed check: {first['id']} {first['name']}")
+                print(f"    remediation: {first.get('remediation', '(none given)')}")
+            else:
+                print("  no check failed on this host")
+        return True
+
+    def _journal_state(self) -> str:
+        """Why the journal is not collected, as the agent's logcollector reports it."""
+        from agent.status import collect_status
+        from core.config import load_config
+
+        config = load_config(self.config_file, environ={})
+        service = collect_status(config)["services"].get("logcollector", {})
+        state = service.get("counters", {}).get("sources", {}).get("journald")
+        return str(state or "off: journald does not run here")
+
+    def next_steps(self) -> None:
+        print()
+        if not self.keep:
+            print(
+                "next: `agentbus demo --keep` leaves all this running and ends with three\n"
+                "commands to paste: agent status, send an event, queue a command."
+            )
+            return
+        ab = _agentbus()
         cfg = self.config_file
+        server = f"--url {self.url} --data-dir {self.server_dir}"
         print(
-            f"""
-everything keeps running (--keep). Look around:
-  agentbus status --config {cfg}
-  agentbus status --watch --config {cfg}
-  agentbus config show --origin --config {cfg} | grep group:
-  agentbus server group-file web --show --url {self.url} --data-dir {self.server_dir}
-  echo '{{"msg": "hi"}}' | agentbus send --config {cfg} --module demo --collector cli
-  agentbus server events --url {self.url} --data-dir {self.server_dir} --module demo | tail -3
-  agentbus server command --url {self.url} --data-dir {self.server_dir} --agent {self.agent_id} --name demo.echo --args '{{"text":"yo"}}'
-  agentbus server results --url {self.url} --data-dir {self.server_dir}
-  agentbus ar list --config {self.ar_config_file}
-  agentbus ar run firewall-drop add --arg srcip={AR_ADDRESS} --config {self.ar_config_file}
+            f"""everything keeps running (--keep). Try next:
+  {ab} status --config {cfg}
+  {ab} send --config {cfg} --module myapp --collector cli '{{"msg": "hi from you"}}'
+  {ab} server command {server} --agent {self.agent_id} --name active-response.firewall-drop --args '{{"command": "add", "dry_run": true, "alert": {{"data": {{"srcip": "{AR_ADDRESS}"}}}}}}'
+then read back what the server got:
+  {ab} server events {server} --module myapp --wait 10
+  {ab} server results {server}
+more: {ab} config show --origin --config {cfg} | grep group:
+      {ab} ar list --config {self.ar_config_file}
 logs: {self.base}/agent.log, {self.base}/server.log, {self.base}/active-response.log
 stop: kill {self.agent.pid if self.agent else "?"} {self.server.pid if self.server else "?"} {self.active_response.pid if self.active_response else "?"}"""
         )
@@ -487,3 +645,34 @@ def _free_port() -> int:
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+
+
+def _log_path(event: dict[str, Any]) -> str | None:
+    """The file a logcollector event came from (None for other sources)."""
+    data = event.get("data") or {}
+    path = ((data.get("log") or {}).get("file") or {}).get("path")
+    return str(path) if path is not None else None
+
+
+def _write_journal(identifier: str, lines: int) -> None:
+    """Entries to the running journald through its native socket (what sd_journal_send
+    does): each datagram is one entry of FIELD=value lines."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        for i in range(lines):
+            entry = (
+                f"MESSAGE=demo journal entry seq={i}\nSYSLOG_IDENTIFIER={identifier}\nPRIORITY=6\n"
+            )
+            sock.sendto(entry.encode(), JOURNAL_SOCKET)
+
+
+def _agentbus() -> str:
+    """How to call agentbus from a shell here: by name when it is on PATH, else by path."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "agentbus"
+    on_path = shutil.which("agentbus")
+    if on_path and beside.exists() and Path(on_path).resolve() == beside.resolve():
+        return "agentbus"
+    if beside.exists():
+        return str(beside)
+    return f"{sys.executable} -m agent.main"

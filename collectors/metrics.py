@@ -29,7 +29,20 @@ DOCUMENTS = counter(
     "collector",
     "change",
 )
-STATEFUL = (SCANS, LAST_SCAN_SECONDS, LAST_SCAN_AT, STATE_RESETS, RESYNCS, DOCUMENTS)
+SCAN_REQUESTS = counter(
+    "scan_requests",
+    "scans asked for with the scan control command, by outcome (started, queued)",
+    "outcome",
+)
+STATEFUL = (
+    SCANS,
+    LAST_SCAN_SECONDS,
+    LAST_SCAN_AT,
+    STATE_RESETS,
+    RESYNCS,
+    DOCUMENTS,
+    SCAN_REQUESTS,
+)
 
 # -- logcollector ------------------------------------------------------------------------------
 FILES = gauge("files", "files followed (logcollector) or in the last scan (fim)")

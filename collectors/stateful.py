@@ -14,11 +14,17 @@ Two things keep the server's documents matching the host over time:
   again, whole, as an ``update``: a server that lost an index heals (the forwarder turns
   the 404 of an update into a create). When it last happened is stored, so a restart does
   not bring it forward.
+
+Besides the interval, the ``scan`` admin control command runs a scan now
+(``{"ok": true, "scan": "started"}``); asked while one runs, one more follows it
+(``"queued"``) — never a queue of them. It sets the event the loop waits on, so nothing
+wakes without a reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +47,8 @@ META_AGENT = "agent_uuid"
 META_SYNCED = "full_sync_at:"  # + collector: Unix time of the last full (re)send
 #: the ``change`` label of collectors.metrics.DOCUMENTS per kind of change
 _DONE = {"create": "created", "update": "updated", "delete": "deleted", "resend": "resent"}
+#: the control command that runs a scan now (admin only: not in READ_ONLY_COMMANDS)
+SCAN_COMMAND = "scan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,11 @@ class StatefulCollectorService(CollectorService):
         self.scans = 0
         #: wall clock of @timestamp and of the resync schedule (tests move it)
         self.clock: Callable[[], float] = time.time
+        #: what the loop waits on between scans: a ``scan`` command or a stop sets it
+        self._wake = threading.Event()
+        self.stop_event.also_set(self._wake)
+        self._scan_lock = threading.Lock()
+        self._scanning = False
 
     @classmethod
     def from_args(cls, config: Config, args: argparse.Namespace) -> StatefulCollectorService:
@@ -101,6 +114,10 @@ class StatefulCollectorService(CollectorService):
 
     def main_loop(self) -> None:
         while not self.stop_event.is_set():
+            with self._scan_lock:
+                # A scan asked for from here on is one more, after this one.
+                self._scanning = True
+                self._wake.clear()
             started = time.monotonic()
             try:
                 # Enrolled again while running? The documents of the old uuid are not ours.
@@ -114,9 +131,32 @@ class StatefulCollectorService(CollectorService):
             except Exception as exc:  # a failed scan is retried at the next interval
                 logger.exception("{} scan failed", self.name)
                 self.metrics.error(f"scan failed: {exc}")
+            finally:
+                with self._scan_lock:
+                    self._scanning = False
             if self.once:
                 return
-            self.stop_event.wait(self.interval)  # the next scan is due: no wake-up before it
+            # The next scan is due, or asked for (scan command), or we stop: nothing else
+            # wakes this wait.
+            self._wake.wait(self.interval)
+
+    def control_handlers(self) -> dict[str, Any]:
+        handlers = super().control_handlers()
+        handlers[SCAN_COMMAND] = self._scan_now
+        return handlers
+
+    def _scan_now(self, _request: dict[str, Any]) -> dict[str, Any]:
+        """The ``scan`` command: wake the loop for a scan now, or one right after this one."""
+        if self.once:
+            return {"ok": False, "error": f"{self.name} runs one scan (--once) and exits"}
+        if self.stop_event.is_set():
+            return {"ok": False, "error": f"{self.name} is stopping: no scan started"}
+        with self._scan_lock:
+            outcome = "queued" if self._scanning else "started"
+            self._wake.set()
+        self.metrics.inc(km.SCAN_REQUESTS, outcome=outcome)
+        logger.info("{}: scan asked for on the admin socket: {}", self.name, outcome)
+        return {"ok": True, "scan": outcome}
 
     def claim_state(self) -> None:
         """Make the state this agent's: start from empty when it was another uuid's."""

@@ -16,6 +16,12 @@ ordinary :class:`bus.Executor`:
   bad value or a refused key → result 1 naming the group, the key and what is wrong, and
   nothing changes.
 - ``fetch-config`` — the same for the current groups.
+
+  After either, when SCA is enabled, the sca service is sent ``scan`` (its owner-only
+  ``admin-sca.sock``): a policy file may have changed on disk even when the configuration
+  did not. A service the reload just restarted assesses at start anyway, so nobody
+  answering is no failure (logged at debug); the result says "sca assessment started"
+  (or "queued": one more follows the running one).
 - ``restart`` — answers 2 "in progress"; the commander restarts the agent once that report
   is with the forwarder, and reports 0 when it is back (docs/protocol.md, "Commands").
 - anything else, or bad arguments → 1 "Command is not valid".
@@ -48,7 +54,7 @@ from commander.group_files import store_set
 from commander.routing import AGENT_TOPIC
 from comms.credentials import load_credentials, update_groups
 from comms.errors import ServerError
-from core.config import Config, ConfigError, check_changes, with_groups
+from core.config import Config, ConfigError, check_changes, reload_config, with_groups
 from core.groupfile import GroupFile, GroupFileError, parse_group_file
 from core.groupset import GROUP_NAME, GROUPS_LINK, file_name, valid_group_name
 from core.service import Service, endpoints_from_config
@@ -63,6 +69,8 @@ GROUPS_DIR = GROUPS_LINK
 RELOAD_MARGIN = 20.0
 #: how long the supervisor gets to say it is there
 PROBE_TIMEOUT = 2.0
+#: the service assessed again after a set-group or fetch-config
+SCA_SERVICE = "sca"
 
 
 class FileSource(Protocol):
@@ -114,7 +122,7 @@ class AgentActions:
             except (OSError, AgentbusError) as exc:
                 logger.error("agent-executor: cannot store the groups: {}", exc)
                 return ResultCode.FAILURE, "Cannot store the groups on the agent"
-            reloaded = self._reload()
+            reloaded = self._reload() + self._assess()
         shown = ", ".join(groups) if groups else "(none)"
         logger.info("agent-executor: groups set to {}", shown)
         return ResultCode.SUCCESS, f"Groups set to {shown}; {done}; {reloaded}"
@@ -129,7 +137,7 @@ class AgentActions:
             code, done = self._apply(groups)
             if code is not ResultCode.SUCCESS:
                 return code, done
-            reloaded = self._reload()
+            reloaded = self._reload() + self._assess()
         return ResultCode.SUCCESS, f"{done[0].upper()}{done[1:]}; {reloaded}"
 
     def _apply(self, groups: list[str]) -> tuple[ResultCode, str]:
@@ -189,6 +197,30 @@ class AgentActions:
             logger.error("agent-executor: the reload failed: {}", reply.get("error"))
             return "the reload failed (see the agent's log)"
         return describe_reload(reply)
+
+    def _assess(self) -> str:
+        """Ask the sca service for an assessment now: ``"; sca assessment started"``, or
+        ``""`` when SCA is off or nobody answered (a service started by the reload
+        assesses at start anyway)."""
+        try:
+            enabled = reload_config(self.config).collectors.sca.enabled
+        except ConfigError:  # the stored set was checked: the configuration in force decides
+            enabled = self.config.collectors.sca.enabled
+        if not enabled:
+            return ""
+        endpoint = endpoints_from_config(self.config).admin(SCA_SERVICE)
+        socket_file = ipc_path(endpoint)
+        try:
+            if socket_file is not None and not socket_file.exists():
+                raise BusError("no sca admin socket")
+            reply = control_request(endpoint, {"cmd": "scan"}, timeout=PROBE_TIMEOUT)
+        except BusError as exc:
+            logger.debug("agent-executor: no sca service took the scan request: {}", exc)
+            return ""
+        if not reply.get("ok"):
+            logger.warning("agent-executor: the sca service refused a scan: {}", reply.get("error"))
+            return ""
+        return f"; sca assessment {reply.get('scan', 'started')}"
 
     def restart(self, command: Command) -> tuple[ResultCode, str]:
         # The commander does the restart, after this report reached the forwarder.

@@ -11,6 +11,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from core.helpfmt import synopsis
 
     synopsis(parser, "agentbus demo", "agentbus demo --keep --dir /tmp/ab-demo")
+    parser.description = (
+        f"{HELP}. Each line of the summary, read back from the server, ends with ok or"
+        " what is wrong (MISSING 3 of 50); the exit status is 1 when any line is not ok."
+        " With --keep, it ends with commands to try against it."
+    )
     parser.add_argument(
         "--keep",
         action="store_true",

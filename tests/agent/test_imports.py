@@ -36,6 +36,7 @@ NOT_IMPORTED = (
     "comms.enroll",
     # support archives only (agentbus diagnostics)
     "agent.cli.diagnostics",
+    "agent.cli.scan",
     "uuid6",
     # the health endpoint's, imported only when it is switched on
     "prometheus_client",
