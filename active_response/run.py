@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.processes import kill_group
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _READ = 65536
@@ -110,12 +111,12 @@ def run_program(
         proc.stdin.close()
     proc.stdout.close()
     if reason:
-        _kill(proc)
+        kill_group(proc)
         return _outcome(None, tail, reason, started)
     try:
         code = proc.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        _kill(proc)
+        kill_group(proc)
         return _outcome(None, tail, "timeout", started)
     return _outcome(code, tail, "", started)
 
@@ -125,11 +126,3 @@ def _outcome(code: int | None, tail: bytes, reason: str, started: float) -> Outc
     lines = [line.strip() for line in text.splitlines()]
     last = next((line for line in reversed(lines) if line), "")
     return Outcome(code, last, reason, time.monotonic() - started, text)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()

@@ -46,10 +46,11 @@ from __future__ import annotations
 import os
 import selectors
 import shlex
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
+
+from core.processes import kill_group
 
 #: the environment of every command
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -259,7 +260,7 @@ def run_command(
             chunks.append(chunk)
     proc.stdout.close()
     if problem:
-        _kill(proc)
+        kill_group(proc)
         if truncate and reason == "too_large":
             return Output(b"".join(chunks).decode("utf-8", "replace"), truncated=True)
         return Output(error=problem, reason=reason)
@@ -268,7 +269,7 @@ def run_command(
     try:
         code = proc.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        _kill(proc)
+        kill_group(proc)
         return Output(error=f"command timed out after {timeout:g}s: {shown}", reason="timeout")
     stdout = b"".join(chunks).decode("utf-8", "replace")
     if code != 0 and not stdout.strip():
@@ -278,11 +279,3 @@ def run_command(
             reason="failed",
         )
     return Output(stdout, code)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
