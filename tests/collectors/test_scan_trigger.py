@@ -15,8 +15,9 @@ import pytest
 from agent.cli import scan as scan_cli
 from bus.control import request
 from collectors import metrics as km
+from collectors.metrics import SCAN_REQUESTS
 from collectors.sca.service import ScaService
-from collectors.stateful import SCAN_REQUESTS, StatefulCollectorService
+from collectors.stateful import StatefulCollectorService
 from core.service import endpoints_from_config
 from tests.fixtures.collectors import write_credentials
 from tests.fixtures.common import wait_for, write_config
