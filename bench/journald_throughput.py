@@ -21,6 +21,7 @@ runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import shutil
 import statistics
@@ -33,17 +34,16 @@ from pathlib import Path
 import orjson
 
 from bench.events import syslog_lines
+from bench.logcollector_throughput import start_logcollector
 from bench.machine import describe
 from bench.sink import Sink
 from bus.errors import BusError
 from collectors.logcollector import journald
 from collectors.logcollector.settings import LogcollectorSettings
-from comms.credentials import Credentials, save_credentials
-from core.config import Config, config_from_dict
+from core.config import Config
 from tests.collectors.journal_files import JOURNAL_REMOTE, JournalWriter
-from tests.fixtures.commander import Proc, status, wait_status
-from tests.fixtures.common import wait_for, write_config
-from tests.fixtures.forwarder import ForwarderProcess
+from tests.fixtures.commander import status
+from tests.fixtures.common import wait_for
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -78,59 +78,29 @@ def write_journal(writer: JournalWriter, n: int) -> None:
 
 def one_run(entries: int) -> dict[str, float]:
     base = Path(tempfile.mkdtemp(prefix="ab-jb-", dir="/tmp"))
-    run_dir, data_dir, journal_dir, staged = (
-        base / "run",
-        base / "data",
-        base / "journal",
-        base / "staged",
-    )
-    for d in (run_dir, data_dir):
-        d.mkdir()
+    journal_dir, staged = base / "journal", base / "staged"
     writer = JournalWriter(journal_dir)
     writer.messages(["the first entry"])
     # the same writer, moved: the burst's timestamps come after the first entry's
     writer.directory = staged
     staged.mkdir()
     write_journal(writer, entries)
-    forwarder: ForwarderProcess | None = None
-    collector: Proc | None = None
-    sink = Sink().start()
-    try:
-        save_credentials(
-            data_dir,
-            Credentials(
-                uuid="0193b7c1-0000-4000-8000-000000000001",
-                key="k" * 32,
-                name="bench",
-                server_url=sink.url,
-            ),
-        )
-        config = config_from_dict(
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, base, ignore_errors=True)
+        sink = Sink().start()
+        stack.callback(sink.stop)
+        config, _collector = start_logcollector(
+            stack,
+            base,
+            sink,
             {
-                "agent": {
-                    "data_dir": str(data_dir),
-                    "run_dir": str(run_dir),
-                    "server_url": sink.url,
-                },
-                "log": {"level": "WARNING"},
-                "collectors": {
-                    "logcollector": {
-                        "journald": "on",
-                        "journald_directory": str(journal_dir),
-                        "syslog_paths": [],
-                        "read_from": "start",
-                        "poll_interval": "100ms",
-                    }
-                },
-            }
+                "journald": "on",
+                "journald_directory": str(journal_dir),
+                "syslog_paths": [],
+                "read_from": "start",
+                "poll_interval": "100ms",
+            },
         )
-        config_file = write_config(config, base / "agentbus.toml")
-        forwarder = ForwarderProcess(config, config_file, base / "forwarder.out").start()
-        collector = Proc(
-            ["-m", "agent.main", "logcollector", "--config", str(config_file)],
-            base / "logcollector.out",
-        )
-        wait_status(config, "logcollector", 20)
         wait_for(lambda: _entries(config) >= 1, 60)
         sink.wait_events(1, timeout=60)
 
@@ -142,18 +112,11 @@ def one_run(entries: int) -> dict[str, float]:
         committed = time.monotonic() - start
         sink.wait_events(entries + 1, timeout=900)
         delivered = time.monotonic() - start
-        return {
-            "committed_s": committed,
-            "per_s": entries / committed,
-            "end_to_end_per_s": entries / delivered,
-        }
-    finally:
-        if collector is not None:
-            collector.stop()
-        if forwarder is not None:
-            forwarder.terminate(15)
-        sink.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    return {
+        "committed_s": committed,
+        "per_s": entries / committed,
+        "end_to_end_per_s": entries / delivered,
+    }
 
 
 def _cpu() -> float:

@@ -14,6 +14,7 @@ The time until the sink received every line (end to end) is printed too. Median 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -52,48 +53,57 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def start_logcollector(
+    stack: contextlib.ExitStack, base: Path, sink: Sink, logcollector: dict[str, object]
+) -> tuple[Config, Proc]:
+    """An enrolled forwarder against ``sink`` and a logcollector with these settings, each
+    its own process, working in ``base`` (run/ and data/ made here), stopped by ``stack``;
+    returns once the logcollector answers."""
+    run_dir, data_dir = base / "run", base / "data"
+    for d in (run_dir, data_dir):
+        d.mkdir(exist_ok=True)
+    save_credentials(
+        data_dir,
+        Credentials(
+            uuid="0193b7c1-0000-4000-8000-000000000001",
+            key="k" * 32,
+            name="bench",
+            server_url=sink.url,
+        ),
+    )
+    config = config_from_dict(
+        {
+            "agent": {"data_dir": str(data_dir), "run_dir": str(run_dir), "server_url": sink.url},
+            "log": {"level": "WARNING"},
+            "collectors": {"logcollector": logcollector},
+        }
+    )
+    config_file = write_config(config, base / "agentbus.toml")
+    forwarder = ForwarderProcess(config, config_file, base / "forwarder.out").start()
+    stack.callback(forwarder.terminate, 15)
+    collector = Proc(
+        ["-m", "agent.main", "logcollector", "--config", str(config_file)],
+        base / "logcollector.out",
+    )
+    stack.callback(collector.stop)  # stopped before the forwarder: last in, first out
+    wait_status(config, "logcollector", 20)
+    return config, collector
+
+
 def one_run(lines: int, payload: bytes) -> dict[str, float]:
     base = Path(tempfile.mkdtemp(prefix="ab-lcb-", dir="/tmp"))
-    run_dir, data_dir, logs = base / "run", base / "data", base / "logs"
-    for d in (run_dir, data_dir, logs):
-        d.mkdir()
-    forwarder: ForwarderProcess | None = None
-    collector: Proc | None = None
-    sink = Sink().start()
-    try:
-        save_credentials(
-            data_dir,
-            Credentials(
-                uuid="0193b7c1-0000-4000-8000-000000000001",
-                key="k" * 32,
-                name="bench",
-                server_url=sink.url,
-            ),
+    logs = base / "logs"
+    logs.mkdir()
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, base, ignore_errors=True)
+        sink = Sink().start()
+        stack.callback(sink.stop)
+        config, collector = start_logcollector(
+            stack,
+            base,
+            sink,
+            {"paths": [str(logs / "*.log")], "read_from": "start", "poll_interval": "100ms"},
         )
-        config = config_from_dict(
-            {
-                "agent": {
-                    "data_dir": str(data_dir),
-                    "run_dir": str(run_dir),
-                    "server_url": sink.url,
-                },
-                "log": {"level": "WARNING"},
-                "collectors": {
-                    "logcollector": {
-                        "paths": [str(logs / "*.log")],
-                        "read_from": "start",
-                        "poll_interval": "100ms",
-                    }
-                },
-            }
-        )
-        config_file = write_config(config, base / "agentbus.toml")
-        forwarder = ForwarderProcess(config, config_file, base / "forwarder.out").start()
-        collector = Proc(
-            ["-m", "agent.main", "logcollector", "--config", str(config_file)],
-            base / "logcollector.out",
-        )
-        wait_status(config, "logcollector", 20)
 
         staged = base / "burst.log"
         staged.write_bytes(payload)
@@ -103,19 +113,13 @@ def one_run(lines: int, payload: bytes) -> dict[str, float]:
         committed = time.monotonic() - start
         sink.wait_events(lines, timeout=600)
         delivered = time.monotonic() - start
-        return {
-            "committed_s": committed,
-            "lines_per_s": lines / committed,
-            "end_to_end_per_s": lines / delivered,
-            "collector_rss_mb": _rss_mb(collector.pid),
-        }
-    finally:
-        if collector is not None:
-            collector.stop()
-        if forwarder is not None:
-            forwarder.terminate(15)
-        sink.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        rss_mb = _rss_mb(collector.pid)
+    return {
+        "committed_s": committed,
+        "lines_per_s": lines / committed,
+        "end_to_end_per_s": lines / delivered,
+        "collector_rss_mb": rss_mb,
+    }
 
 
 #: a ROUTER that acks every frame at once without reading it: the collector's own ceiling
