@@ -5,7 +5,6 @@ between two runs and its document reaches the server without waiting for the int
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,18 +12,6 @@ import pytest
 from tests.fixtures.common import wait_for
 
 FAST = {"republish_interval": "200ms", "hello_grace": "2s"}
-
-POLICY = """\
-policy:
-  id: "fetch"
-  name: "Fetch trigger"
-  description: "One check of a file the test controls"
-checks:
-  - id: 1
-    title: "Debug is off"
-    condition: all
-    rules: ['f:{root}/app.conf -> r:^debug = off$']
-"""
 
 
 def command(server, name: str, args: dict[str, Any] | None = None) -> tuple[int, str]:
@@ -41,27 +28,15 @@ def sca_scans(agent) -> int:
     return int(agent.status()["services"]["sca"]["counters"].get("scans") or 0)
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Path:
-    root = tmp_path / "host"
-    root.mkdir()
-    root.chmod(0o700)
-    (root / "app.conf").write_text("debug = off\n")
-    policy = root / "fetch.yml"
-    policy.write_text(POLICY.format(root=root))
-    policy.chmod(0o600)
-    return root
-
-
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("isolation", ["thread", "process"])
-def test_fetch_config_makes_sca_assess_again(enrolled_agent, agent_process, host, isolation):
+def test_fetch_config_makes_sca_assess_again(enrolled_agent, agent_process, sca_host, isolation):
     config, _credentials, server = enrolled_agent
     sca = {
         "enabled": True,
         "builtin_policies": False,
         "policy_dirs": [],
-        "policies": [str(host / "fetch.yml")],
+        "policies": [str(sca_host / "policy.yml")],
         "interval": "1h",  # the interval alone would not assess again in this test
     }
     agent = agent_process(
@@ -80,7 +55,7 @@ def test_fetch_config_makes_sca_assess_again(enrolled_agent, agent_process, host
     assert sca_scans(agent) == 1
 
     # The policy's check changes on disk; the configuration does not.
-    (host / "app.conf").write_text("debug = on\n")
+    (sca_host / "app.conf").write_text("debug = on\n")
     code, message = command(server, "fetch-config")
     assert code == 0, message
     assert message.endswith("; no service needed a reload; sca assessment started"), message
@@ -88,7 +63,7 @@ def test_fetch_config_makes_sca_assess_again(enrolled_agent, agent_process, host
     assert sca_scans(agent) == 2
 
     # set-group too (a group that changes nothing of sca).
-    (host / "app.conf").write_text("debug = off\n")
+    (sca_host / "app.conf").write_text("debug = off\n")
     server.put_file("web.yml", "inventory:\n  interval: 2h\n")
     code, message = command(server, "set-group", {"groups": ["web"]})
     assert code == 0 and message.endswith("; sca assessment started"), message

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,30 +21,6 @@ from core.service import endpoints_from_config
 from tests.fixtures.collectors import write_credentials
 from tests.fixtures.common import wait_for, write_config
 
-POLICY = """\
-policy:
-  id: "trigger"
-  name: "Scan trigger"
-  description: "One check of a file the test controls"
-checks:
-  - id: 1
-    title: "Debug is off"
-    condition: all
-    rules: ['f:{root}/app.conf -> r:^debug = off$']
-"""
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    root = tmp_path / "host"
-    root.mkdir()
-    root.chmod(0o700)
-    (root / "app.conf").write_text("debug = off\n")
-    policy = root / "trigger.yml"
-    policy.write_text(POLICY.format(root=root))
-    policy.chmod(0o600)
-    return root
-
 
 def _results(sink: Any) -> list[str]:
     return [d["data"]["check"]["result"] for d in sink.server.documents("wazuh-states-sca")]
@@ -53,7 +28,7 @@ def _results(sink: Any) -> list[str]:
 
 @pytest.mark.timeout(90)
 def test_scan_on_the_admin_socket_assesses_again_without_waiting_for_the_interval(
-    make_config, sink, run_service, root, tmp_path, capsys
+    make_config, sink, run_service, sca_host, tmp_path, capsys
 ):
     config = make_config(
         {
@@ -61,7 +36,7 @@ def test_scan_on_the_admin_socket_assesses_again_without_waiting_for_the_interva
                 "sca": {
                     "builtin_policies": False,
                     "policy_dirs": [],
-                    "policies": [str(root / "trigger.yml")],
+                    "policies": [str(sca_host / "policy.yml")],
                     "interval": "1h",  # the interval alone would not scan again in this test
                 }
             }
@@ -82,7 +57,7 @@ def test_scan_on_the_admin_socket_assesses_again_without_waiting_for_the_interva
     assert metrics.get(km.SCANS) == 1
 
     # The check's state changes on disk; the admin socket asks for a scan now.
-    (root / "app.conf").write_text("debug = on\n")
+    (sca_host / "app.conf").write_text("debug = on\n")
     assert request(endpoints.admin("sca"), {"cmd": "scan"}) == {"ok": True, "scan": "started"}
     wait_for(lambda: metrics.get(km.SCANS) == 2, timeout=30)
     wait_for(lambda: _results(sink) == ["failed"], timeout=30)
@@ -90,7 +65,7 @@ def test_scan_on_the_admin_socket_assesses_again_without_waiting_for_the_interva
     assert metrics.get(SCAN_REQUESTS, outcome="started") == 1
 
     # The operator's command: the same request, through the CLI module.
-    (root / "app.conf").write_text("debug = off\n")
+    (sca_host / "app.conf").write_text("debug = off\n")
     args = argparse.Namespace(
         config=str(write_config(config, tmp_path / "agent.toml")), service="sca", json=False
     )
