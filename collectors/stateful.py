@@ -94,12 +94,14 @@ class StatefulCollectorService(CollectorService):
 
     @property
     def interval(self) -> float:
-        raise NotImplementedError
+        """Seconds between two scans: the collector's ``[collectors.<name>] interval``."""
+        return float(self.config.collectors[self.name].interval)
 
     @property
     def resync_interval(self) -> float:
-        """Seconds between two full resyncs of a collector; 0: never."""
-        return 0.0
+        """Seconds between two full resyncs: ``resync_interval`` of its section; 0: never."""
+        section = self.config.collectors.get(self.name)
+        return float(getattr(section, "resync_interval", 0.0))
 
     def startup(self) -> None:
         self.uuid = agent_uuid(self.config.data_dir)

@@ -32,14 +32,6 @@ class FimService(StatefulCollectorService):
         super().__init__(config, args)
         self.settings: FimSettings = config.collectors.fim
 
-    @property
-    def interval(self) -> float:
-        return self.settings.interval
-
-    @property
-    def resync_interval(self) -> float:
-        return self.settings.resync_interval
-
     def scan(self) -> None:
         assert self.state is not None
         scanner = Scanner(

@@ -37,14 +37,6 @@ class InventoryService(StatefulCollectorService):
             else:
                 logger.warning("inventory collector {!r} is not available on this host", name)
 
-    @property
-    def interval(self) -> float:
-        return self.settings.interval
-
-    @property
-    def resync_interval(self) -> float:
-        return self.settings.resync_interval
-
     def scan(self) -> None:
         for name, scanner in self.scanners.items():
             if self.stop_event.is_set():

@@ -39,14 +39,6 @@ class ScaService(StatefulCollectorService):
         self.settings: ScaSettings = config.collectors.sca
         self._log = RateLimitedLog(10)
 
-    @property
-    def interval(self) -> float:
-        return self.settings.interval
-
-    @property
-    def resync_interval(self) -> float:
-        return self.settings.resync_interval
-
     def scan(self) -> None:
         assert self.state is not None
         try:
