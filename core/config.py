@@ -39,6 +39,21 @@ Bytes = Annotated[int, "size"]
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("default.toml")
 ENV_CONFIG = "AGENTBUS_CONFIG"
 ENV_PREFIX = "AGENTBUS_"
+#: ``AGENTBUS_*`` variables that are not config keys (every other one must name a key)
+OTHER_VARIABLES = frozenset(
+    {
+        # the bus SDK's client keys (docs/bus-protocol.md)
+        "AGENTBUS_CURVE_SERVER_KEY",
+        "AGENTBUS_CURVE_CLIENT_KEY",
+        # the reference server's and its CLI's (docs/server.md)
+        "AGENTBUS_SERVER_URL",
+        "AGENTBUS_SERVER_PASSWORD",
+        "AGENTBUS_ADMIN_TOKEN",
+        "AGENTBUS_ADMIN_TOKEN_FILE",
+    }
+)
+#: ... and prefixes of such variables: the active-response executor's own overrides
+OTHER_PREFIXES = ("AGENTBUS_ACTIVE_RESPONSE_",)
 
 
 class ConfigError(AgentbusError):
@@ -527,17 +542,8 @@ def _env_key(name: str, by_env: dict[str, tuple[str, ...]]) -> tuple[str, ...] |
     """The key path an ``AGENTBUS_*`` variable sets; None for other variables."""
     if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
         return None
-    if name in ("AGENTBUS_CURVE_SERVER_KEY", "AGENTBUS_CURVE_CLIENT_KEY"):
-        return None  # the bus SDK's client keys (docs/bus-protocol.md), not config keys
-    if name in (
-        "AGENTBUS_SERVER_URL",
-        "AGENTBUS_SERVER_PASSWORD",
-        "AGENTBUS_ADMIN_TOKEN",
-        "AGENTBUS_ADMIN_TOKEN_FILE",
-    ):
-        return None  # the reference server's and its CLI's (docs/server.md), not config keys
-    if name.startswith("AGENTBUS_ACTIVE_RESPONSE_"):
-        return None  # the active-response executor's own overrides (its settings read them)
+    if name in OTHER_VARIABLES or name.startswith(OTHER_PREFIXES):
+        return None
     key_path = by_env.get(name)
     if key_path is None:
         raise ConfigError(f"environment variable {name} names no configuration key")
