@@ -51,7 +51,6 @@ from loguru import logger
 
 from collectors import metrics as km
 from collectors.base import CollectorService
-from collectors.logcollector import metrics as lm
 from collectors.logcollector.command_source import (
     CommandRunner,
     Result,
@@ -106,7 +105,7 @@ class LogcollectorService(CollectorService):
     """Tails files, the journal and command output; see the module docstring."""
 
     name = "logcollector"
-    declared = lm.LOGCOLLECTOR
+    declared = km.LOGCOLLECTOR
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
         super().__init__(config)
@@ -508,7 +507,7 @@ class LogcollectorService(CollectorService):
         self._journal_state = "live"
 
     def _journal_failed(self, exc: JournalError) -> None:
-        self.metrics.inc(lm.JOURNAL_ERRORS, reason=exc.reason)
+        self.metrics.inc(km.JOURNAL_ERRORS, reason=exc.reason)
         self._journal_failures += 1
         delay = compute_backoff(
             self._journal_failures,
@@ -543,7 +542,7 @@ class LogcollectorService(CollectorService):
         last: str | None = None
         for entry in entries:
             if entry.problem:
-                self.metrics.inc(lm.JOURNAL_ERRORS, reason=entry.problem)
+                self.metrics.inc(km.JOURNAL_ERRORS, reason=entry.problem)
                 self._log.warning(
                     f"journal-{entry.problem}", "journal: skipped an entry ({})", entry.problem
                 )
@@ -558,7 +557,7 @@ class LogcollectorService(CollectorService):
                 cursors.append(entry.cursor or "")
         assert self.sender is not None
         done = self.sender.send_count(events) if events else 0
-        self.metrics.inc(lm.JOURNAL_ENTRIES, done)
+        self.metrics.inc(km.JOURNAL_ENTRIES, done)
         if done == len(events):
             self._save_cursor(last)  # entries without a message too
             return True
@@ -641,10 +640,10 @@ class LogcollectorService(CollectorService):
     def _send_command(self, result: Result) -> None:
         source, output = result.source, result.output
         if output.error:
-            self.metrics.inc(lm.COMMAND_RUNS, result=output.reason or "failed")
+            self.metrics.inc(km.COMMAND_RUNS, result=output.reason or "failed")
             self._log.warning(f"command-{source.command}", "command source: {}", output.error)
             return
-        self.metrics.inc(lm.COMMAND_RUNS, result="truncated" if output.truncated else "ok")
+        self.metrics.inc(km.COMMAND_RUNS, result="truncated" if output.truncated else "ok")
         if source.full:
             text = output.stdout.rstrip("\n")
             texts = [text] if text.strip() else []
@@ -663,7 +662,7 @@ class LogcollectorService(CollectorService):
             events.append({"module": MODULE, "collector": COMMAND, "data": data})
         if events:
             assert self.sender is not None
-            self.metrics.inc(lm.COMMAND_EVENTS, self.sender.send_count(events))
+            self.metrics.inc(km.COMMAND_EVENTS, self.sender.send_count(events))
 
 
 def _cut_utf8(raw: bytes, limit: int) -> bytes:

@@ -14,7 +14,7 @@ import argparse
 
 from loguru import logger
 
-from collectors.sca import metrics as sm
+from collectors import metrics as km
 from collectors.sca.assess import assess
 from collectors.sca.documents import check_document, check_key
 from collectors.sca.evaluate import Interrupted
@@ -31,7 +31,7 @@ class ScaService(StatefulCollectorService):
     """Assesses ``[collectors.sca]`` policies every ``interval``."""
 
     name = "sca"
-    declared = sm.SCA
+    declared = km.SCA
     module = "sca"
 
     def __init__(self, config: Config, args: argparse.Namespace | None = None) -> None:
@@ -57,13 +57,13 @@ class ScaService(StatefulCollectorService):
                     warning,
                 )
             if not result.applicable:
-                self.metrics.inc(sm.POLICIES_SKIPPED, reason="not_applicable")
+                self.metrics.inc(km.POLICIES_SKIPPED, reason="not_applicable")
                 logger.info("sca policy {} not evaluated: {}", result.policy.id, result.reason)
                 continue
             for check, outcome in result.checks:
                 doc = check_document(result.policy, check, outcome)
                 current[check_key(result.policy, check)] = Item(doc, result.policy.path)
-                self.metrics.inc(sm.CHECKS, result=outcome.result.replace(" ", "_"))
+                self.metrics.inc(km.CHECKS, result=outcome.result.replace(" ", "_"))
             logger.info(
                 "sca policy {}: score {}%, {} passed, {} failed, {} not applicable",
                 result.policy.id,
@@ -75,11 +75,11 @@ class ScaService(StatefulCollectorService):
         previous = self.state.items(COLLECTOR)
         refused = {path for path, _ in assessment.refused}
         for path, reason in assessment.refused:
-            self.metrics.inc(sm.POLICIES_SKIPPED, reason="refused")
+            self.metrics.inc(km.POLICIES_SKIPPED, reason="refused")
             self._log.warning(path, "sca policy refused: {}", reason)
         for key, was in previous.items():
             if was.extra in refused and key not in current:
                 data = {k: v for k, v in was.data.items() if k != TIMESTAMP}
                 current[key] = Item(data, was.extra)
-        self.metrics.set(sm.POLICIES, len(assessment.applicable))
+        self.metrics.set(km.POLICIES, len(assessment.applicable))
         self.sync(COLLECTOR, current, previous=previous)

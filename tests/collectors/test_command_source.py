@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from collectors.logcollector import metrics as lm
+from collectors import metrics as km
 from collectors.logcollector.service import LogcollectorService
 from core.config import ConfigError
 from tests.fixtures.common import wait_for
@@ -30,7 +30,7 @@ def test_each_line_of_a_command_is_an_event(make_config, sink, run_service):
     assert [d["event"]["original"] for d in data] == ["first", "second", "third"]
     assert data[0]["log"] == {"command": {"line": command, "full": False, "exit_code": 0}}
     assert {e["module"] for e in sink.snapshot()} == {"logcollector"}
-    assert svc.service.metrics.get(lm.COMMAND_RUNS, result="ok") == 1
+    assert svc.service.metrics.get(km.COMMAND_RUNS, result="ok") == 1
     assert svc.service.status()["sources"]["commands"] == "live: 1"
 
 
@@ -51,7 +51,7 @@ def test_a_full_command_is_one_event_and_runs_on_its_interval(
 def test_output_past_the_cap_is_cut_and_flagged(make_config, stub_ingest, run_service):
     config = _config(make_config, commands=["seq 1 1000000"], command_max_output=100)
     svc = run_service(LogcollectorService(config))
-    wait_for(lambda: svc.service.metrics.get(lm.COMMAND_RUNS, result="truncated") == 1)
+    wait_for(lambda: svc.service.metrics.get(km.COMMAND_RUNS, result="truncated") == 1)
     wait_for(lambda: _commands(stub_ingest.snapshot()))
     data = _commands(stub_ingest.snapshot())
     text = "\n".join(d["event"]["original"] for d in data)
@@ -73,7 +73,7 @@ def test_a_command_that_gives_no_answer_sends_nothing_and_is_counted(
 ):
     config = _config(make_config, commands=[command, "echo after"], command_timeout="300ms")
     svc = run_service(LogcollectorService(config))
-    wait_for(lambda: svc.service.metrics.get(lm.COMMAND_RUNS, result=reason) == 1)
+    wait_for(lambda: svc.service.metrics.get(km.COMMAND_RUNS, result=reason) == 1)
     wait_for(lambda: _commands(stub_ingest.snapshot()))  # the next command still runs
     assert [d["event"]["original"] for d in _commands(stub_ingest.snapshot())] == ["after"]
     error = svc.service.status()["sources"]["command_runs"][command]["last_error"]
@@ -87,7 +87,7 @@ def test_commands_get_a_minimal_environment_not_the_agents(
     configured command does not inherit it."""
     monkeypatch.setenv("AGENTBUS_TEST_SECRET", "s3cret")
     svc = run_service(LogcollectorService(_config(make_config, commands=["env"])))
-    wait_for(lambda: svc.service.metrics.get(lm.COMMAND_RUNS, result="ok") == 1)
+    wait_for(lambda: svc.service.metrics.get(km.COMMAND_RUNS, result="ok") == 1)
     wait_for(lambda: _commands(stub_ingest.snapshot()))
     lines = sorted(d["event"]["original"] for d in _commands(stub_ingest.snapshot()))
     assert lines == [
@@ -132,4 +132,4 @@ def test_shell_characters_inside_quotes_are_arguments(make_config, stub_ingest, 
     svc = run_service(LogcollectorService(_config(make_config, commands=["echo 'a | b; c'"])))
     wait_for(lambda: _commands(stub_ingest.snapshot()))
     assert _commands(stub_ingest.snapshot())[0]["event"]["original"] == "a | b; c"
-    wait_for(lambda: svc.service.metrics.get(lm.COMMAND_EVENTS) == 1)  # counted once acked
+    wait_for(lambda: svc.service.metrics.get(km.COMMAND_EVENTS) == 1)  # counted once acked

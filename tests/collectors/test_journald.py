@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from collectors import metrics as km
 from collectors.logcollector import journald
-from collectors.logcollector import metrics as lm
 from collectors.logcollector.offsets import OffsetStore
 from collectors.logcollector.service import JOURNAL_BATCH, LogcollectorService
 from tests.collectors.journal_files import JournalWriter, needs_journal_tools
@@ -129,7 +129,7 @@ def test_filters_by_unit_identifier_and_priority(make_config, stub_ingest, run_s
     wait_for(lambda: len(stub_ingest.data()) >= 5)
     assert [d["event"]["original"] for d in stub_ingest.data()] == [*wanted, "last"]
     # counted once the send is acknowledged, a moment after the ingest socket has it
-    wait_for(lambda: svc.service.metrics.get(lm.JOURNAL_ENTRIES) == 5)
+    wait_for(lambda: svc.service.metrics.get(km.JOURNAL_ENTRIES) == 5)
 
 
 def test_restart_resumes_after_the_saved_cursor_across_rotation(
@@ -321,7 +321,7 @@ def test_journald_on_without_a_journal_shows_the_error_and_keeps_the_files(
     section = _section(tmp_path / "missing", paths=[str(log)])
     svc = run_service(LogcollectorService(make_config({"collectors": {"logcollector": section}})))
     wait_for(lambda: len(stub_ingest.data()) == 1)
-    wait_for(lambda: svc.service.metrics.get(lm.JOURNAL_ERRORS, reason="exited") >= 1)
+    wait_for(lambda: svc.service.metrics.get(km.JOURNAL_ERRORS, reason="exited") >= 1)
     state = svc.service.status()["sources"]["journald"]
     assert state.startswith("error: journalctl exited with 1") and "trying again" in state
     assert svc.service.status()["sources"]["files"] == "live"

@@ -12,7 +12,6 @@ import pytest
 
 from bus.indices import check_document, index_for
 from collectors import metrics as km
-from collectors.sca import metrics as sm
 from collectors.sca.service import ScaService
 from tests.fixtures.collectors import write_credentials
 from tests.fixtures.common import wait_for
@@ -176,7 +175,7 @@ def test_refused_policies_keep_their_documents_and_unmet_requirements_delete_the
     policy.chmod(0o666)
     svc = run_service(ScaService(config, ONCE))
     assert svc.join(60) == 0
-    assert svc.service.metrics.get(sm.POLICIES_SKIPPED, reason="refused") == 1
+    assert svc.service.metrics.get(km.POLICIES_SKIPPED, reason="refused") == 1
     assert svc.service.metrics.get(km.EVENTS_SENT) == 0
     policy.chmod(0o600)
 
@@ -198,7 +197,7 @@ def test_the_builtin_policy_reaches_the_strict_server(make_config, start_pipelin
     metrics = svc.service.metrics
     sent = metrics.get(km.EVENTS_SENT)
     assert metrics.get(km.EVENTS_REJECTED) == 0
-    assert metrics.get(sm.POLICIES) == 1 and 10 <= sent <= 20
+    assert metrics.get(km.POLICIES) == 1 and 10 <= sent <= 20
     wait_for(lambda: len(sink.server.documents("wazuh-states-sca")) == sent)
     assert sink.server.documents_refused() == 0
     results = {d["data"]["check"]["result"] for d in sink.server.documents("wazuh-states-sca")}
