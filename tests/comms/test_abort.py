@@ -46,7 +46,14 @@ def test_abort_ends_a_held_call_at_once(make_config, silent_server):
 
     thread = threading.Thread(target=call, daemon=True)
     thread.start()
-    wait_for(lambda: accepted, timeout=10)  # the call is in flight, held by the server
+    wait_for(lambda: accepted, timeout=10)  # the call is in flight, held by the server ...
+    # ... and connected on the client's side too: the server may accept before the client
+    # thread has its socket
+    wait_for(
+        lambda: any(getattr(c, "sock", None) for a in session.adapters.values()
+                    for c in getattr(a, "in_use", ())),
+        timeout=10,
+    )  # fmt: skip
     assert not outcome
     started = time.monotonic()
     assert abort_calls(session) == 1
